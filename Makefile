@@ -1,0 +1,100 @@
+# Order execution engine: developer and CI entry points (GNU make).
+#   make install | migrate | run | test | test-unit | lint | fmt | up | down | clean
+# Every target works in a fresh clone: the ones that need Python depend on install.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Written after a successful install; newer than every install input means "up to date".
+STAMP := $(VENV)/.install-stamp
+
+SERVICES := gateway router executor notifier
+INSTALL_INPUTS := requirements/constraints.txt requirements/dev.txt \
+	shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+DOCKERFILES := $(foreach s,$(SERVICES),services/$(s)/Dockerfile)
+# Type-check every package that exists yet (services are written concurrently).
+MYPY_PACKAGES := $(foreach p,$(notdir $(patsubst %/__init__.py,%,$(wildcard \
+	shared/src/shared/__init__.py $(foreach s,$(SERVICES),services/$(s)/src/$(s)/__init__.py)))),-p $(p))
+
+# Integration tests use the local servers unless told otherwise.
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+PYTEST_ARGS ?=
+
+# make run: replicas per process type. Only router and executor scale on one host;
+# gateway and notifier bind fixed ports.
+ROUTERS ?= 1
+EXECUTORS ?= 1
+NOTIFIERS ?= 1
+GATEWAY_PORT ?= 3000
+NOTIFIER_PORT ?= 3001
+
+# docker compose (make up): replicas of the scalable services.
+COMPOSE ?= docker compose
+
+.PHONY: help install migrate run test test-unit lint fmt up down clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(INSTALL_INPUTS) | $(BIN)/python
+	$(BIN)/python -m pip install -c requirements/constraints.txt -r requirements/dev.txt \
+		-e shared $(foreach s,$(SERVICES),-e services/$(s))
+	touch $@
+
+install: $(STAMP) ## Create .venv and install everything (skipped when nothing changed)
+
+migrate: install ## Create or migrate the schema at DATABASE_URL (idempotent)
+	$(BIN)/python -m shared.migrations
+
+run: install migrate ## Run all services locally (ROUTERS=n EXECUTORS=n); Ctrl-C stops them
+	@if [ "$(NOTIFIERS)" != 1 ]; then \
+		echo "NOTIFIERS=$(NOTIFIERS): the notifier binds NOTIFIER_PORT, so one per host;" \
+		     "scale it with 'make up NOTIFIERS=n' (docker compose)." >&2; exit 2; fi
+	@echo "Dashboard: http://localhost:$(GATEWAY_PORT)/"
+	@echo "API:       http://localhost:$(GATEWAY_PORT)/ (Swagger UI: http://localhost:$(GATEWAY_PORT)/docs)"
+	@echo "WebSocket: ws://localhost:$(NOTIFIER_PORT)"
+	@echo "Replicas:  router=$(ROUTERS) executor=$(EXECUTORS) (Ctrl-C stops everything)"
+	PATH="$(abspath $(BIN)):$$PATH" GATEWAY_PORT=$(GATEWAY_PORT) NOTIFIER_PORT=$(NOTIFIER_PORT) \
+		exec $(BIN)/honcho start -f Procfile \
+		-c gateway=1,notifier=1,router=$(ROUTERS),executor=$(EXECUTORS)
+
+test: install ## All tests, integration included (needs PostgreSQL and RabbitMQ)
+	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' TEST_AMQP_URL='$(TEST_AMQP_URL)' \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## Tests that need no external service
+	$(BIN)/python -m pytest -m 'not integration and not system' $(PYTEST_ARGS)
+
+lint: install ## ruff check, ruff format --check, mypy, hadolint (reports every failure)
+	@status=0; \
+	echo '--- ruff check'; $(BIN)/ruff check . || status=1; \
+	echo '--- ruff format --check'; $(BIN)/ruff format --check . || status=1; \
+	echo '--- mypy'; $(BIN)/mypy $(MYPY_PACKAGES) || status=1; \
+	echo '--- hadolint'; $(BIN)/hadolint $(DOCKERFILES) || status=1; \
+	exit $$status
+
+fmt: install ## Format and apply safe lint fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+up: ## docker compose up (ROUTERS=n EXECUTORS=n NOTIFIERS=n); needs a Docker engine
+	$(COMPOSE) up --build --detach --wait \
+		--scale router=$(ROUTERS) --scale executor=$(EXECUTORS) --scale notifier=$(NOTIFIERS)
+	@echo "Dashboard: http://localhost:3000/"
+
+down: ## docker compose down (volumes kept; add COMPOSE_DOWN_ARGS=-v to drop them)
+	$(COMPOSE) down --remove-orphans $(COMPOSE_DOWN_ARGS)
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+	find . -name '*.egg-info' -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""The executor service: builds, signs, submits and confirms swaps."""

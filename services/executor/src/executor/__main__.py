@@ -1,0 +1,5 @@
+"""Run the executor: ``python -m executor``."""
+
+from executor.main import run
+
+run()

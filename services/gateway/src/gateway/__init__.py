@@ -1,0 +1,1 @@
+"""The gateway service: the HTTP API, the order read model and the dashboard."""

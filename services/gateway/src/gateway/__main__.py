@@ -1,0 +1,5 @@
+"""Run the gateway: ``python -m gateway``."""
+
+from gateway.main import run
+
+run()

@@ -1,0 +1,223 @@
+"""The HTTP API: thin translation between requests and the gateway's use cases."""
+
+from decimal import Decimal
+from typing import Annotated
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+
+from gateway.handlers import (
+    IdempotencyConflictError,
+    accepted_order,
+    fold,
+    order_id_for,
+    place_order,
+)
+from gateway.readmodel import OrdersProjector, OrdersView
+from gateway.schemas import (
+    AttemptFailure,
+    OrderCreate,
+    OrderLinks,
+    OrderList,
+    OrderPublic,
+    OrderReceipt,
+    OrderSummary,
+)
+from shared.domain.envelope import EventEnvelope
+from shared.domain.events import OrderStatus, RouteSelected
+from shared.domain.order import OrderState
+from shared.domain.pairs import SUPPORTED_PAIRS
+from shared.domain.views import status_frame
+from shared.eventstore.port import EventStore
+from shared.settings import Settings
+
+NOT_FOUND = {404: {"description": "No order with this id"}}
+
+
+def orders_api(  # noqa: C901 - one nested function per route
+    *,
+    settings: Settings,
+    store: EventStore,
+    view: OrdersView,
+    projector: OrdersProjector,
+) -> APIRouter:
+    api = APIRouter(prefix="/api", tags=["orders"])
+
+    def links(order_id: UUID) -> OrderLinks:
+        return OrderLinks(
+            self_=f"/api/orders/{order_id}",
+            events=f"/api/orders/{order_id}/events",
+            ws=f"{settings.notifier_public_url}/ws/orders/{order_id}",
+        )
+
+    @api.post(
+        "/orders/execute",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model_by_alias=True,
+        summary="Submit a market order",
+        responses={
+            200: {
+                "model": OrderReceipt,
+                "description": "Same idempotency key: the same order",
+            },
+            409: {"description": "The idempotency key was used for a different order"},
+            413: {"description": "Request body too large"},
+            422: {"description": "Invalid field; the error names it"},
+        },
+    )
+    async def execute(
+        order: OrderCreate,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None, Header(alias="Idempotency-Key", max_length=64)
+        ] = None,
+        request_id: Annotated[str | None, Header(alias="X-Request-ID")] = None,
+    ) -> OrderReceipt:
+        client_order_id = order.client_order_id or idempotency_key
+        order_id = order_id_for(client_order_id)
+        accepted = accepted_order(
+            order_id=order_id,
+            token_pair=order.token_pair,
+            side=order.side,
+            amount=order.amount,
+            slippage_bps=order.slippage_bps,
+            client_order_id=client_order_id,
+        )
+        try:
+            placed = await place_order(
+                store, accepted, correlation_id=_uuid_or_new(request_id)
+            )
+        except IdempotencyConflictError as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        if placed.replayed:
+            response.status_code = status.HTTP_200_OK
+            response.headers["Idempotent-Replayed"] = "true"
+        return OrderReceipt(
+            order_id=placed.order_id, status=placed.status, links=links(order_id)
+        )
+
+    @api.get(
+        "/orders/{order_id}",
+        responses=NOT_FOUND,
+        response_model_by_alias=True,
+        summary="An order, folded from its events",
+    )
+    async def get_order(order_id: UUID) -> OrderPublic:
+        history = await store.read_stream(order_id)
+        state = fold(history)
+        if state is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"order {order_id} not found"
+            )
+        return order_public(history, state)
+
+    @api.get(
+        "/orders/{order_id}/events",
+        responses=NOT_FOUND,
+        summary="Every event of an order, as the WebSocket frames them",
+    )
+    async def get_order_events(order_id: UUID) -> dict[str, list[dict[str, object]]]:
+        history = await store.read_stream(order_id)
+        if not history:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"order {order_id} not found"
+            )
+        return {"events": [status_frame(e) for e in history]}
+
+    @api.get(
+        "/orders",
+        response_model_by_alias=True,
+        summary="Recent orders, newest first (read model)",
+    )
+    async def list_orders(
+        status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> OrderList:
+        rows = await view.recent(
+            status=status_filter.value if status_filter else None, limit=limit
+        )
+        return OrderList(
+            orders=tuple(
+                OrderSummary(
+                    order_id=r["order_id"],
+                    status=r["status"],
+                    token_pair=r["token_pair"],
+                    side=r["side"],
+                    amount=Decimal(r["amount"]),
+                    venue=r["venue"],
+                    final_price=r["final_price"],
+                    tx_hash=r["tx_hash"],
+                    attempts=r["attempts"],
+                    failure_reason=r["failure_reason"],
+                    created_at=r["created_at"],
+                    updated_at=r["updated_at"],
+                )
+                for r in rows
+            ),
+            as_of_position=projector.position,
+        )
+
+    @api.get("/pairs", tags=["reference"], summary="The pairs the engine trades")
+    async def pairs() -> dict[str, list[str]]:
+        return {"pairs": list(SUPPORTED_PAIRS)}
+
+    @api.get(
+        "/config", tags=["reference"], summary="Where the browser finds the notifier"
+    )
+    async def config() -> dict[str, str]:
+        return {"notifierUrl": settings.notifier_public_url}
+
+    return api
+
+
+def order_public(history: list[EventEnvelope], state: OrderState) -> OrderPublic:
+    spec = state.spec
+    routes = [e.event for e in history if isinstance(e.event, RouteSelected)]
+    last_route = routes[-1] if routes else None
+    confirmation = state.confirmation
+    return OrderPublic(
+        order_id=state.order_id,
+        status=state.status,
+        order_type=spec.order_type.value,
+        token_pair=spec.token_pair,
+        side=spec.side,
+        amount=spec.amount,
+        slippage_bps=spec.slippage_bps,
+        client_order_id=spec.client_order_id,
+        attempt=state.attempt,
+        quotes=last_route.quotes if last_route else (),
+        route_plan=last_route.plan if last_route else None,
+        tx_hash=confirmation.tx_hash
+        if confirmation
+        else (state.transaction.signature if state.transaction else None),
+        final_price=confirmation.final_price if confirmation else None,
+        amount_in=confirmation.amount_in if confirmation else None,
+        amount_out=confirmation.amount_out if confirmation else None,
+        quoted_amount_out=confirmation.quoted_amount_out if confirmation else None,
+        failures=tuple(
+            AttemptFailure(attempt=r.failed_attempt, failure=r.failure, reason=r.reason)
+            for r in state.failed_attempts
+        )
+        + (
+            (
+                AttemptFailure(
+                    attempt=state.failure.failed_attempt,
+                    failure=state.failure.failure,
+                    reason=state.failure.reason,
+                ),
+            )
+            if state.failure
+            else ()
+        ),
+        failure_reason=state.failure.reason if state.failure else None,
+        version=state.version,
+        created_at=history[0].recorded_at,
+        updated_at=history[-1].recorded_at,
+    )
+
+
+def _uuid_or_new(value: str | None) -> UUID:
+    try:
+        return UUID(value) if value else uuid4()
+    except ValueError:
+        return uuid4()

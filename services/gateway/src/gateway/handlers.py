@@ -1,0 +1,87 @@
+"""Placing and reading orders: the gateway's use cases, free of HTTP."""
+
+from dataclasses import dataclass
+from uuid import UUID, uuid4, uuid5
+
+from shared.domain.envelope import EventEnvelope, NewEvent, event_id_for
+from shared.domain.events import OrderAccepted, OrderStatus, OrderType
+from shared.domain.order import OrderState, replay
+from shared.eventstore.port import NO_STREAM, EventStore, WrongExpectedVersionError
+
+# Namespace for order ids derived from a client's idempotency key.
+CLIENT_ORDER_NAMESPACE = UUID("6f8f3b8e-3c1e-4f7a-9a51-0c9a8e2d7b11")
+
+
+class IdempotencyConflictError(Exception):
+    """The idempotency key was already used for a different order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    order_id: UUID
+    status: OrderStatus
+    replayed: bool
+
+
+def order_id_for(client_order_id: str | None) -> UUID:
+    if client_order_id is None:
+        return uuid4()
+    return uuid5(CLIENT_ORDER_NAMESPACE, client_order_id)
+
+
+async def place_order(
+    store: EventStore, accepted: OrderAccepted, *, correlation_id: UUID
+) -> Placed:
+    """Record ``OrderAccepted``; a repeated idempotency key returns the first order."""
+    new_event = NewEvent(
+        event_id=event_id_for(accepted.order_id, accepted.type, 0),
+        event=accepted,
+        correlation_id=correlation_id,
+    )
+    try:
+        await store.append(accepted.order_id, [new_event], expected_version=NO_STREAM)
+    except WrongExpectedVersionError:
+        replayed = True
+    else:
+        if accepted.client_order_id is None:
+            return Placed(accepted.order_id, OrderStatus.PENDING, replayed=False)
+        # An idempotent re-append of the same event id also lands here.
+        replayed = False
+    history = await store.read_stream(accepted.order_id)
+    first = history[0].event
+    if first != accepted:
+        raise IdempotencyConflictError(
+            f"clientOrderId {accepted.client_order_id!r} was already used"
+            " for another order"
+        )
+    state = replay(e.event for e in history)
+    assert state is not None  # noqa: S101 - the stream has at least OrderAccepted
+    return Placed(
+        accepted.order_id, state.status, replayed=replayed or len(history) > 1
+    )
+
+
+def accepted_order(
+    *,
+    order_id: UUID,
+    token_pair: str,
+    side: str,
+    amount: object,
+    slippage_bps: int,
+    client_order_id: str | None,
+) -> OrderAccepted:
+    return OrderAccepted.model_validate(
+        {
+            "order_id": order_id,
+            "order_type": OrderType.MARKET,
+            "token_pair": token_pair,
+            "side": side,
+            "amount": amount,
+            "slippage_bps": slippage_bps,
+            "client_order_id": client_order_id,
+        }
+    )
+
+
+def fold(history: list[EventEnvelope]) -> OrderState | None:
+    return replay(e.event for e in history)

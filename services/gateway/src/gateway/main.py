@@ -1,0 +1,75 @@
+"""Composition root of the gateway: HTTP API, read model projector, dashboard."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from gateway.api import orders_api
+from gateway.limits import BodySizeLimit
+from gateway.readmodel import OrdersProjector, OrdersView
+from gateway.web import mount_web
+from shared.logging import configure_logging
+from shared.service.ops import ops_api
+from shared.service.runtime import make_broker, running
+from shared.settings import Settings
+
+DESCRIPTION = """
+Submit market swaps on Solana pairs and follow them to a terminal status.
+
+Every order is an append-only stream of events; statuses stream over the notifier's
+WebSocket (`/ws/orders/{orderId}`) as `pending → routing → building → submitted →
+confirmed | failed`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings, service="gateway")
+    broker = make_broker(settings, prefetch=1)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running(settings, broker) as runtime:
+            projector = OrdersProjector(
+                conninfo=settings.database_url, pool=runtime.pool, store=runtime.store
+            )
+            runtime.spawn(projector.run(), "orders-projector")
+            app.include_router(
+                orders_api(
+                    settings=settings,
+                    store=runtime.store,
+                    view=OrdersView(runtime.pool),
+                    projector=projector,
+                )
+            )
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="Order execution engine",
+        description=DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    async def readiness() -> dict[str, bool]:
+        return await app.state.runtime.readiness()  # type: ignore[no-any-return]
+
+    app.include_router(ops_api(readiness))
+    mount_web(app)
+    return app
+
+
+def run() -> None:
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.gateway_port,
+        log_config=None,
+    )

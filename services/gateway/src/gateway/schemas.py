@@ -1,0 +1,133 @@
+"""HTTP request and response bodies."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from shared.domain.events import OrderStatus
+from shared.domain.model import Message
+from shared.domain.pairs import SUPPORTED_PAIRS, Side
+from shared.domain.quotes import RoutePlan, VenueQuote
+from shared.domain.retry import FailureClass
+
+SUPPORTED = ", ".join(SUPPORTED_PAIRS)
+
+
+class OrderCreate(Message):
+    """A market order: swap ``amount`` of the pair's base token.
+
+    ``side`` ``sell`` (the default) spends exactly ``amount`` of the base token
+    (ExactIn); ``buy`` receives exactly ``amount`` of it (ExactOut).
+    """
+
+    token_pair: str = Field(examples=["SOL-USDC"], description=f"One of: {SUPPORTED}")
+    amount: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=30, examples=[10])
+    order_type: Literal["market"] = Field(alias="type", examples=["market"])
+    side: Side = Side.SELL
+    slippage_bps: int = Field(
+        default=50, ge=1, le=5_000, description="Tolerance in bps"
+    )
+    client_order_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="Idempotency key: submitting it again returns the same order",
+    )
+
+    @field_validator("token_pair")
+    @classmethod
+    def _supported_pair(cls, value: str) -> str:
+        if value not in SUPPORTED_PAIRS:
+            raise ValueError(
+                f"unsupported pair {value!r}; supported pairs: {SUPPORTED}"
+            )
+        return value
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _a_number(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("amount must be a number")  # noqa: TRY004 - pydantic wants ValueError
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _fits_token_precision(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        pair = SUPPORTED_PAIRS.get(info.data.get("token_pair", ""))
+        if pair is None:
+            return value
+        exponent = value.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > pair.base.decimals:
+            raise ValueError(
+                f"amount has more decimal places than {pair.base.symbol} supports"
+                f" ({pair.base.decimals})"
+            )
+        return value
+
+
+class OrderLinks(Message):
+    self_: str = Field(alias="self")
+    events: str
+    ws: str
+
+
+class OrderReceipt(Message):
+    order_id: UUID
+    status: OrderStatus
+    links: OrderLinks
+
+
+class AttemptFailure(Message):
+    attempt: int
+    failure: FailureClass
+    reason: str
+
+
+class OrderPublic(Message):
+    """An order folded from its events."""
+
+    order_id: UUID
+    status: OrderStatus
+    order_type: str
+    token_pair: str
+    side: Side
+    amount: Decimal
+    slippage_bps: int
+    client_order_id: str | None
+    attempt: int
+    quotes: tuple[VenueQuote, ...]
+    route_plan: RoutePlan | None
+    tx_hash: str | None
+    final_price: Decimal | None
+    amount_in: Decimal | None
+    amount_out: Decimal | None
+    quoted_amount_out: Decimal | None
+    failures: tuple[AttemptFailure, ...]
+    failure_reason: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderSummary(Message):
+    order_id: UUID
+    status: OrderStatus
+    token_pair: str
+    side: Side
+    amount: Decimal
+    venue: str | None
+    final_price: Decimal | None
+    tx_hash: str | None
+    attempts: int
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderList(Message):
+    orders: tuple[OrderSummary, ...]
+    as_of_position: int

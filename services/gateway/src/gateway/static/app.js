@@ -1,0 +1,1097 @@
+// Order Execution Engine dashboard. Plain ES module, no build step, no framework.
+// Everything it loads comes from the gateway (uPlot is vendored under /static/vendor).
+//
+// Data flow: GET /api/orders seeds the table, the notifier's firehose
+// (ws://<notifier>/ws/orders) keeps it live. Frames are deduplicated by
+// (orderId, version); on reconnect the firehose resumes with ?after=<last position>.
+
+const TERMINAL = new Set(["confirmed", "failed"]);
+const VENUES = ["raydium", "meteora"];
+const MAX_ROWS = 300; // rows kept in the table (newest first)
+const MAX_ORDERS = 5000; // orders kept in memory for the charts
+const MAX_LOG = 400; // lines in the event log
+const HISTORY_S = 180; // x-range of the charts
+const WINDOW_S = 60; // sliding window for percentiles and venue share
+const BURST_CONCURRENCY = 8;
+
+// ---------------------------------------------------------------------------
+// small helpers
+
+const $ = (id) => document.getElementById(id);
+
+/** Create an element: h("td", {class: "num", dataset: {testid: "x"}}, "text", child). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key === "style") el.style.cssText = value;
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+const parseTime = (iso) => {
+  const t = iso ? Date.parse(iso) : NaN;
+  return Number.isFinite(t) ? t : null;
+};
+
+const pad = (n, w = 2) => String(n).padStart(w, "0");
+function clock(ms) {
+  if (ms == null) return "—";
+  const d = new Date(ms);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+function duration(ms) {
+  if (ms == null || !Number.isFinite(ms)) return "—";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+  return `${Math.floor(ms / 60_000)}m ${Math.round((ms % 60_000) / 1000)}s`;
+}
+
+function age(ms) {
+  if (ms == null) return "—";
+  const s = Math.max(0, Math.floor((Date.now() - ms) / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+/** Decimal strings arrive exact; show them compactly and keep the exact value in a title. */
+function num(value, maxDigits = 6) {
+  if (value === undefined || value === null || value === "") return "—";
+  const n = Number(value);
+  if (!Number.isFinite(n)) return String(value);
+  const abs = Math.abs(n);
+  if (abs !== 0 && abs < 0.001) return n.toPrecision(4);
+  if (abs >= 1e6) return n.toLocaleString(undefined, { maximumFractionDigits: 0 });
+  return n.toLocaleString(undefined, { maximumFractionDigits: abs < 1 ? maxDigits : 4 });
+}
+const numCell = (value, cls = "num") => h("td", { class: cls, title: value ?? "" }, num(value));
+
+const shortId = (id) => (id ? String(id).slice(0, 8) : "");
+const pct = (bps) => `${Math.round(Number(bps) / 100)}%`;
+
+function percentile(sorted, p) {
+  if (!sorted.length) return null;
+  const rank = Math.ceil(p * sorted.length) - 1;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))];
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    headers: { Accept: "application/json", ...(options.body ? { "Content-Type": "application/json" } : {}) },
+    ...options,
+  });
+  let body = null;
+  const text = await response.text();
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = { detail: text };
+    }
+  }
+  if (!response.ok) {
+    const error = new Error(describeError(response.status, body));
+    error.status = response.status;
+    error.body = body;
+    throw error;
+  }
+  return body;
+}
+
+function describeError(status, body) {
+  const detail = body?.detail;
+  if (Array.isArray(detail)) {
+    return detail
+      .map((d) => {
+        const loc = (d.loc || []).filter((part) => part !== "body").join(".");
+        return loc ? `${loc}: ${d.msg}` : d.msg;
+      })
+      .join("; ");
+  }
+  if (typeof detail === "string") return `${status}: ${detail}`;
+  return `HTTP ${status}`;
+}
+
+// ---------------------------------------------------------------------------
+// state
+
+/** @type {Map<string, object>} orderId -> order view model */
+const orders = new Map();
+let lastPosition = 0;
+let selectedId = null;
+let pairs = [];
+
+function blankOrder(orderId) {
+  return {
+    orderId,
+    status: "pending",
+    tokenPair: null,
+    side: null,
+    amount: null,
+    slippageBps: null,
+    venue: null,
+    legs: null, // [{venue, bps}] of the latest route
+    finalPrice: null,
+    txHash: null,
+    attempts: null,
+    failureReason: null,
+    createdAt: null, // ms
+    updatedAt: null, // ms
+    terminalAt: null, // ms, when the terminal status happened
+    version: 0, // highest stream version applied
+    frames: new Map(), // version -> frame
+    detail: null, // GET /api/orders/{id}
+    counted: false, // already in the charts' completion list
+  };
+}
+
+function getOrder(orderId) {
+  let order = orders.get(orderId);
+  if (!order) {
+    order = blankOrder(orderId);
+    orders.set(orderId, order);
+  }
+  return order;
+}
+
+/** Fold one WebSocket/event frame into the order. Returns false for a duplicate. */
+function applyFrame(frame) {
+  if (!frame || !frame.orderId || frame.version == null) return false;
+  const order = getOrder(frame.orderId);
+  if (order.frames.has(frame.version)) return false;
+  order.frames.set(frame.version, frame);
+  const at = parseTime(frame.at);
+
+  if (frame.type === "OrderAccepted") {
+    order.tokenPair = frame.tokenPair ?? order.tokenPair;
+    order.side = frame.side ?? order.side;
+    order.amount = frame.amount ?? order.amount;
+    order.slippageBps = frame.slippageBps ?? order.slippageBps;
+    if (at != null) order.createdAt = at;
+  } else if (frame.type === "RouteSelected") {
+    const legs = frame.plan?.legs;
+    if (Array.isArray(legs) && legs.length) order.legs = legs.map((l) => ({ venue: l.venue, bps: l.bps }));
+  } else if (frame.type === "SwapConfirmed") {
+    order.txHash = frame.txHash ?? order.txHash;
+    order.finalPrice = frame.finalPrice ?? order.finalPrice;
+    if (Array.isArray(frame.legs) && frame.legs.length) {
+      order.legs = frame.legs.map((l) => ({ venue: l.venue, bps: l.bps }));
+    }
+  } else if (frame.type === "OrderFailed" || frame.type === "RetryScheduled") {
+    order.failureReason = frame.reason ?? frame.failure ?? order.failureReason;
+  }
+  if (frame.attempt != null) order.attempts = Math.max(order.attempts ?? 0, frame.attempt);
+
+  if (frame.version > order.version) {
+    order.version = frame.version;
+    if (frame.status) order.status = frame.status;
+    if (at != null) order.updatedAt = at;
+  }
+  if (TERMINAL.has(frame.status) && at != null) order.terminalAt = at;
+  if (order.createdAt == null && at != null && frame.version === 1) order.createdAt = at;
+  countCompletion(order);
+  return true;
+}
+
+/** Merge a row of GET /api/orders. Frames already applied win over the list. */
+function applySummary(row) {
+  if (!row?.orderId) return;
+  const order = getOrder(row.orderId);
+  const fill = (key, value) => {
+    if (order[key] == null && value != null) order[key] = value;
+  };
+  fill("tokenPair", row.tokenPair);
+  fill("side", row.side);
+  fill("amount", row.amount);
+  fill("venue", row.venue);
+  fill("finalPrice", row.finalPrice);
+  fill("txHash", row.txHash);
+  fill("attempts", row.attempts);
+  fill("failureReason", row.failureReason);
+  fill("createdAt", parseTime(row.createdAt));
+  fill("updatedAt", parseTime(row.updatedAt));
+  if (row.version != null && row.version > order.version) {
+    order.version = row.version;
+    order.status = row.status;
+  } else if (order.frames.size === 0 || (TERMINAL.has(row.status) && !TERMINAL.has(order.status))) {
+    order.status = row.status ?? order.status;
+  }
+  if (TERMINAL.has(order.status) && order.terminalAt == null) order.terminalAt = parseTime(row.updatedAt);
+  if (!order.legs && row.venue) order.legs = parseVenue(row.venue);
+  countCompletion(order);
+}
+
+/** The list's venue is a name ("meteora") or a split ("meteora 73% / raydium 27%"). */
+function parseVenue(text) {
+  const parts = String(text)
+    .split("/")
+    .map((part) => part.trim().match(/^([a-z0-9_-]+)(?:\s+(\d+(?:\.\d+)?)%)?$/i))
+    .filter(Boolean);
+  if (!parts.length) return null;
+  if (parts.length === 1) return [{ venue: parts[0][1].toLowerCase(), bps: 10000 }];
+  return parts.map((m) => ({ venue: m[1].toLowerCase(), bps: Math.round(Number(m[2] ?? 0) * 100) }));
+}
+
+function routeLabel(order) {
+  const legs = order.legs;
+  if (!legs || !legs.length) return order.venue ?? "";
+  const sorted = [...legs].sort((a, b) => b.bps - a.bps);
+  if (sorted.length === 1) return sorted[0].venue;
+  return sorted.map((l) => `${l.venue} ${pct(l.bps)}`).join(" / ");
+}
+
+function trimOrders() {
+  if (orders.size <= MAX_ORDERS) return;
+  // Drop the oldest tenth at once so the sort is not paid on every new order.
+  const victims = [...orders.values()]
+    .filter((o) => o.orderId !== selectedId)
+    .sort((a, b) => (a.createdAt ?? 0) - (b.createdAt ?? 0))
+    .slice(0, orders.size - Math.floor(MAX_ORDERS * 0.9));
+  for (const o of victims) orders.delete(o.orderId);
+  tableNeedsSort = true;
+}
+
+// ---------------------------------------------------------------------------
+// completions feed the charts: {t: ms, outcome, latency: ms, legs}
+
+const completions = [];
+
+function countCompletion(order) {
+  if (order.counted || !TERMINAL.has(order.status) || order.terminalAt == null) return;
+  order.counted = true;
+  const latency = order.createdAt != null ? order.terminalAt - order.createdAt : null;
+  completions.push({ t: order.terminalAt, outcome: order.status, latency, order });
+  if (completions.length > MAX_ORDERS * 2) completions.splice(0, completions.length - MAX_ORDERS);
+}
+
+// ---------------------------------------------------------------------------
+// rendering, batched per animation frame
+
+const dirtyRows = new Set();
+let renderQueued = false;
+let detailsDirty = false;
+
+function markDirty(orderId) {
+  dirtyRows.add(orderId);
+  if (orderId === selectedId) detailsDirty = true;
+  scheduleRender();
+}
+
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    renderTable();
+    renderKpis();
+    if (detailsDirty) {
+      detailsDirty = false;
+      renderDetails();
+    }
+    flushLog();
+  });
+}
+
+const rowEls = new Map(); // orderId -> <tr>
+
+function statusBadge(status) {
+  return h("span", { class: `badge ${status}` }, status);
+}
+
+function routeCell(order) {
+  const legs = order.legs;
+  const label = routeLabel(order);
+  const td = h("td", { title: label });
+  if (legs && legs.length > 1) {
+    const sorted = [...legs].sort((a, b) => b.bps - a.bps);
+    const bar = h(
+      "span",
+      { class: "mini-bar", "aria-hidden": "true" },
+      sorted.map((l) => h("i", { class: `bg-${VENUES.includes(l.venue) ? l.venue : "other"}`, style: `width:${l.bps / 100}%` })),
+    );
+    td.append(h("span", { class: "route-split" }, bar, label));
+  } else if (label) {
+    td.append(h("span", { class: `v-${label}` }, label));
+  }
+  return td;
+}
+
+function buildRow(order) {
+  const tr = h("tr", {
+    dataset: { orderId: order.orderId, status: order.status, testid: "order-row" },
+    class: order.orderId === selectedId ? "selected" : "",
+    tabindex: "0",
+  });
+  fillRow(tr, order);
+  return tr;
+}
+
+function fillRow(tr, order) {
+  tr.dataset.status = order.status;
+  tr.replaceChildren(
+    h("td", { dataset: { testid: "status" }, "data-status": order.status }, statusBadge(order.status)),
+    h("td", { class: "oid", title: order.orderId }, shortId(order.orderId)),
+    h("td", { dataset: { testid: "pair" } }, order.tokenPair ?? "—"),
+    h("td", { class: order.side ? `side-${order.side}` : "" }, order.side ?? "—"),
+    numCell(order.amount),
+    routeCell(order),
+    h("td", { class: "num", title: order.finalPrice ?? order.failureReason ?? "" }, order.finalPrice != null ? num(order.finalPrice) : order.status === "failed" ? h("span", { class: "muted" }, "—") : ""),
+    h("td", { class: "num" }, order.attempts ?? "—"),
+    h("td", { class: "num age", dataset: { created: order.createdAt ?? "" } }, age(order.createdAt)),
+  );
+}
+
+function visible(order) {
+  const filter = $("status-filter").value;
+  if (!filter) return true;
+  if (filter === "active") return !TERMINAL.has(order.status);
+  return order.status === filter;
+}
+
+let tableNeedsSort = true;
+
+function renderTable() {
+  const body = $("orders-body");
+  // Updates of rows already shown: cheap, in place.
+  for (const id of dirtyRows) {
+    const tr = rowEls.get(id);
+    const order = orders.get(id);
+    if (tr && order) {
+      const before = tr.dataset.status;
+      fillRow(tr, order);
+      if (before !== order.status) {
+        tr.classList.remove("flash");
+        void tr.offsetWidth; // restart the animation
+        tr.classList.add("flash");
+      }
+    } else {
+      tableNeedsSort = true;
+    }
+  }
+  dirtyRows.clear();
+  if (!tableNeedsSort) return;
+  tableNeedsSort = false;
+
+  const shown = [...orders.values()]
+    .filter(visible)
+    .sort((a, b) => (b.createdAt ?? Infinity) - (a.createdAt ?? Infinity) || (a.orderId < b.orderId ? -1 : 1))
+    .slice(0, MAX_ROWS);
+  const keep = new Set(shown.map((o) => o.orderId));
+  for (const [id, tr] of rowEls) {
+    if (!keep.has(id)) {
+      tr.remove();
+      rowEls.delete(id);
+    }
+  }
+  let previous = null;
+  for (const order of shown) {
+    let tr = rowEls.get(order.orderId);
+    if (!tr) {
+      tr = buildRow(order);
+      rowEls.set(order.orderId, tr);
+    }
+    const expectedPosition = previous ? previous.nextSibling : body.firstChild;
+    if (tr !== expectedPosition) body.insertBefore(tr, expectedPosition);
+    previous = tr;
+  }
+  $("orders-empty").hidden = shown.length > 0;
+  $("orders-count").textContent = `${shown.length} shown · ${orders.size} tracked`;
+}
+
+function renderKpis() {
+  let inflight = 0;
+  let confirmed = 0;
+  let failed = 0;
+  for (const o of orders.values()) {
+    if (o.status === "confirmed") confirmed += 1;
+    else if (o.status === "failed") failed += 1;
+    else inflight += 1;
+  }
+  $("kpi-total").textContent = orders.size;
+  $("kpi-inflight").textContent = inflight;
+  $("kpi-confirmed").textContent = confirmed;
+  $("kpi-failed").textContent = failed;
+}
+
+function refreshAges() {
+  for (const tr of rowEls.values()) {
+    const cell = tr.lastElementChild;
+    const created = Number(cell?.dataset.created);
+    if (cell && created) cell.textContent = age(created);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// event log
+
+const pendingLog = [];
+
+function logFrame(frame) {
+  if ($("log-pause").checked) return;
+  pendingLog.push(frame);
+  if (pendingLog.length > MAX_LOG) pendingLog.splice(0, pendingLog.length - MAX_LOG);
+}
+
+function describeFrame(frame) {
+  switch (frame.type) {
+    case "OrderAccepted":
+      return `accepted ${frame.side ?? ""} ${frame.amount ?? ""} ${frame.tokenPair ?? ""}`;
+    case "RoutingStarted":
+      return `routing, attempt ${frame.attempt}`;
+    case "RouteSelected": {
+      const legs = frame.plan?.legs ?? [];
+      return `route ${legs.map((l) => `${l.venue} ${pct(l.bps)}`).join(" / ")}`;
+    }
+    case "TransactionSubmitted":
+      return `submitted ${shortId(frame.signature)}`;
+    case "SwapConfirmed":
+      return `confirmed @ ${num(frame.finalPrice)} out ${num(frame.amountOut)}`;
+    case "RetryScheduled":
+      return `retry in ${frame.delayMs} ms: ${frame.failure ?? ""} ${frame.reason ?? ""}`;
+    case "OrderFailed":
+      return `failed: ${frame.failure ?? ""} ${frame.reason ?? ""}`;
+    default:
+      return `${frame.type ?? "?"} ${frame.status ?? ""}`;
+  }
+}
+
+function flushLog() {
+  if (!pendingLog.length) return;
+  const list = $("event-log");
+  const fragment = document.createDocumentFragment();
+  for (let i = pendingLog.length - 1; i >= 0; i -= 1) {
+    const frame = pendingLog[i];
+    const cls =
+      frame.type === "SwapConfirmed" ? "confirmed" : frame.type === "OrderFailed" ? "failed" : frame.type === "RetryScheduled" ? "retry" : "";
+    fragment.append(
+      h(
+        "li",
+        { dataset: { orderId: frame.orderId, type: frame.type ?? "" }, title: `${frame.orderId} v${frame.version} #${frame.position ?? "?"}\n${frame.type}: ${describeFrame(frame)}` },
+        h("span", { class: "t" }, clock(parseTime(frame.at))),
+        h("span", { class: "id" }, shortId(frame.orderId)),
+        h("span", { class: `ev ${cls}` }, describeFrame(frame)),
+      ),
+    );
+  }
+  pendingLog.length = 0;
+  list.prepend(fragment);
+  while (list.childElementCount > MAX_LOG) list.lastElementChild.remove();
+}
+
+// ---------------------------------------------------------------------------
+// details panel
+
+async function openDetails(orderId) {
+  selectedId = orderId;
+  for (const [id, tr] of rowEls) tr.classList.toggle("selected", id === orderId);
+  $("details").hidden = false;
+  $("details-id").textContent = orderId;
+  $("details-id").title = orderId;
+  renderDetails();
+  try {
+    const [detail, events] = await Promise.all([
+      api(`/api/orders/${encodeURIComponent(orderId)}`),
+      api(`/api/orders/${encodeURIComponent(orderId)}/events`),
+    ]);
+    const order = getOrder(orderId);
+    order.detail = detail;
+    for (const frame of events?.events ?? []) applyFrame(frame);
+    if (detail) {
+      order.tokenPair ??= detail.tokenPair;
+      order.side ??= detail.side;
+      order.amount ??= detail.amount;
+    }
+    markDirty(orderId);
+  } catch (error) {
+    if (selectedId === orderId) {
+      $("details-summary").replaceChildren(h("dt", {}, "error"), h("dd", { class: "err" }, error.message));
+    }
+  }
+  if (selectedId === orderId) renderDetails();
+}
+
+function closeDetails() {
+  selectedId = null;
+  $("details").hidden = true;
+  for (const tr of rowEls.values()) tr.classList.remove("selected");
+}
+
+function renderDetails() {
+  if (!selectedId) return;
+  const order = orders.get(selectedId);
+  if (!order) return;
+  const detail = order.detail ?? {};
+  const frames = [...order.frames.values()].sort((a, b) => a.version - b.version);
+  const lastRoute = [...frames].reverse().find((f) => f.type === "RouteSelected");
+  const confirmed = frames.find((f) => f.type === "SwapConfirmed");
+
+  // summary
+  const rows = [
+    ["status", statusBadge(order.status)],
+    ["pair", `${order.tokenPair ?? "—"} · ${order.side ?? "—"}`],
+    ["amount", order.amount ?? "—"],
+    ["slippage", order.slippageBps != null || detail.slippageBps != null ? `${order.slippageBps ?? detail.slippageBps} bps` : "—"],
+    ["attempts", order.attempts ?? detail.attempt ?? "—"],
+    ["final price", order.finalPrice ?? detail.finalPrice ?? "—"],
+    ["in / out", confirmed ? `${confirmed.amountIn} → ${confirmed.amountOut}` : detail.amountIn ? `${detail.amountIn} → ${detail.amountOut}` : "—"],
+    ["tx", h("code", {}, order.txHash ?? detail.txHash ?? "—")],
+    ["version", order.version || detail.version || "—"],
+  ];
+  $("details-summary").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+
+  // timeline with the latency between steps
+  const items = [];
+  let previousAt = null;
+  const firstAt = frames.length ? parseTime(frames[0].at) : null;
+  for (const frame of frames) {
+    const at = parseTime(frame.at);
+    const delta = previousAt != null && at != null ? at - previousAt : null;
+    previousAt = at ?? previousAt;
+    const cls = frame.type === "SwapConfirmed" ? "confirmed" : frame.type === "OrderFailed" ? "failed" : frame.type === "RetryScheduled" ? "retry" : "";
+    items.push(
+      h(
+        "li",
+        { class: cls, dataset: { testid: "timeline-item", type: frame.type ?? "", status: frame.status ?? "" } },
+        h(
+          "div",
+          { class: "row1" },
+          statusBadge(frame.status ?? "?"),
+          h("span", { class: "type" }, frame.type),
+          h("span", { class: "delta", title: "since previous step" }, delta != null ? `+${duration(delta)}` : ""),
+          h("span", { class: "when", title: frame.at }, clock(at)),
+        ),
+        h("div", { class: "extra" }, describeFrame(frame)),
+      ),
+    );
+  }
+  const lastAt = frames.length ? parseTime(frames[frames.length - 1].at) : null;
+  if (frames.length > 1 && firstAt != null && lastAt != null) {
+    items.push(
+      h("li", { class: "total", dataset: { testid: "timeline-total" } }, `${TERMINAL.has(order.status) ? "end-to-end" : "elapsed"}: ${duration(lastAt - firstAt)}`),
+    );
+  }
+  if (!items.length) items.push(h("li", { class: "muted" }, "loading…"));
+  $("timeline").replaceChildren(...items);
+
+  // quotes of the latest route (both venues), the best one highlighted
+  const quotes = lastRoute?.quotes ?? detail.quotes ?? [];
+  const buy = order.side === "buy";
+  let bestIndex = -1;
+  quotes.forEach((q, i) => {
+    const better =
+      bestIndex < 0 ||
+      (buy ? Number(q.inAmount) < Number(quotes[bestIndex].inAmount) : Number(q.outAmount) > Number(quotes[bestIndex].outAmount));
+    if (better) bestIndex = i;
+  });
+  $("quotes").replaceChildren(
+    h(
+      "thead",
+      {},
+      h("tr", {}, ["venue", "in", "out", "min out", "impact %", "fee", "slot"].map((c, i) => h("th", { class: i ? "num" : "" }, c))),
+    ),
+    h(
+      "tbody",
+      {},
+      quotes.length
+        ? quotes.map((q, i) =>
+            h(
+              "tr",
+              { class: i === bestIndex ? "best" : "", dataset: { venue: q.venue } },
+              h("td", { class: `v-${q.venue}` }, q.venue),
+              numCell(q.inAmount),
+              numCell(q.outAmount),
+              numCell(q.minAmountOut),
+              numCell(q.priceImpactPct),
+              numCell(q.fee),
+              h("td", { class: "num" }, q.slot ?? "—"),
+            ),
+          )
+        : h("tr", {}, h("td", { colspan: "7", class: "muted" }, "no quotes yet")),
+    ),
+  );
+
+  // route plan
+  const plan = lastRoute?.plan ?? detail.routePlan;
+  const route = $("route");
+  if (plan?.legs?.length) {
+    const legs = [...plan.legs].sort((a, b) => b.bps - a.bps);
+    route.replaceChildren(
+      h(
+        "div",
+        { class: "share-bar", "aria-hidden": "true" },
+        legs.map((l) => h("span", { class: `bg-${VENUES.includes(l.venue) ? l.venue : "other"}`, style: `width:${l.bps / 100}%` }, `${l.venue} ${pct(l.bps)}`)),
+      ),
+      h(
+        "table",
+        { class: "mini" },
+        h("thead", {}, h("tr", {}, ["leg", "share", "in", "out"].map((c, i) => h("th", { class: i ? "num" : "" }, c)))),
+        h(
+          "tbody",
+          {},
+          legs.map((l) => h("tr", {}, h("td", { class: `v-${l.venue}` }, l.venue), h("td", { class: "num" }, pct(l.bps)), numCell(l.inAmount), numCell(l.outAmount))),
+        ),
+      ),
+      h(
+        "div",
+        { class: "reason", dataset: { testid: "route-reason" } },
+        plan.reason ?? "",
+        plan.gainBpsOverBestSingle != null ? ` · gain over best single venue: ${plan.gainBpsOverBestSingle} bps` : "",
+      ),
+    );
+  } else {
+    route.replaceChildren(h("span", { class: "muted" }, "no route yet"));
+  }
+
+  // attempts and failures
+  const failures = frames
+    .filter((f) => f.type === "RetryScheduled" || f.type === "OrderFailed")
+    .map((f) => ({
+      attempt: f.failedAttempt ?? f.attempt,
+      failure: f.failure,
+      reason: f.reason,
+      retry: f.type === "RetryScheduled",
+      delayMs: f.delayMs,
+    }));
+  const list = failures.length ? failures : (detail.failures ?? []).map((f) => ({ ...f, retry: false }));
+  const attempts = order.attempts ?? detail.attempt;
+  $("failures").replaceChildren(
+    h("div", { class: "muted" }, `${attempts ?? 0} attempt${attempts === 1 ? "" : "s"}${order.status === "confirmed" ? ", confirmed" : ""}`),
+    ...list.map((f) =>
+      h(
+        "div",
+        { class: `failure ${f.retry ? "retry" : ""}`, dataset: { testid: "failure" } },
+        h("b", {}, `attempt ${f.attempt ?? "?"}: ${f.failure ?? "failure"}`),
+        f.retry && f.delayMs != null ? h("span", { class: "muted" }, ` · retry in ${f.delayMs} ms`) : "",
+        h("div", {}, f.reason ?? ""),
+      ),
+    ),
+    order.failureReason && order.status === "failed" && !list.length ? h("div", { class: "failure" }, order.failureReason) : "",
+  );
+}
+
+// ---------------------------------------------------------------------------
+// charts (uPlot, vendored)
+
+const charts = {};
+const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+function makeChart(el, series, { yLabel, yRange, height = 132 } = {}) {
+  if (!globalThis.uPlot) return null;
+  const axis = {
+    stroke: cssVar("--muted"),
+    grid: { stroke: "#1b2633", width: 1 },
+    ticks: { stroke: "#1b2633", width: 1 },
+    font: "10px system-ui, sans-serif",
+  };
+  const size = () => ({ width: Math.max(200, el.clientWidth), height });
+  const plot = new uPlot(
+    {
+      ...size(),
+      legend: { show: true, live: false },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true }, y: yRange ? { range: yRange } : { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
+      axes: [{ ...axis, space: 60, values: (u, splits) => splits.map((t) => clock(t * 1000).slice(0, 8)) }, { ...axis, size: 44, label: yLabel, labelSize: 12, labelFont: "10px system-ui" }],
+      series: [{}, ...series.map((s) => ({ width: 1.5, points: { show: false }, spanGaps: false, ...s }))],
+    },
+    [[], ...series.map(() => [])],
+    el,
+  );
+  new ResizeObserver(() => plot.setSize(size())).observe(el);
+  return plot;
+}
+
+function initCharts() {
+  const stepped = globalThis.uPlot?.paths?.stepped?.({ align: 1 });
+  charts.throughput = makeChart($("chart-throughput"), [
+    { label: "confirmed", stroke: cssVar("--ok"), fill: "rgba(63,185,80,.18)", paths: stepped },
+    { label: "failed", stroke: cssVar("--bad"), fill: "rgba(248,81,73,.18)", paths: stepped },
+  ]);
+  charts.latency = makeChart(
+    $("chart-latency"),
+    [
+      { label: "p50", stroke: cssVar("--info") },
+      { label: "p95", stroke: cssVar("--warn") },
+      { label: "p99", stroke: cssVar("--bad") },
+    ],
+    { yLabel: "ms" },
+  );
+  charts.venues = makeChart(
+    $("chart-venues"),
+    VENUES.map((venue) => ({ label: venue, stroke: cssVar(`--${venue}`) })),
+    { yLabel: "%", yRange: [0, 100], height: 108 },
+  );
+}
+
+function updateCharts() {
+  const nowS = Math.floor(Date.now() / 1000);
+  const start = nowS - HISTORY_S + 1;
+  const xs = Array.from({ length: HISTORY_S }, (_, i) => start + i);
+
+  // orders per second by outcome
+  const ok = new Array(HISTORY_S).fill(0);
+  const bad = new Array(HISTORY_S).fill(0);
+  const recent = completions.filter((c) => c.t >= (start - WINDOW_S) * 1000);
+  for (const c of recent) {
+    const i = Math.floor(c.t / 1000) - start;
+    if (i < 0 || i >= HISTORY_S) continue;
+    if (c.outcome === "confirmed") ok[i] += 1;
+    else bad[i] += 1;
+  }
+  const last10 = (arr) => arr.slice(-10).reduce((a, b) => a + b, 0) / 10;
+  $("tput-now").textContent = `10 s avg: ${last10(ok).toFixed(1)} ok · ${last10(bad).toFixed(1)} failed /s`;
+
+  // latency percentiles and venue share over a sliding window, one point per second
+  recent.sort((a, b) => a.t - b.t);
+  const p50 = [];
+  const p95 = [];
+  const p99 = [];
+  const share = Object.fromEntries(VENUES.map((v) => [v, []]));
+  let lo = 0;
+  let hi = 0;
+  for (const x of xs) {
+    const endMs = (x + 1) * 1000;
+    const startMs = endMs - WINDOW_S * 1000;
+    while (hi < recent.length && recent[hi].t < endMs) hi += 1;
+    while (lo < hi && recent[lo].t < startMs) lo += 1;
+    const windowed = recent.slice(lo, hi);
+    const latencies = windowed
+      .map((c) => c.latency)
+      .filter((v) => v != null && v >= 0)
+      .sort((a, b) => a - b);
+    p50.push(percentile(latencies, 0.5));
+    p95.push(percentile(latencies, 0.95));
+    p99.push(percentile(latencies, 0.99));
+    const totals = venueTotals(windowed);
+    for (const v of VENUES) share[v].push(totals.sum ? (100 * (totals[v] ?? 0)) / totals.sum : null);
+  }
+  const n = p50.length - 1;
+  $("latency-now").textContent = p50[n] != null ? `p50 ${duration(p50[n])} · p95 ${duration(p95[n])} · p99 ${duration(p99[n])}` : "no completions in window";
+
+  const nowTotals = venueTotals(recent.filter((c) => c.t >= (nowS + 1 - WINDOW_S) * 1000));
+  renderShareBar(nowTotals);
+  for (const id of ["tput-now", "latency-now", "venue-now"]) $(id).title = $(id).textContent;
+
+  charts.throughput?.setData([xs, ok, bad]);
+  charts.latency?.setData([xs, p50, p95, p99]);
+  charts.venues?.setData([xs, ...VENUES.map((v) => share[v])]);
+}
+
+/** Confirmed volume by venue, weighting split routes by their legs' bps. */
+function venueTotals(list) {
+  const totals = { sum: 0 };
+  for (const c of list) {
+    if (c.outcome !== "confirmed") continue;
+    const legs = c.order.legs;
+    if (!legs?.length) continue;
+    const all = legs.reduce((a, l) => a + Number(l.bps || 0), 0) || 1;
+    for (const l of legs) {
+      const w = Number(l.bps || 0) / all;
+      totals[l.venue] = (totals[l.venue] ?? 0) + w;
+      totals.sum += w;
+    }
+  }
+  return totals;
+}
+
+function renderShareBar(totals) {
+  const bar = $("venue-bar");
+  const names = Object.keys(totals).filter((k) => k !== "sum");
+  if (!totals.sum) {
+    bar.replaceChildren(h("span", { style: "width:100%;color:var(--muted);font-weight:400" }, "no confirmed swaps in window"));
+    $("venue-now").textContent = "";
+    return;
+  }
+  names.sort((a, b) => totals[b] - totals[a]);
+  bar.replaceChildren(
+    ...names.map((v) => {
+      const p = (100 * totals[v]) / totals.sum;
+      return h("span", { class: `bg-${VENUES.includes(v) ? v : "other"}`, style: `width:${p}%`, title: `${v} ${p.toFixed(1)}%` }, p >= 12 ? `${v} ${Math.round(p)}%` : "");
+    }),
+  );
+  $("venue-now").textContent = names.map((v) => `${v} ${Math.round((100 * totals[v]) / totals.sum)}%`).join(" · ");
+}
+
+// ---------------------------------------------------------------------------
+// the firehose, with back-off and resume
+
+let notifierBase = null;
+let socket = null;
+let retryDelay = 500;
+let everConnected = false;
+
+function setConn(state, text) {
+  const el = $("conn-state");
+  el.dataset.state = state;
+  $("conn-text").textContent = text ?? state;
+}
+
+function resolveNotifier(configured) {
+  const fallback = `${location.protocol === "https:" ? "wss" : "ws"}://${location.hostname}:3001`;
+  if (!configured) return fallback;
+  try {
+    const url = new URL(configured, location.href);
+    // A "localhost" notifier URL is only right for a browser on the gateway's host.
+    const local = ["localhost", "127.0.0.1", "::1", "[::1]"];
+    if (local.includes(url.hostname) && !local.includes(location.hostname) && location.hostname) {
+      url.hostname = location.hostname;
+    }
+    return url.toString().replace(/\/+$/, "");
+  } catch {
+    return fallback;
+  }
+}
+
+function connect() {
+  const url = `${notifierBase}/ws/orders${lastPosition ? `?after=${lastPosition}` : ""}`;
+  setConn(everConnected ? "reconnecting" : "connecting", everConnected ? "reconnecting…" : "connecting…");
+  let ws;
+  try {
+    ws = new WebSocket(url);
+  } catch {
+    scheduleReconnect();
+    return;
+  }
+  socket = ws;
+  ws.addEventListener("open", () => {
+    const resumed = everConnected;
+    everConnected = true;
+    retryDelay = 500;
+    setConn("open", "live");
+    // A reconnect without a known position cannot resume: reseed from the API.
+    if (resumed && !lastPosition) seedOrders().catch(() => {});
+  });
+  ws.addEventListener("message", (event) => {
+    let frame;
+    try {
+      frame = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    handleFrame(frame);
+  });
+  ws.addEventListener("close", () => {
+    if (socket !== ws) return;
+    socket = null;
+    scheduleReconnect();
+  });
+  ws.addEventListener("error", () => {
+    // "close" follows and schedules the reconnect.
+  });
+}
+
+function scheduleReconnect() {
+  const delay = Math.min(15_000, retryDelay) * (0.75 + Math.random() * 0.5);
+  retryDelay = Math.min(15_000, retryDelay * 2);
+  setConn("reconnecting", `offline · retry in ${Math.ceil(delay / 1000)}s`);
+  setTimeout(connect, delay);
+}
+
+function handleFrame(frame) {
+  if (Array.isArray(frame)) {
+    frame.forEach(handleFrame);
+    return;
+  }
+  if (typeof frame?.position === "number" && frame.position > lastPosition) lastPosition = frame.position;
+  const isNew = !orders.has(frame?.orderId);
+  if (!applyFrame(frame)) return;
+  if (isNew) tableNeedsSort = true;
+  logFrame(frame);
+  markDirty(frame.orderId);
+  trimOrders();
+}
+
+// ---------------------------------------------------------------------------
+// submitting orders
+
+function readForm() {
+  const form = $("order-form");
+  const data = new FormData(form);
+  const body = {
+    amount: String(data.get("amount") ?? "").trim(),
+    tokenPair: data.get("tokenPair"),
+    type: "market",
+    side: data.get("side") ?? "sell",
+  };
+  const slippage = String(data.get("slippageBps") ?? "").trim();
+  if (slippage !== "") body.slippageBps = Number(slippage);
+  // Send a number when it is one exactly; otherwise the string, so the API names the error.
+  if (/^\d+(\.\d+)?$/.test(body.amount) && String(Number(body.amount)) === body.amount) body.amount = Number(body.amount);
+  return body;
+}
+
+function markInvalid(error) {
+  for (const el of document.querySelectorAll("#order-form [aria-invalid]")) el.removeAttribute("aria-invalid");
+  const fields = { amount: "amount", tokenPair: "pair", side: "side", slippageBps: "slippage" };
+  for (const d of Array.isArray(error?.body?.detail) ? error.body.detail : []) {
+    const field = (d.loc || []).at(-1);
+    const el = fields[field] && $(fields[field]);
+    if (el) el.setAttribute("aria-invalid", "true");
+  }
+}
+
+async function submitOrder(body) {
+  const accepted = await api("/api/orders/execute", { method: "POST", body: JSON.stringify(body) });
+  if (accepted?.orderId) {
+    const order = getOrder(accepted.orderId);
+    order.tokenPair ??= body.tokenPair;
+    order.side ??= body.side;
+    order.amount ??= String(body.amount);
+    order.slippageBps ??= body.slippageBps ?? null;
+    order.createdAt ??= Date.now();
+    tableNeedsSort = true;
+    markDirty(accepted.orderId);
+  }
+  return accepted;
+}
+
+async function onSubmit(event) {
+  event.preventDefault();
+  const out = $("form-result");
+  const button = $("submit");
+  button.disabled = true;
+  out.className = "form-result";
+  out.textContent = "submitting…";
+  try {
+    const accepted = await submitOrder(readForm());
+    markInvalid(null);
+    out.className = "form-result ok";
+    out.textContent = `accepted ${accepted.orderId}`;
+    out.dataset.orderId = accepted.orderId;
+  } catch (error) {
+    markInvalid(error);
+    out.className = "form-result err";
+    out.textContent = error.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function onBurst() {
+  const count = Math.max(1, Math.min(500, Number($("burst-count").value) || 1));
+  const button = $("burst");
+  const out = $("burst-status");
+  const base = readForm();
+  const tag = `burst-${Date.now().toString(36)}`;
+  let next = 0;
+  let ok = 0;
+  let rejected = 0;
+  let lastError = "";
+  const started = performance.now();
+  button.disabled = true;
+  out.className = "form-result";
+  const progress = () => {
+    out.textContent = `${ok}/${count} accepted${rejected ? ` · ${rejected} rejected (${lastError})` : ""}`;
+  };
+  const worker = async () => {
+    while (next < count) {
+      const i = next;
+      next += 1;
+      try {
+        await submitOrder({ ...base, clientOrderId: `${tag}-${i}` });
+        ok += 1;
+      } catch (error) {
+        rejected += 1;
+        lastError = error.message;
+      }
+      progress();
+    }
+  };
+  progress();
+  await Promise.all(Array.from({ length: Math.min(BURST_CONCURRENCY, count) }, worker));
+  out.className = `form-result ${rejected ? "err" : "ok"}`;
+  out.textContent = `${ok}/${count} accepted in ${duration(performance.now() - started)}${rejected ? ` · ${rejected} rejected (${lastError})` : ""}`;
+  button.disabled = false;
+}
+
+function updateSideHint() {
+  const [base, quote] = String($("pair").value || "BASE-QUOTE").split("-");
+  const amount = $("amount").value || "N";
+  const side = document.querySelector('input[name="side"]:checked')?.value ?? "sell";
+  $("side-hint").textContent =
+    side === "sell" ? `spend exactly ${amount} ${base}, receive ${quote}` : `receive exactly ${amount} ${base}, pay ${quote}`;
+}
+
+// ---------------------------------------------------------------------------
+// start-up
+
+async function seedOrders() {
+  const list = await api("/api/orders?limit=100");
+  for (const row of list?.orders ?? []) applySummary(row);
+  tableNeedsSort = true;
+  scheduleRender();
+}
+
+async function loadPairs() {
+  try {
+    pairs = (await api("/api/pairs"))?.pairs ?? [];
+  } catch {
+    pairs = [];
+  }
+  const select = $("pair");
+  const previous = select.value;
+  select.replaceChildren(...pairs.map((p) => h("option", { value: p }, p)));
+  if (pairs.includes(previous)) select.value = previous;
+  updateSideHint();
+}
+
+function wireUi() {
+  $("order-form").addEventListener("submit", onSubmit);
+  $("burst").addEventListener("click", onBurst);
+  $("order-form").addEventListener("input", updateSideHint);
+  $("order-form").addEventListener("change", updateSideHint);
+  $("details-close").addEventListener("click", closeDetails);
+  $("log-clear").addEventListener("click", () => $("event-log").replaceChildren());
+  $("status-filter").addEventListener("change", () => {
+    tableNeedsSort = true;
+    scheduleRender();
+  });
+  const openFromEvent = (event) => {
+    const row = event.target.closest("[data-order-id]");
+    if (row) openDetails(row.dataset.orderId);
+  };
+  $("orders-body").addEventListener("click", openFromEvent);
+  $("orders-body").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      openFromEvent(event);
+    }
+  });
+  $("event-log").addEventListener("click", openFromEvent);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && selectedId) closeDetails();
+  });
+}
+
+async function main() {
+  wireUi();
+  initCharts();
+  const [config] = await Promise.allSettled([api("/api/config"), loadPairs()]);
+  notifierBase = resolveNotifier(config.status === "fulfilled" ? config.value?.notifierUrl : null);
+  connect(); // before seeding: frames that arrive meanwhile are merged, not lost
+  try {
+    await seedOrders();
+  } catch (error) {
+    $("orders-empty").textContent = `Could not load orders: ${error.message}`;
+  }
+  updateCharts();
+  setInterval(() => {
+    updateCharts();
+    refreshAges();
+  }, 1000);
+}
+
+main();
+
+// For browser tests and the console.
+globalThis.dashboard = { orders, get lastPosition() { return lastPosition; }, handleFrame };

@@ -1,0 +1,1 @@
+"""The notifier service: pushes order events to WebSocket subscribers."""

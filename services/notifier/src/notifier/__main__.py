@@ -1,0 +1,5 @@
+"""Run the notifier: ``python -m notifier``."""
+
+from notifier.main import run
+
+run()

@@ -1,0 +1,144 @@
+"""The hub: puts every event in global order and fans it out to subscribers.
+
+Events reach the notifier over RabbitMQ, possibly out of order across orders and
+possibly with some missing (a queue lost in a broker restart). Global positions
+are dense and commit-ordered, so a missing position always means "not received
+yet": the hub holds later events back, fills a hole from the store once it has
+lasted ``hole_timeout``, and polls the store's head so a lost last event is found
+too. Subscribers therefore see every event exactly once, in order.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from uuid import UUID
+
+from shared.domain.envelope import EventEnvelope
+from shared.eventstore.port import EventStore
+
+logger = logging.getLogger(__name__)
+
+_FILL_BATCH = 1000
+
+
+class SlowSubscriberError(Exception):
+    """The subscriber did not keep up; it must reconnect and resume."""
+
+
+class Subscription:
+    """A bounded buffer of events for one WebSocket connection."""
+
+    def __init__(self, order_id: UUID | None, *, max_buffer: int) -> None:
+        self.order_id = order_id
+        self._queue: asyncio.Queue[EventEnvelope] = asyncio.Queue(max_buffer)
+        self.overflowed = False
+
+    def offer(self, envelope: EventEnvelope) -> None:
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(envelope)
+        except asyncio.QueueFull:
+            # Never let a client that does not read stall the others or grow memory.
+            self.overflowed = True
+
+    async def next(self) -> EventEnvelope:
+        if self.overflowed and self._queue.empty():
+            raise SlowSubscriberError
+        return await self._queue.get()
+
+
+class Hub:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        hole_timeout: float = 0.15,
+        head_poll: float = 1.0,
+        max_buffer: int = 1024,
+    ) -> None:
+        self._store = store
+        self._hole_timeout = hole_timeout
+        self._head_poll = head_poll
+        self._max_buffer = max_buffer
+        self.watermark = 0
+        self._held: dict[int, EventEnvelope] = {}
+        self._by_order: dict[UUID, set[Subscription]] = defaultdict(set)
+        self._firehose: set[Subscription] = set()
+        self._filling = asyncio.Lock()
+        self._hole_timer: asyncio.TimerHandle | None = None
+        self._last_seen = 0.0
+
+    async def start(self) -> None:
+        self.watermark = await self._store.head_position()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._firehose) + sum(len(s) for s in self._by_order.values())
+
+    def subscribe(self, order_id: UUID | None) -> Subscription:
+        subscription = Subscription(order_id, max_buffer=self._max_buffer)
+        if order_id is None:
+            self._firehose.add(subscription)
+        else:
+            self._by_order[order_id].add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription.order_id is None:
+            self._firehose.discard(subscription)
+            return
+        subscribers = self._by_order.get(subscription.order_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._by_order[subscription.order_id]
+
+    def offer(self, envelope: EventEnvelope) -> None:
+        """Take an event from the broker (or the store); emit what is now in order."""
+        position = envelope.global_position
+        if position <= self.watermark:
+            return
+        self._held[position] = envelope
+        while (next_one := self._held.pop(self.watermark + 1, None)) is not None:
+            self.watermark += 1
+            self._emit(next_one)
+        if self._held and self._hole_timer is None:
+            loop = asyncio.get_running_loop()
+            self._hole_timer = loop.call_later(self._hole_timeout, self._schedule_fill)
+
+    def _emit(self, envelope: EventEnvelope) -> None:
+        for subscription in self._firehose:
+            subscription.offer(envelope)
+        for subscription in self._by_order.get(envelope.order_id, ()):
+            subscription.offer(envelope)
+
+    def _schedule_fill(self) -> None:
+        self._hole_timer = None
+        task = asyncio.create_task(self.fill())
+        task.add_done_callback(_log_failure)
+
+    async def fill(self) -> None:
+        """Read from the store whatever lies after the watermark."""
+        async with self._filling:
+            while True:
+                batch = await self._store.read_all(self.watermark, limit=_FILL_BATCH)
+                for envelope in batch:
+                    self.offer(envelope)
+                if len(batch) < _FILL_BATCH:
+                    return
+
+    async def watch_head(self) -> None:
+        """Find events the broker never delivered (the last one before a restart)."""
+        while True:
+            await asyncio.sleep(self._head_poll)
+            with contextlib.suppress(Exception):
+                if await self._store.head_position() > self.watermark:
+                    await asyncio.sleep(self._hole_timeout)
+                    await self.fill()
+
+
+def _log_failure(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("filling from the store failed", exc_info=task.exception())

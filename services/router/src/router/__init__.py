@@ -1,0 +1,1 @@
+"""The router service: quotes both venues and chooses each attempt's route."""

@@ -1,0 +1,5 @@
+"""Run the router: ``python -m router``."""
+
+from router.main import run
+
+run()

@@ -1,0 +1,141 @@
+"""Routing an order attempt: quote every venue, choose the best plan, record it.
+
+Triggered by ``OrderAccepted`` (first attempt) and ``RetryScheduled`` (later
+attempts, after their back-off). The message is only a trigger: the order's stream
+decides whether there is still anything to do.
+"""
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from shared.domain.envelope import EventEnvelope
+from shared.domain.events import RetryScheduled
+from shared.domain.order import (
+    OrderState,
+    awaiting_route,
+    decide_attempt_failed,
+    decide_route,
+    decide_start_routing,
+)
+from shared.domain.pairs import SUPPORTED_PAIRS
+from shared.domain.quotes import Venue
+from shared.domain.retry import FailureClass, RetryPolicy
+from shared.domain.routing import InsufficientLiquidityError, plan_route
+from shared.eventstore.orders import Orders
+from shared.venues.port import QuoteUnavailableError, VenueClient
+
+logger = logging.getLogger(__name__)
+
+
+class RouteOrders:
+    def __init__(
+        self,
+        *,
+        orders: Orders,
+        venues: Mapping[Venue, VenueClient],
+        policy: RetryPolicy,
+        quote_validity: timedelta,
+    ) -> None:
+        self._orders = orders
+        self._venues = venues
+        self._policy = policy
+        self._quote_validity = quote_validity
+
+    async def on_order_accepted(self, cause: EventEnvelope) -> None:
+        state, _ = await self._orders.decide(
+            cause.order_id, decide_start_routing, cause=cause
+        )
+        if awaiting_route(state, 1):
+            await self._route(state, cause)
+
+    async def on_retry_scheduled(self, cause: EventEnvelope) -> None:
+        retry = cause.event
+        assert isinstance(retry, RetryScheduled)  # noqa: S101 - the queue binding guarantees it
+        state = await self._orders.load(cause.order_id)
+        if state is None or not awaiting_route(state, retry.attempt):
+            return
+        due = cause.recorded_at + timedelta(milliseconds=retry.delay_ms)
+        wait = (due - datetime.now(UTC)).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self._route(state, cause)
+
+    async def _route(self, state: OrderState, cause: EventEnvelope) -> None:
+        attempt = state.attempt
+        pair = SUPPORTED_PAIRS[state.spec.token_pair]
+        answers = await asyncio.gather(
+            *(venue.pool(pair) for venue in self._venues.values()),
+            return_exceptions=True,
+        )
+        pools = {
+            venue: answer
+            for venue, answer in zip(self._venues, answers, strict=True)
+            if not isinstance(answer, BaseException)
+        }
+        failures = [a for a in answers if isinstance(a, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, QuoteUnavailableError):
+                raise failure
+        if not pools:
+            await self._fail(
+                state, cause, FailureClass.QUOTE_UNAVAILABLE, "no venue answered"
+            )
+            return
+        try:
+            quotes, plan = plan_route(
+                pools,
+                pair=pair,
+                side=state.spec.side,
+                amount=state.spec.amount,
+                slippage_bps=state.spec.slippage_bps,
+                quoted_at=datetime.now(UTC),
+                validity=self._quote_validity,
+            )
+        except InsufficientLiquidityError as error:
+            await self._fail(
+                state, cause, FailureClass.INSUFFICIENT_LIQUIDITY, str(error)
+            )
+            return
+        _, recorded = await self._orders.decide(
+            state.order_id,
+            lambda s: decide_route(s, attempt=attempt, quotes=quotes, plan=plan),
+            cause=cause,
+        )
+        if recorded:
+            logger.info(
+                "route selected",
+                extra={
+                    "kind": "RouteSelected",
+                    "order_id": str(state.order_id),
+                    "attempt": attempt,
+                    "reason": plan.reason,
+                },
+            )
+
+    async def _fail(
+        self,
+        state: OrderState,
+        cause: EventEnvelope,
+        failure: FailureClass,
+        reason: str,
+    ) -> None:
+        attempt = state.attempt
+        await self._orders.decide(
+            state.order_id,
+            lambda s: decide_attempt_failed(
+                s, attempt=attempt, failure=failure, reason=reason, policy=self._policy
+            ),
+            cause=cause,
+        )
+        logger.info(
+            "attempt failed while routing",
+            extra={
+                "kind": "AttemptFailed",
+                "order_id": str(state.order_id),
+                "attempt": attempt,
+                "failure": failure,
+                "reason": reason,
+            },
+        )

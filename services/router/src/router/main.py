@@ -1,0 +1,66 @@
+"""Composition root of the router: wires the venues and the queue to the handlers."""
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import uvicorn
+from fastapi import FastAPI
+
+from router.handlers import RouteOrders
+from shared.chain.simulated import SimulatedChain
+from shared.logging import configure_logging
+from shared.messaging.delivery import subscribe
+from shared.service.ops import ops_api
+from shared.service.runtime import make_broker, retry_policy, running
+from shared.settings import Settings
+from shared.venues.simulated import simulated_venues
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings, service="router")
+    broker = make_broker(settings, prefetch=settings.router_prefetch)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running(settings, broker) as runtime:
+            chain = SimulatedChain(runtime.pool, settings, random.Random())
+            await chain.ensure_genesis()
+            route = RouteOrders(
+                orders=runtime.orders,
+                venues=simulated_venues(settings, chain),
+                policy=retry_policy(settings),
+                quote_validity=timedelta(milliseconds=settings.quote_validity_ms),
+            )
+            subscribe(
+                broker,
+                runtime.topology.router,
+                {
+                    "OrderAccepted": route.on_order_accepted,
+                    "RetryScheduled": route.on_retry_scheduled,
+                },
+                prefetch=settings.router_prefetch,
+            )
+            await broker.start()
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(title="Order router", lifespan=lifespan)
+
+    async def readiness() -> dict[str, bool]:
+        return await app.state.runtime.readiness()  # type: ignore[no-any-return]
+
+    app.include_router(ops_api(readiness))
+    return app
+
+
+def run() -> None:
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.router_http_port,
+        log_config=None,
+    )

@@ -1,0 +1,1 @@
+"""Code shared by the order execution engine's services: domain, event store, messaging."""

@@ -1,0 +1,65 @@
+"""The chain port: the four RPC calls the executor needs, and their answers."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from shared.domain.quotes import RouteLeg
+from shared.domain.retry import FailureClass
+
+
+class ChainUnavailableError(Exception):
+    """The RPC could not be reached or did not answer.
+
+    For ``send_transaction`` this is ambiguous: the chain may or may not have the
+    bytes. Resending the same bytes is safe; signing new ones is not.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Blockhash:
+    blockhash: str
+    last_valid_block_height: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxPending:
+    """The chain has the transaction; it has not landed yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxLanded:
+    """Landed in ``slot``. ``ok=False`` means it landed failed: fee paid, no swap.
+
+    Amounts are in token units and are what moved (zero when not ``ok``).
+    """
+
+    slot: int
+    ok: bool
+    error: FailureClass | None
+    amount_in: Decimal
+    amount_out: Decimal
+    legs: tuple[RouteLeg, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TxExpired:
+    """Its blockhash expired before it landed: it will never land."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxUnknown:
+    """The chain never received it (or not yet: the send may have been lost)."""
+
+
+SignatureStatus = TxPending | TxLanded | TxExpired | TxUnknown
+
+
+class Chain(Protocol):
+    async def latest_blockhash(self) -> Blockhash: ...
+
+    async def send_transaction(self, encoded: str) -> str: ...
+
+    async def signature_status(self, signature: str) -> SignatureStatus: ...
+
+    async def block_height(self) -> int: ...

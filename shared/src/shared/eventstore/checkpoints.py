@@ -1,0 +1,66 @@
+"""Where each relay or projection got to in the global log."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import tuple_row
+
+from shared.eventstore.pool import Pool
+
+_GET = "SELECT position FROM es.checkpoints WHERE subscriber = %s"
+
+# The WHERE makes advancing monotonic even when two instances race or a slow one
+# finishes late: a checkpoint never moves back.
+_ADVANCE = """
+INSERT INTO es.checkpoints AS c (subscriber, position) VALUES (%s, %s)
+ON CONFLICT (subscriber) DO UPDATE
+   SET position = excluded.position, updated_at = now()
+ WHERE c.position < excluded.position
+"""
+
+
+class Checkpoints:
+    """Get and advance per-subscriber positions.
+
+    Pass ``conn`` to read or write inside the caller's own transaction (a
+    projection commits its read-model update and its checkpoint together);
+    without it a pooled autocommit connection is used.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def get(
+        self, subscriber: str, *, conn: AsyncConnection[Any] | None = None
+    ) -> int:
+        """The last position ``subscriber`` handled; 0 if it never advanced."""
+        async with self._connection(conn) as c, c.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(_GET, (subscriber,))
+            row = await cur.fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def advance(
+        self,
+        subscriber: str,
+        position: int,
+        *,
+        conn: AsyncConnection[Any] | None = None,
+    ) -> bool:
+        """Move ``subscriber`` up to ``position``; False if it was there or past."""
+        if position < 0:
+            raise ValueError(f"checkpoint position must be >= 0, got {position}")
+        async with self._connection(conn) as c, c.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(_ADVANCE, (subscriber, position))
+            return cur.rowcount == 1
+
+    @asynccontextmanager
+    async def _connection(
+        self, conn: AsyncConnection[Any] | None
+    ) -> AsyncIterator[AsyncConnection[Any]]:
+        if conn is not None:
+            yield conn
+            return
+        async with self._pool.connection() as pooled:
+            yield pooled

@@ -1,0 +1,67 @@
+"""The event store port: what every implementation promises."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+from uuid import UUID
+
+from shared.domain.envelope import EventEnvelope, NewEvent
+
+NO_STREAM: Final = 0
+"""Expected version of a stream that must not exist yet."""
+
+ANY_VERSION: Final = -1
+"""No concurrency check (tooling only; services always pass the version they read)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    first_position: int
+    last_position: int
+    stream_version: int
+
+
+class EventStoreError(Exception):
+    """Base of the event store's errors."""
+
+
+class WrongExpectedVersionError(EventStoreError):
+    """The stream moved on since the caller read it (or exists when it should not)."""
+
+    def __init__(self, stream: UUID, expected: int, actual: int) -> None:
+        super().__init__(
+            f"stream {stream}: expected version {expected}, actual {actual}"
+        )
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class EventIdConflictError(EventStoreError):
+    """An event id is already recorded, but not as this exact append."""
+
+
+class EventStore(Protocol):
+    """Streams of events, one per order, plus one global commit-ordered log.
+
+    - ``append`` records events at ``expected_version + 1 …`` atomically, or raises
+      ``WrongExpectedVersionError``. Appending event ids that are already recorded
+      as the same consecutive run in that stream succeeds and returns the original
+      positions (idempotent retry).
+    - Global positions are dense and become visible in order: a reader that has seen
+      position ``n`` will never later find a new event below ``n``.
+    """
+
+    async def append(
+        self, stream: UUID, events: Sequence[NewEvent], expected_version: int
+    ) -> AppendResult: ...
+
+    async def read_stream(
+        self, stream: UUID, after_version: int = 0
+    ) -> list[EventEnvelope]: ...
+
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000
+    ) -> list[EventEnvelope]: ...
+
+    async def head_position(self) -> int: ...

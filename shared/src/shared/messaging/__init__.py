@@ -1,0 +1,1 @@
+"""RabbitMQ wiring: topology, the store-to-broker relay, and delivery handling."""

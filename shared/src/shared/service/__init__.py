@@ -1,0 +1,1 @@
+"""What every service process has in common: its runtime and its ops endpoints."""

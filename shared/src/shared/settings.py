@@ -1,0 +1,74 @@
+"""The one settings model, read from the environment (and a .env file)."""
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of every service. Each service reads the fields it needs.
+
+    Infrastructure URLs are unprefixed (``DATABASE_URL``, ``AMQP_URL``); everything
+    else is named for what it tunes.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    broker_namespace: str = Field(
+        default="oe", description="Prefix of every exchange and queue name"
+    )
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    # HTTP and WebSocket
+    http_host: str = "0.0.0.0"  # noqa: S104 - services listen on every interface in containers
+    gateway_port: int = 3000
+    notifier_port: int = 3001
+    notifier_public_url: str = "ws://localhost:3001"
+    router_http_port: int = 3002  # health and metrics of the router
+    executor_http_port: int = 3003  # health and metrics of the executor
+    max_body_bytes: int = 16_384
+
+    # Relay (store -> RabbitMQ)
+    relay_enabled: bool = True
+    relay_batch_size: int = 500
+    relay_poll_ms: int = 200
+    relay_publish_concurrency: int = 64
+
+    # Consumers
+    router_prefetch: int = 64
+    executor_concurrency: int = 32
+    delivery_limit: int = 5
+
+    # Retry policy
+    max_attempts: int = 3
+    backoff_base_ms: int = 500
+    backoff_max_ms: int = 8_000
+    backoff_jitter: float = 0.2
+
+    # Simulated venues
+    market_seed: int = 7
+    quote_delay_ms: int = 200
+    quote_failure_rate: float = 0.01
+    venue_spread_min: float = 0.02
+    venue_spread_max: float = 0.05
+    quote_validity_ms: int = 2_000
+    # Pairs whose venues sit venue_spread_min..max apart (trading.md §5.2 divergent
+    # profile); every other pair keeps its venues inside the fee band, as arbitrage
+    # does on majors. Add pairs here to see the 2-5 % gap on them too.
+    divergent_pairs: tuple[str, ...] = ("BONK-SOL", "MOON-SOL")
+    market_reversion_half_life_ms: int = 5_000  # arbitrage undoing a swap's impact
+
+    # Simulated chain
+    slot_ms: int = 400
+    blockhash_valid_slots: int = 150
+    confirm_min_ms: int = 2_000
+    confirm_max_ms: int = 3_000
+    rebroadcast_ms: int = 2_000
+    fault_network_rate: float = 0.03
+    fault_slippage_rate: float = 0.03

@@ -1,0 +1,123 @@
+"""Test infrastructure: real PostgreSQL and RabbitMQ, isolated per run.
+
+Where a Docker engine answers, testcontainers starts both. Otherwise the URLs come
+from ``TEST_DATABASE_URL`` and ``TEST_AMQP_URL``. A missing service fails the run:
+integration tests are never skipped. Each run gets its own database and its own
+exchange and queue names, so runs never see each other's data.
+"""
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from shared.migrations import migrate
+from shared.settings import Settings
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # noqa: PLC0415 - only needed when probing for an engine
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def infrastructure() -> Iterator[tuple[str, str]]:
+    """(server URL of PostgreSQL, URL of RabbitMQ)."""
+    pg_url = os.environ.get("TEST_DATABASE_URL")
+    amqp_url = os.environ.get("TEST_AMQP_URL")
+    if pg_url and amqp_url:
+        yield pg_url, amqp_url
+        return
+    if not _docker_answers():
+        pytest.fail(
+            "No PostgreSQL/RabbitMQ: set TEST_DATABASE_URL and TEST_AMQP_URL "
+            "or run a Docker engine for testcontainers"
+        )
+    from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
+    from testcontainers.rabbitmq import RabbitMqContainer  # noqa: PLC0415
+
+    with (
+        PostgresContainer("postgres:15-alpine", driver=None) as pg,
+        RabbitMqContainer("rabbitmq:3.10-alpine") as rabbit,
+    ):
+        amqp = (
+            f"amqp://{rabbit.username}:{rabbit.password}@"
+            f"{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/"
+        )
+        yield pg.get_connection_url(), amqp
+
+
+def _with_database(url: str, dbname: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, name: str) -> Iterator[str]:
+    """Create database ``oe_test_<run>_<name>``, migrate it, drop it afterwards."""
+    dbname = f"oe_test_{RUN_ID}_{name}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    url = _with_database(server_url, dbname)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(dbname)
+                )
+            )
+
+
+@pytest.fixture(scope="session")
+def database_url(infrastructure: tuple[str, str]) -> Iterator[str]:
+    """A fresh database for this run, migrated, dropped afterwards."""
+    with fresh_database(infrastructure[0], "main") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def amqp_url(infrastructure: tuple[str, str]) -> str:
+    return infrastructure[1]
+
+
+@pytest.fixture(scope="session")
+def broker_namespace() -> str:
+    """Every exchange and queue of this run carries this prefix."""
+    return f"oe-test-{RUN_ID}"
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, amqp_url: str, broker_namespace: str) -> Settings:
+    """Settings for services under test: fast simulated latencies, no faults."""
+    return Settings(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        broker_namespace=broker_namespace,
+        log_format="console",
+        quote_delay_ms=20,
+        quote_failure_rate=0.0,
+        slot_ms=50,
+        blockhash_valid_slots=20,
+        confirm_min_ms=100,
+        confirm_max_ms=200,
+        rebroadcast_ms=100,
+        fault_network_rate=0.0,
+        fault_slippage_rate=0.0,
+        backoff_base_ms=50,
+        relay_poll_ms=50,
+    )

@@ -1,0 +1,53 @@
+"""Small clients that talk to a running system the way a user's program would."""
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import websockets
+
+from tests.integration.system import System
+
+
+@dataclass
+class Stream:
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+    close_reason: str = ""
+
+    @property
+    def statuses(self) -> list[str]:
+        return [f["status"] for f in self.frames]
+
+
+async def submit(system: System, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=10) as client:
+        return await client.post("/api/orders/execute", json=body, **kwargs)
+
+
+async def stream(system: System, path: str, *, timeout: float = 30) -> Stream:
+    """Read frames until the server closes the WebSocket."""
+    result = Stream()
+    async with asyncio.timeout(timeout), websockets.connect(system.ws_url + path) as ws:
+        try:
+            async for message in ws:
+                result.frames.append(json.loads(message))
+        except websockets.ConnectionClosed:
+            pass
+        result.close_code = ws.close_code
+        result.close_reason = ws.close_reason or ""
+    return result
+
+
+async def wait_for_status(
+    system: System, order_id: str, statuses: set[str], *, timeout: float = 30
+) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=5) as client:
+        async with asyncio.timeout(timeout):
+            while True:
+                order = (await client.get(f"/api/orders/{order_id}")).json()
+                if order["status"] in statuses:
+                    return order  # type: ignore[no-any-return]
+                await asyncio.sleep(0.1)

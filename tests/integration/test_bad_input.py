@@ -1,0 +1,87 @@
+"""Bad input gets a clear 4xx naming the field, and never a half-written order."""
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.system import System
+
+pytestmark = pytest.mark.integration
+
+VALID: dict[str, Any] = {"amount": 10, "tokenPair": "SOL-USDC", "type": "market"}
+
+
+def _without(field: str) -> dict[str, Any]:
+    return {k: v for k, v in VALID.items() if k != field}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "phrase"),
+    [
+        ({**VALID, "amount": 0}, "amount", "greater than 0"),
+        ({**VALID, "amount": -5}, "amount", "greater than 0"),
+        ({**VALID, "amount": "ten"}, "amount", "decimal"),
+        ({**VALID, "amount": True}, "amount", "number"),
+        ({**VALID, "amount": "Infinity"}, "amount", "finite"),
+        ({**VALID, "amount": 0.0000000001}, "amount", "decimal places"),
+        (_without("amount"), "amount", "required"),
+        (_without("tokenPair"), "tokenPair", "required"),
+        (_without("type"), "type", "required"),
+        ({**VALID, "tokenPair": "DOGE-USDC"}, "tokenPair", "SOL-USDC"),
+        ({**VALID, "type": "limit"}, "type", "market"),
+        ({**VALID, "side": "short"}, "side", "sell"),
+        ({**VALID, "slippageBps": 0}, "slippageBps", "greater than or equal"),
+        ({**VALID, "slippageBps": 100_000}, "slippageBps", "less than or equal"),
+        ({**VALID, "clientOrderId": "has spaces"}, "clientOrderId", "pattern"),
+        ({**VALID, "surprise": 1}, "surprise", "not permitted"),
+    ],
+)
+def test_invalid_fields_get_422_naming_the_field(
+    system: System, body: dict[str, Any], field: str, phrase: str
+) -> None:
+    """An invalid body is refused with 422 naming the field and the problem."""
+    answer = httpx.post(f"{system.base_url}/api/orders/execute", json=body, timeout=10)
+
+    assert answer.status_code == 422
+    errors = answer.json()["detail"]
+    named = [e for e in errors if field in [str(p) for p in e["loc"]]]
+    assert named, errors
+    assert any(phrase.lower() in e["msg"].lower() for e in named), named
+
+
+def test_a_body_that_is_not_json_gets_422(system: System) -> None:
+    """A malformed JSON body is a 422 that says the JSON is invalid."""
+    answer = httpx.post(
+        f"{system.base_url}/api/orders/execute",
+        content=b'{"amount": 10,',
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+
+    assert answer.status_code == 422
+    assert "json" in str(answer.json()["detail"]).lower()
+
+
+def test_a_huge_body_gets_413(system: System) -> None:
+    """A body over the limit is refused with 413 before it is parsed."""
+    answer = httpx.post(
+        f"{system.base_url}/api/orders/execute",
+        content=b'{"amount": 10, "pad": "' + b"x" * 1_000_000 + b'"}',
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+
+    assert answer.status_code == 413
+    assert "too large" in answer.json()["detail"]
+
+
+def test_an_unknown_order_is_404(system: System) -> None:
+    """GET of an order that does not exist is 404, a malformed id 422."""
+    missing = httpx.get(
+        f"{system.base_url}/api/orders/00000000-0000-0000-0000-000000000000"
+    )
+    malformed = httpx.get(f"{system.base_url}/api/orders/nope")
+
+    assert missing.status_code == 404
+    assert malformed.status_code == 422

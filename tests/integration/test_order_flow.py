@@ -1,0 +1,225 @@
+"""End to end: orders submitted over HTTP, followed over WebSocket, on real services."""
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from tests.integration.clients import stream, submit, wait_for_status
+from tests.integration.system import System
+
+pytestmark = pytest.mark.integration
+
+HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
+ORDER = {"amount": 10, "tokenPair": "SOL-USDC", "type": "market"}
+
+
+async def test_market_order_streams_every_status_then_closes(system: System) -> None:
+    """A client sees pending → … → confirmed with txHash and finalPrice, then 1000."""
+    answer = await submit(system, ORDER)
+    assert answer.status_code == 202
+    receipt = answer.json()
+    assert receipt["status"] == "pending"
+    assert receipt["links"]["ws"].endswith(f"/ws/orders/{receipt['orderId']}")
+
+    seen = await stream(system, f"/ws/orders/{receipt['orderId']}")
+
+    assert seen.statuses == HAPPY_PATH
+    confirmed = seen.frames[-1]
+    assert confirmed["txHash"]
+    assert float(confirmed["finalPrice"]) > 0
+    assert float(confirmed["amountOut"]) > 0
+    assert confirmed["venue"]
+    assert [f["version"] for f in seen.frames] == [1, 2, 3, 4, 5]
+    assert seen.close_code == 1000
+
+
+async def test_a_late_subscriber_gets_the_whole_history(system: System) -> None:
+    """Connecting after the order finished replays every status from the store."""
+    order_id = (await submit(system, ORDER)).json()["orderId"]
+    await wait_for_status(system, order_id, {"confirmed", "failed"})
+
+    seen = await stream(system, f"/ws/orders/{order_id}")
+
+    assert seen.statuses == HAPPY_PATH
+    assert seen.close_code == 1000
+
+
+async def test_a_subscriber_resumes_after_a_version(system: System) -> None:
+    """``?after=2`` sends only the events after version 2: no gap, no duplicate."""
+    order_id = (await submit(system, ORDER)).json()["orderId"]
+    await wait_for_status(system, order_id, {"confirmed"})
+
+    seen = await stream(system, f"/ws/orders/{order_id}?after=2")
+
+    assert [f["version"] for f in seen.frames] == [3, 4, 5]
+    assert seen.statuses == HAPPY_PATH[2:]
+
+
+async def test_many_orders_in_flight_all_confirm_in_order(system: System) -> None:
+    """Twenty orders at once each stream their own lifecycle, nothing mixed up."""
+    answers = await asyncio.gather(
+        *(submit(system, {**ORDER, "amount": 1 + i % 5}) for i in range(20))
+    )
+    order_ids = [a.json()["orderId"] for a in answers]
+
+    streams = await asyncio.gather(
+        *(stream(system, f"/ws/orders/{i}") for i in order_ids)
+    )
+
+    for order_id, seen in zip(order_ids, streams, strict=True):
+        assert seen.statuses == HAPPY_PATH
+        assert {f["orderId"] for f in seen.frames} == {order_id}
+
+
+async def test_the_order_shows_quotes_route_and_realised_amounts(
+    system: System,
+) -> None:
+    """GET /api/orders/{id} folds the events: both quotes, the plan, what moved."""
+    order_id = (await submit(system, ORDER)).json()["orderId"]
+
+    order = await wait_for_status(system, order_id, {"confirmed"})
+
+    assert {q["venue"] for q in order["quotes"]} == {"raydium", "meteora"}
+    assert sum(leg["bps"] for leg in order["routePlan"]["legs"]) == 10_000
+    assert order["routePlan"]["reason"]
+    assert order["txHash"]
+    assert float(order["amountIn"]) == 10
+    assert float(order["amountOut"]) > 0
+    assert order["attempt"] == 1
+    assert order["failures"] == []
+
+
+async def test_the_event_history_lists_every_event(system: System) -> None:
+    """GET /api/orders/{id}/events is the stream, in version order."""
+    order_id = (await submit(system, ORDER)).json()["orderId"]
+    await wait_for_status(system, order_id, {"confirmed"})
+
+    async with httpx.AsyncClient(base_url=system.base_url) as client:
+        events = (await client.get(f"/api/orders/{order_id}/events")).json()["events"]
+
+    assert [e["type"] for e in events] == [
+        "OrderAccepted",
+        "RoutingStarted",
+        "RouteSelected",
+        "TransactionSubmitted",
+        "SwapConfirmed",
+    ]
+
+
+async def test_the_order_list_comes_from_the_read_model(system: System) -> None:
+    """GET /api/orders?status=confirmed lists the order once projected."""
+    order_id = (await submit(system, ORDER)).json()["orderId"]
+    await wait_for_status(system, order_id, {"confirmed"})
+
+    async with (
+        httpx.AsyncClient(base_url=system.base_url) as client,
+        asyncio.timeout(10),
+    ):
+        while True:
+            listed = (
+                await client.get("/api/orders", params={"status": "confirmed"})
+            ).json()
+            mine = [o for o in listed["orders"] if o["orderId"] == order_id]
+            if mine:
+                break
+            await asyncio.sleep(0.1)
+
+    assert mine[0]["txHash"]
+    assert mine[0]["venue"]
+    assert all(o["status"] == "confirmed" for o in listed["orders"])
+
+
+async def test_a_repeated_client_order_id_returns_the_same_order(
+    system: System,
+) -> None:
+    """Submitting the same clientOrderId twice never creates a second order."""
+    body = {**ORDER, "clientOrderId": f"client-{uuid.uuid4()}"}
+
+    first = await submit(system, body)
+    second = await submit(system, body)
+
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.json()["orderId"] == first.json()["orderId"]
+    seen = await stream(system, f"/ws/orders/{first.json()['orderId']}")
+    assert seen.statuses == HAPPY_PATH
+
+
+async def test_an_idempotency_key_header_works_like_client_order_id(
+    system: System,
+) -> None:
+    """The Idempotency-Key header deduplicates submits as well."""
+    key = f"key-{uuid.uuid4()}"
+
+    first = await submit(system, ORDER, headers={"Idempotency-Key": key})
+    second = await submit(system, ORDER, headers={"Idempotency-Key": key})
+
+    assert second.json()["orderId"] == first.json()["orderId"]
+
+
+async def test_a_reused_client_order_id_with_another_order_is_refused(
+    system: System,
+) -> None:
+    """The same clientOrderId with other parameters is a 409, not a replay."""
+    key = f"client-{uuid.uuid4()}"
+    await submit(system, {**ORDER, "clientOrderId": key})
+
+    clash = await submit(system, {**ORDER, "amount": 11, "clientOrderId": key})
+
+    assert clash.status_code == 409
+    assert "clientOrderId" in clash.json()["detail"]
+
+
+async def test_an_unknown_order_id_gets_an_error_and_close_code(system: System) -> None:
+    """WS for an order that does not exist says so and closes with 4404."""
+    seen = await stream(system, f"/ws/orders/{uuid.uuid4()}")
+
+    assert seen.frames[0]["error"] == "order not found"
+    assert seen.close_code == 4404
+
+
+async def test_a_malformed_order_id_gets_an_error_and_close_code(
+    system: System,
+) -> None:
+    """WS for a malformed id says what is wrong and closes with 4400."""
+    seen = await stream(system, "/ws/orders/not-a-uuid")
+
+    assert "malformed order id" in seen.frames[0]["error"]
+    assert seen.close_code == 4400
+
+
+async def test_forced_slippage_fails_after_three_attempts_with_the_reason(
+    slippage_system: System,
+) -> None:
+    """Every attempt lands with slippage exceeded: 3 attempts, then failed."""
+    order_id = (await submit(slippage_system, ORDER)).json()["orderId"]
+
+    seen = await stream(slippage_system, f"/ws/orders/{order_id}", timeout=60)
+
+    assert seen.statuses == [
+        "pending",
+        "routing",
+        "building",
+        "submitted",
+        "routing",
+        "building",
+        "submitted",
+        "routing",
+        "building",
+        "submitted",
+        "failed",
+    ]
+    failed = seen.frames[-1]
+    assert failed["failure"] == "SLIPPAGE_EXCEEDED"
+    assert "3 attempts" in failed["reason"]
+    assert [f["attempt"] for f in seen.frames if f["status"] == "routing"] == [1, 2, 3]
+    assert seen.close_code == 1000
+    async with httpx.AsyncClient(base_url=slippage_system.base_url) as client:
+        order = (await client.get(f"/api/orders/{order_id}")).json()
+        events = (await client.get(f"/api/orders/{order_id}/events")).json()["events"]
+    assert order["status"] == "failed"
+    assert [f["attempt"] for f in order["failures"]] == [1, 2, 3]
+    assert all(f["failure"] == "SLIPPAGE_EXCEEDED" for f in order["failures"])
+    assert sum(e["type"] == "TransactionSubmitted" for e in events) == 3

@@ -1,0 +1,336 @@
+"""The order state machine: every allowed and refused transition."""
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from shared.domain.errors import InvalidTransitionError
+from shared.domain.events import (
+    STATUS_OF_EVENT,
+    OrderAccepted,
+    OrderEvent,
+    OrderFailed,
+    OrderStatus,
+    RetryScheduled,
+    RouteSelected,
+    RoutingStarted,
+    SwapConfirmed,
+    TransactionSubmitted,
+)
+from shared.domain.order import (
+    Phase,
+    decide_attempt_failed,
+    decide_confirm,
+    decide_route,
+    decide_start_routing,
+    decide_submit,
+    replay,
+)
+from shared.domain.quotes import RouteLeg, RoutePlan, Venue, VenueQuote
+from shared.domain.retry import FailureClass, RetryPolicy
+
+POLICY = RetryPolicy(max_attempts=3)
+
+
+def accepted(side: str = "sell") -> OrderAccepted:
+    return OrderAccepted(
+        order_id=uuid.uuid4(),
+        order_type="market",
+        token_pair="SOL-USDC",
+        side=side,
+        amount=Decimal(10),
+        slippage_bps=50,
+    )
+
+
+def plan() -> RoutePlan:
+    leg = RouteLeg(
+        venue=Venue.METEORA, bps=10_000, in_amount=Decimal(10), out_amount=Decimal(1630)
+    )
+    return RoutePlan(
+        legs=(leg,),
+        in_amount=Decimal(10),
+        out_amount=Decimal(1630),
+        min_amount_out=Decimal("1621.85"),
+        max_amount_in=Decimal(10),
+        gain_bps_over_best_single=Decimal(0),
+        reason="meteora is best",
+    )
+
+
+def quote() -> VenueQuote:
+    return VenueQuote(
+        venue=Venue.METEORA,
+        in_amount=Decimal(10),
+        out_amount=Decimal(1630),
+        min_amount_out=Decimal("1621.85"),
+        max_amount_in=Decimal(10),
+        fee=Decimal("0.004"),
+        price_impact_pct=Decimal("0.0001"),
+        slot=1,
+        expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+
+
+def routed(attempt: int = 1) -> RouteSelected:
+    return RouteSelected(attempt=attempt, quotes=(quote(),), plan=plan())
+
+
+def submitted(attempt: int = 1) -> TransactionSubmitted:
+    return TransactionSubmitted(
+        attempt=attempt,
+        signature=f"sig{attempt}",
+        blockhash="bh",
+        last_valid_block_height=150,
+        signed_transaction="AA==",
+    )
+
+
+def confirmed(attempt: int = 1) -> SwapConfirmed:
+    return SwapConfirmed(
+        attempt=attempt,
+        tx_hash=f"sig{attempt}",
+        slot=3,
+        amount_in=Decimal(10),
+        amount_out=Decimal(1629),
+        final_price=Decimal("162.9"),
+        quoted_amount_in=Decimal(10),
+        quoted_amount_out=Decimal(1630),
+        legs=plan().legs,
+    )
+
+
+def retry(attempt: int) -> RetryScheduled:
+    return RetryScheduled(
+        attempt=attempt,
+        failed_attempt=attempt - 1,
+        failure=FailureClass.SLIPPAGE_EXCEEDED,
+        reason="moved",
+        delay_ms=500,
+    )
+
+
+def happy_path() -> list[OrderEvent]:
+    return [accepted(), RoutingStarted(attempt=1), routed(), submitted(), confirmed()]
+
+
+def test_the_happy_path_streams_each_status_once() -> None:
+    """pending → routing → building → submitted → confirmed, one event each."""
+    events = happy_path()
+
+    state = replay(events)
+
+    assert [STATUS_OF_EVENT[e.type] for e in events] == [
+        OrderStatus.PENDING,
+        OrderStatus.ROUTING,
+        OrderStatus.BUILDING,
+        OrderStatus.SUBMITTED,
+        OrderStatus.CONFIRMED,
+    ]
+    assert state is not None
+    assert state.status is OrderStatus.CONFIRMED
+    assert state.version == 5
+    assert state.is_terminal
+
+
+def test_a_retry_goes_back_through_routing_with_the_next_attempt() -> None:
+    """After a failed attempt the order is routing again, as attempt 2."""
+    state = replay(
+        [accepted(), RoutingStarted(attempt=1), routed(), submitted(), retry(2)]
+    )
+
+    assert state is not None
+    assert state.status is OrderStatus.ROUTING
+    assert state.phase is Phase.RETRY_SCHEDULED
+    assert state.attempt == 2
+    assert state.transaction is None
+
+
+def test_a_retried_order_can_still_confirm() -> None:
+    """Attempt 2 is routed, submitted and confirmed like the first."""
+    state = replay(
+        [
+            accepted(),
+            RoutingStarted(attempt=1),
+            routed(),
+            submitted(),
+            retry(2),
+            routed(2),
+            submitted(2),
+            confirmed(2),
+        ]
+    )
+
+    assert state is not None
+    assert state.status is OrderStatus.CONFIRMED
+    assert len(state.failed_attempts) == 1
+
+
+REFUSED = [
+    ("stream must start with OrderAccepted", [RoutingStarted(attempt=1)]),
+    ("accepted twice", [accepted(), accepted()]),
+    ("route before routing", [accepted(), routed()]),
+    ("submit before route", [accepted(), RoutingStarted(attempt=1), submitted()]),
+    (
+        "confirm before submit",
+        [accepted(), RoutingStarted(attempt=1), routed(), confirmed()],
+    ),
+    ("route for another attempt", [accepted(), RoutingStarted(attempt=1), routed(2)]),
+    ("retry skipping an attempt", [accepted(), RoutingStarted(attempt=1), retry(3)]),
+    ("anything after confirmed", [*happy_path(), retry(2)]),
+    (
+        "routing started twice",
+        [accepted(), RoutingStarted(attempt=1), RoutingStarted(attempt=1)],
+    ),
+    (
+        "failed before any attempt",
+        [
+            accepted(),
+            OrderFailed(
+                failed_attempt=0, failure=FailureClass.SLIPPAGE_EXCEEDED, reason="x"
+            ),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "events"), REFUSED, ids=[c for c, _ in REFUSED])
+def test_refused_transitions_raise(case: str, events: list[OrderEvent]) -> None:
+    """An event that cannot follow the current state is refused."""
+    with pytest.raises(InvalidTransitionError):
+        replay(events)
+
+
+def test_deciding_a_step_already_taken_decides_nothing() -> None:
+    """A redelivered trigger is a no-op: each decide returns [] once done."""
+    state = replay(happy_path())
+    assert state is not None
+
+    assert decide_start_routing(state) == []
+    assert decide_route(state, attempt=1, quotes=(quote(),), plan=plan()) == []
+    assert (
+        decide_submit(
+            state,
+            attempt=1,
+            signature="s",
+            blockhash="b",
+            last_valid_block_height=1,
+            signed_transaction="",
+        )
+        == []
+    )
+    assert (
+        decide_confirm(
+            state,
+            signature="sig1",
+            slot=1,
+            amount_in=Decimal(1),
+            amount_out=Decimal(1),
+            legs=(),
+        )
+        == []
+    )
+    assert (
+        decide_attempt_failed(
+            state,
+            attempt=1,
+            failure=FailureClass.NETWORK_ERROR,
+            reason="x",
+            policy=POLICY,
+        )
+        == []
+    )
+
+
+def test_confirmation_computes_the_price_from_what_moved() -> None:
+    """finalPrice is quote per base from the realised amounts, for sells and buys."""
+    sell = replay([accepted("sell"), RoutingStarted(attempt=1), routed(), submitted()])
+    buy = replay([accepted("buy"), RoutingStarted(attempt=1), routed(), submitted()])
+    assert sell is not None
+    assert buy is not None
+
+    [sold] = decide_confirm(
+        sell,
+        signature="sig1",
+        slot=9,
+        amount_in=Decimal(10),
+        amount_out=Decimal(1600),
+        legs=plan().legs,
+    )
+    [bought] = decide_confirm(
+        buy,
+        signature="sig1",
+        slot=9,
+        amount_in=Decimal(1600),
+        amount_out=Decimal(10),
+        legs=plan().legs,
+    )
+
+    assert isinstance(sold, SwapConfirmed)
+    assert isinstance(bought, SwapConfirmed)
+    assert sold.final_price == Decimal(160)
+    assert bought.final_price == Decimal(160)
+
+
+def test_confirmation_of_another_signature_is_ignored() -> None:
+    """Only the recorded signature can confirm the attempt."""
+    state = replay([accepted(), RoutingStarted(attempt=1), routed(), submitted()])
+    assert state is not None
+
+    assert (
+        decide_confirm(
+            state,
+            signature="other",
+            slot=1,
+            amount_in=Decimal(1),
+            amount_out=Decimal(1),
+            legs=(),
+        )
+        == []
+    )
+
+
+def test_failures_are_retried_until_the_last_attempt_then_fail_with_the_reason() -> (
+    None
+):
+    """Attempts 1 and 2 are retried; attempt 3 ends the order as failed."""
+    events: list[OrderEvent] = [accepted(), RoutingStarted(attempt=1)]
+    for attempt in (1, 2, 3):
+        events += [routed(attempt), submitted(attempt)]
+        state = replay(events)
+        assert state is not None
+        decided = decide_attempt_failed(
+            state,
+            attempt=attempt,
+            failure=FailureClass.SLIPPAGE_EXCEEDED,
+            reason="pool moved",
+            policy=POLICY,
+        )
+        events += decided
+
+    final = replay(events)
+    assert final is not None
+    assert final.status is OrderStatus.FAILED
+    assert final.failure is not None
+    assert final.failure.failed_attempt == 3
+    assert "pool moved" in final.failure.reason
+    assert final.failure.signature == "sig3"
+    assert [type(e).__name__ for e in events].count("RetryScheduled") == 2
+
+
+def test_a_terminal_failure_class_is_not_retried() -> None:
+    """Insufficient liquidity fails the order at once."""
+    state = replay([accepted(), RoutingStarted(attempt=1)])
+    assert state is not None
+
+    [event] = decide_attempt_failed(
+        state,
+        attempt=1,
+        failure=FailureClass.INSUFFICIENT_LIQUIDITY,
+        reason="pool too thin",
+        policy=POLICY,
+    )
+
+    assert isinstance(event, OrderFailed)
