@@ -59,9 +59,7 @@ def infrastructure() -> Iterator[tuple[str, str]]:
 
 
 def _with_database(url: str, dbname: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**info)
+    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
 
 
 @contextlib.contextmanager

@@ -85,3 +85,18 @@ def test_an_unknown_order_is_404(system: System) -> None:
 
     assert missing.status_code == 404
     assert malformed.status_code == 422
+
+
+def test_an_idempotency_key_that_contradicts_client_order_id_gets_422(
+    system: System,
+) -> None:
+    """Two different idempotency keys in one request are refused, naming the header."""
+    answer = httpx.post(
+        f"{system.base_url}/api/orders/execute",
+        json={**VALID, "clientOrderId": "a-1"},
+        headers={"Idempotency-Key": "b-2"},
+        timeout=10,
+    )
+
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]

@@ -178,8 +178,7 @@ def test_concurrent_migrations_apply_each_file_once(
     """Services starting together on a new database apply each migration once."""
     server_url, _ = infrastructure
     dbname = f"oe_test_migrate_{uuid4().hex[:10]}"
-    info = psycopg.conninfo.conninfo_to_dict(server_url)
-    url = psycopg.conninfo.make_conninfo(**{**info, "dbname": dbname})
+    url = psycopg.conninfo.make_conninfo(server_url, dbname=dbname)
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     try:

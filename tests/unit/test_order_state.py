@@ -334,3 +334,29 @@ def test_a_terminal_failure_class_is_not_retried() -> None:
     )
 
     assert isinstance(event, OrderFailed)
+
+
+def test_a_requoted_plan_is_the_one_confirmed_against() -> None:
+    """When the executor re-quoted, quoted amounts come from the fresh plan."""
+    fresh = plan().model_copy(update={"out_amount": Decimal(1625)})
+    state = replay(
+        [
+            accepted(),
+            RoutingStarted(attempt=1),
+            routed(),
+            submitted().model_copy(update={"plan": fresh}),
+        ]
+    )
+    assert state is not None
+
+    [event] = decide_confirm(
+        state,
+        signature="sig1",
+        slot=4,
+        amount_in=Decimal(10),
+        amount_out=Decimal(1626),
+        legs=fresh.legs,
+    )
+
+    assert isinstance(event, SwapConfirmed)
+    assert event.quoted_amount_out == Decimal(1625)

@@ -1,1 +1,1 @@
-"""Code shared by the order execution engine's services: domain, event store, messaging."""
+"""Code the order execution engine's services share: domain, event store, messaging."""

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     executor_http_port: int = 3003  # health and metrics of the executor
     max_body_bytes: int = 16_384
 
+    # PostgreSQL connections per process (appends serialize anyway: keep it small)
+    db_pool_size: int = 8
+
     # Relay (store -> RabbitMQ)
     relay_enabled: bool = True
     relay_batch_size: int = 500
@@ -72,3 +75,7 @@ class Settings(BaseSettings):
     rebroadcast_ms: int = 2_000
     fault_network_rate: float = 0.03
     fault_slippage_rate: float = 0.03
+    fault_drop_rate: float = Field(
+        default=0.0,
+        description="Share of transactions the network drops on every send",
+    )

@@ -1,20 +1,20 @@
 """Executing an order attempt: build and record the transaction, then see it land.
 
-``RouteSelected`` → build and sign one transaction and record it
-(``TransactionSubmitted``) *before* anything is sent. ``TransactionSubmitted`` →
-send those exact bytes, rebroadcast them until the chain has them, and watch the
-signature until it lands or its blockhash expires. Only then may a new attempt
-sign anything new, so an order can never land two swaps. A restarted executor
-gets the unacknowledged ``TransactionSubmitted`` again and resumes watching the
-same signature.
+``RouteSelected`` → re-quote if the route went stale, build and sign one
+transaction and record it (``TransactionSubmitted``) *before* anything is sent.
+``TransactionSubmitted`` → send those exact bytes, rebroadcast them until the
+chain has them, and watch the signature until it lands or its blockhash expires.
+Only then may a new attempt sign anything new, so an order can never land two
+swaps. A starting executor first reconciles every order left in flight.
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
+from uuid import UUID
 
 from shared.chain.port import (
     Chain,
@@ -26,7 +26,11 @@ from shared.chain.port import (
 )
 from shared.chain.transaction import build_swap_transaction
 from shared.domain.envelope import EventEnvelope
-from shared.domain.events import OrderStatus, RouteSelected, TransactionSubmitted
+from shared.domain.events import (
+    OrderStatus,
+    RouteSelected,
+    TransactionSubmitted,
+)
 from shared.domain.order import (
     OrderState,
     Phase,
@@ -35,12 +39,24 @@ from shared.domain.order import (
     decide_submit,
 )
 from shared.domain.pairs import SUPPORTED_PAIRS
+from shared.domain.quotes import RoutePlan, Venue, VenueQuote
 from shared.domain.retry import FailureClass, RetryPolicy
+from shared.domain.routing import InsufficientLiquidityError
+from shared.domain.staleness import drifted_too_far, route_expired
 from shared.eventstore.orders import Orders
+from shared.venues.port import QuoteUnavailableError, VenueClient
+from shared.venues.quoting import quote_and_plan
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class AttemptFailedError(Exception):
+    def __init__(self, failure: FailureClass, reason: str) -> None:
+        super().__init__(reason)
+        self.failure = failure
+        self.reason = reason
 
 
 class ExecuteOrders:
@@ -49,17 +65,25 @@ class ExecuteOrders:
         *,
         orders: Orders,
         chain: Chain,
+        venues: Mapping[Venue, VenueClient],
         policy: RetryPolicy,
+        quote_validity: timedelta,
         rebroadcast_s: float,
         poll_s: float,
         rpc_retries: int = 3,
     ) -> None:
         self._orders = orders
         self._chain = chain
+        self._venues = venues
         self._policy = policy
+        self._quote_validity = quote_validity
         self._rebroadcast_s = rebroadcast_s
         self._poll_s = poll_s
-        self._rpc_retries = rpc_retries
+        self._rpc_retries = max(1, rpc_retries)
+        self._watching: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- RouteSelected: build and record -----------------------------------------
 
     async def on_route_selected(self, cause: EventEnvelope) -> None:
         routed = cause.event
@@ -71,16 +95,12 @@ class ExecuteOrders:
             or state.attempt != routed.attempt
         ):
             return
-        if _route_expired(routed, now=datetime.now(UTC)):
-            await self._fail(
-                state,
-                cause,
-                FailureClass.QUOTE_EXPIRED,
-                "route went stale before building",
-            )
-            return
         try:
+            requoted, plan = await self._fresh_route(state, routed)
             blockhash = await self._with_rpc_retries(self._chain.latest_blockhash)
+        except AttemptFailedError as failed:
+            await self._fail(state, cause, failed.failure, failed.reason)
+            return
         except ChainUnavailableError as error:
             await self._fail(
                 state, cause, FailureClass.NETWORK_ERROR, f"no blockhash: {error}"
@@ -91,7 +111,7 @@ class ExecuteOrders:
             attempt=state.attempt,
             pair=SUPPORTED_PAIRS[state.spec.token_pair],
             side=state.spec.side,
-            plan=routed.plan,
+            plan=plan,
             blockhash=blockhash.blockhash,
             last_valid_block_height=blockhash.last_valid_block_height,
         )
@@ -105,88 +125,153 @@ class ExecuteOrders:
                 blockhash=blockhash.blockhash,
                 last_valid_block_height=blockhash.last_valid_block_height,
                 signed_transaction=transaction.encoded,
+                requoted=requoted,
+                plan=plan if requoted else None,
             ),
             cause=cause,
         )
 
+    async def _fresh_route(
+        self, state: OrderState, routed: RouteSelected
+    ) -> tuple[tuple[VenueQuote, ...], RoutePlan]:
+        """The routed plan, or a re-quoted one when its quotes have expired."""
+        if not route_expired(routed.quotes, routed.plan, now=datetime.now(UTC)):
+            return (), routed.plan
+        try:
+            quotes, plan = await quote_and_plan(
+                self._venues, state.spec, validity=self._quote_validity
+            )
+        except QuoteUnavailableError as error:
+            raise AttemptFailedError(
+                FailureClass.QUOTE_UNAVAILABLE, f"re-quote failed: {error}"
+            ) from None
+        except InsufficientLiquidityError as error:
+            raise AttemptFailedError(
+                FailureClass.INSUFFICIENT_LIQUIDITY, str(error)
+            ) from None
+        if drifted_too_far(
+            routed.plan,
+            plan,
+            side=state.spec.side,
+            slippage_bps=state.spec.slippage_bps,
+        ):
+            raise AttemptFailedError(
+                FailureClass.QUOTE_EXPIRED,
+                "the route went stale and the fresh quote moved past half the"
+                " slippage tolerance",
+            )
+        return quotes, plan
+
+    # --- TransactionSubmitted: send and watch -------------------------------------
+
     async def on_transaction_submitted(self, cause: EventEnvelope) -> None:
         submitted = cause.event
         assert isinstance(submitted, TransactionSubmitted)  # noqa: S101
+        if submitted.signature in self._watching:
+            return  # a reconciliation task already watches this signature
         state = await self._orders.load(cause.order_id)
-        if (
-            state is None
-            or state.phase is not Phase.SUBMITTED
-            or state.transaction is None
-            or state.transaction.signature != submitted.signature
-        ):
+        if state is None or not _in_flight_with(state, submitted.signature):
             return
-        await self._see_it_land(state, submitted, cause)
+        await self._watch(state, submitted, cause)
 
-    async def _see_it_land(
+    async def reconcile(self, order_ids: Iterable[UUID]) -> int:
+        """Check every in-flight order's signature once; keep watching the rest.
+
+        Landed, failed and expired transactions are recorded before this returns;
+        the ones still pending are watched in the background. Returns how many
+        orders were found in flight.
+        """
+        found = 0
+        for order_id in order_ids:
+            history = await self._orders.history(order_id)
+            state = await self._orders.load(order_id)
+            if state is None or state.phase is not Phase.SUBMITTED:
+                continue
+            tx = state.transaction
+            assert tx is not None  # noqa: S101 - SUBMITTED always has its transaction
+            found += 1
+            cause = history[-1]
+            if await self._settle_once(state, tx, cause):
+                continue
+            task = asyncio.create_task(self._watch(state, tx, cause))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return found
+
+    async def _watch(
         self, state: OrderState, tx: TransactionSubmitted, cause: EventEnvelope
     ) -> None:
-        next_broadcast = 0.0
-        while True:
-            now = time.monotonic()
-            if now >= next_broadcast:
-                next_broadcast = now + self._rebroadcast_s
-                try:
-                    await self._chain.send_transaction(tx.signed_transaction)
-                except ChainUnavailableError:
-                    # Ambiguous: the chain may or may not have the bytes. Resending
-                    # the same bytes later is harmless; signing new ones is not.
-                    logger.info(
-                        "send failed; will rebroadcast",
-                        extra={"kind": "rebroadcast", "order_id": str(state.order_id)},
-                    )
-            try:
-                status = await self._chain.signature_status(tx.signature)
-            except ChainUnavailableError:
-                status = TxPending()
-            match status:
-                case TxLanded(ok=True):
-                    await self._confirm(state, tx, status, cause)
+        self._watching.add(tx.signature)
+        try:
+            next_broadcast = 0.0
+            while True:
+                now = time.monotonic()
+                if now >= next_broadcast:
+                    next_broadcast = now + self._rebroadcast_s
+                    await self._broadcast(state, tx)
+                if await self._settle_once(state, tx, cause):
                     return
-                case TxLanded(ok=False):
-                    failure = status.error or FailureClass.SLIPPAGE_EXCEEDED
-                    await self._fail(
-                        state,
-                        cause,
-                        failure,
-                        f"{failure} on chain at slot {status.slot}",
-                    )
-                    return
-                case TxExpired():
-                    await self._fail(
-                        state,
-                        cause,
-                        FailureClass.BLOCKHASH_EXPIRED,
-                        f"not landed before block height {tx.last_valid_block_height}",
-                    )
-                    return
-                case TxUnknown():
-                    # The chain never got the bytes. Once their blockhash is past its
-                    # last valid height they can never land: only then may a new
-                    # attempt sign anything.
-                    if await self._past_valid_height(tx):
-                        await self._fail(
-                            state,
-                            cause,
-                            FailureClass.BLOCKHASH_EXPIRED,
-                            "never reached the chain before block height "
-                            f"{tx.last_valid_block_height}",
-                        )
-                        return
-                    next_broadcast = min(
-                        next_broadcast, time.monotonic() + self._poll_s
-                    )
-            await asyncio.sleep(self._poll_s)
+                await asyncio.sleep(self._poll_s)
+        finally:
+            self._watching.discard(tx.signature)
+
+    async def _broadcast(self, state: OrderState, tx: TransactionSubmitted) -> None:
+        try:
+            await self._chain.send_transaction(tx.signed_transaction)
+        except ChainUnavailableError:
+            # Ambiguous: the chain may or may not have the bytes. Resending the
+            # same bytes later is harmless; signing new ones is not.
+            logger.info(
+                "send failed; will rebroadcast",
+                extra={"kind": "rebroadcast", "order_id": str(state.order_id)},
+            )
+
+    async def _settle_once(
+        self, state: OrderState, tx: TransactionSubmitted, cause: EventEnvelope
+    ) -> bool:
+        """Ask the chain about the signature; record a final answer. True if final."""
+        try:
+            status = await self._chain.signature_status(tx.signature)
+        except ChainUnavailableError:
+            status = TxPending()
+        match status:
+            case TxLanded(ok=True):
+                await self._confirm(state, tx, status, cause)
+                return True
+            case TxLanded(ok=False):
+                failure = status.error or FailureClass.SLIPPAGE_EXCEEDED
+                await self._fail(
+                    state, cause, failure, f"{failure} on chain at slot {status.slot}"
+                )
+                return True
+            case TxExpired():
+                await self._fail(
+                    state,
+                    cause,
+                    FailureClass.BLOCKHASH_EXPIRED,
+                    f"not landed before block height {tx.last_valid_block_height}",
+                )
+                return True
+            case TxUnknown() if await self._past_valid_height(tx):
+                # The chain never got the bytes and their blockhash has expired:
+                # they can never land, so a new attempt may sign new ones.
+                await self._fail(
+                    state,
+                    cause,
+                    FailureClass.BLOCKHASH_EXPIRED,
+                    "never reached the chain before block height "
+                    f"{tx.last_valid_block_height}",
+                )
+                return True
+        return False
 
     async def _past_valid_height(self, tx: TransactionSubmitted) -> bool:
         try:
             return await self._chain.block_height() > tx.last_valid_block_height
         except ChainUnavailableError:
             return False
+
+    # --- outcomes ----------------------------------------------------------------
 
     async def _confirm(
         self,
@@ -245,19 +330,17 @@ class ExecuteOrders:
         )
 
     async def _with_rpc_retries(self, call: Callable[[], Awaitable[T]]) -> T:
-        for remaining in range(self._rpc_retries, 0, -1):
+        for _ in range(self._rpc_retries - 1):
             try:
                 return await call()
             except ChainUnavailableError:
-                if remaining == 1:
-                    raise
                 await asyncio.sleep(self._poll_s)
-        raise AssertionError("unreachable")
+        return await call()
 
 
-def _route_expired(routed: RouteSelected, *, now: datetime) -> bool:
-    return any(
-        quote.expires_at < now
-        for quote in routed.quotes
-        if quote.venue in {leg.venue for leg in routed.plan.legs}
+def _in_flight_with(state: OrderState, signature: str) -> bool:
+    return (
+        state.phase is Phase.SUBMITTED
+        and state.transaction is not None
+        and state.transaction.signature == signature
     )

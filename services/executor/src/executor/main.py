@@ -1,19 +1,50 @@
-"""Composition root of the executor: wires the chain and the queue to the handlers."""
+"""Composition root of the executor: wires the chain, venues and queue to handlers.
 
+At start the executor first reconciles every order left in flight (recorded
+transaction, no outcome) against the chain by signature, then starts consuming.
+"""
+
+import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import uvicorn
 from fastapi import FastAPI
 
 from executor.handlers import ExecuteOrders
+from executor.in_flight import InFlight
 from shared.chain.simulated import SimulatedChain
 from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
-from shared.service.ops import ops_api
-from shared.service.runtime import make_broker, retry_policy, running
+from shared.service.ops import ops_api, runtime_readiness
+from shared.service.runtime import Runtime, make_broker, retry_policy, running
 from shared.settings import Settings
+from shared.venues.simulated import simulated_venues
+
+logger = logging.getLogger(__name__)
+
+CATCH_UP_TIMEOUT_S = 30
+
+
+async def reconcile_in_flight(runtime: Runtime, execute: ExecuteOrders) -> None:
+    in_flight = InFlight(pool=runtime.pool, checkpoints=runtime.checkpoints)
+    follower = runtime.follow(in_flight.subscriber, in_flight.apply)
+    head = await runtime.store.head_position()
+    try:
+        async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+            await follower.wait_until(head)
+    except TimeoutError:
+        logger.warning(
+            "in-flight projection behind; redelivered messages will reconcile the rest",
+            extra={"kind": "reconcile_partial"},
+        )
+    found = await execute.reconcile(await in_flight.orders())
+    logger.info(
+        "reconciled in-flight orders", extra={"kind": "reconciled", "count": found}
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,18 +54,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running(
-            settings, broker, pool_size=settings.executor_concurrency
-        ) as runtime:
+        async with running(settings, broker) as runtime:
             chain = SimulatedChain(runtime.pool, settings, random.Random())
             await chain.ensure_genesis()
             execute = ExecuteOrders(
                 orders=runtime.orders,
                 chain=chain,
+                venues=simulated_venues(settings, chain),
                 policy=retry_policy(settings),
+                quote_validity=timedelta(milliseconds=settings.quote_validity_ms),
                 rebroadcast_s=settings.rebroadcast_ms / 1000,
                 poll_s=min(0.2, settings.slot_ms / 2000),
             )
+            await reconcile_in_flight(runtime, execute)
             subscribe(
                 broker,
                 runtime.topology.executor,
@@ -49,11 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="Order executor", lifespan=lifespan)
-
-    async def readiness() -> dict[str, bool]:
-        return await app.state.runtime.readiness()  # type: ignore[no-any-return]
-
-    app.include_router(ops_api(readiness))
+    app.include_router(ops_api(runtime_readiness(app)))
     return app
 
 

@@ -1,10 +1,11 @@
 """The HTTP API: thin translation between requests and the gateway's use cases."""
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from gateway.handlers import (
     IdempotencyConflictError,
@@ -13,7 +14,7 @@ from gateway.handlers import (
     order_id_for,
     place_order,
 )
-from gateway.readmodel import OrdersProjector, OrdersView
+from gateway.readmodel import OrdersView
 from gateway.schemas import (
     AttemptFailure,
     OrderCreate,
@@ -24,14 +25,18 @@ from gateway.schemas import (
     OrderSummary,
 )
 from shared.domain.envelope import EventEnvelope
-from shared.domain.events import OrderStatus, RouteSelected
+from shared.domain.events import OrderStatus, RouteSelected, TransactionSubmitted
 from shared.domain.order import OrderState
 from shared.domain.pairs import SUPPORTED_PAIRS
+from shared.domain.quotes import RoutePlan, VenueQuote
 from shared.domain.views import status_frame
+from shared.eventstore.follower import Follower
 from shared.eventstore.port import EventStore
 from shared.settings import Settings
 
-NOT_FOUND = {404: {"description": "No order with this id"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No order with this id"}
+}
 
 
 def orders_api(  # noqa: C901 - one nested function per route
@@ -39,7 +44,7 @@ def orders_api(  # noqa: C901 - one nested function per route
     settings: Settings,
     store: EventStore,
     view: OrdersView,
-    projector: OrdersProjector,
+    projector: Follower,
 ) -> APIRouter:
     api = APIRouter(prefix="/api", tags=["orders"])
 
@@ -73,6 +78,22 @@ def orders_api(  # noqa: C901 - one nested function per route
         ] = None,
         request_id: Annotated[str | None, Header(alias="X-Request-ID")] = None,
     ) -> OrderReceipt:
+        if (
+            order.client_order_id
+            and idempotency_key
+            and order.client_order_id != idempotency_key
+        ):
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("header", "Idempotency-Key"),
+                        "msg": "Idempotency-Key differs from clientOrderId;"
+                        " send one of them, or the same value",
+                        "input": idempotency_key,
+                    }
+                ]
+            )
         client_order_id = order.client_order_id or idempotency_key
         order_id = order_id_for(client_order_id)
         accepted = accepted_order(
@@ -133,6 +154,7 @@ def orders_api(  # noqa: C901 - one nested function per route
         status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> OrderList:
+        as_of_position = await projector.position()
         rows = await view.recent(
             status=status_filter.value if status_filter else None, limit=limit
         )
@@ -154,7 +176,7 @@ def orders_api(  # noqa: C901 - one nested function per route
                 )
                 for r in rows
             ),
-            as_of_position=projector.position,
+            as_of_position=as_of_position,
         )
 
     @api.get("/pairs", tags=["reference"], summary="The pairs the engine trades")
@@ -170,11 +192,34 @@ def orders_api(  # noqa: C901 - one nested function per route
     return api
 
 
+def _latest_route(
+    history: list[EventEnvelope],
+) -> tuple[tuple[VenueQuote, ...], RoutePlan | None]:
+    """The most recent quotes and plan: as routed, or as re-quoted before building."""
+    quotes: tuple[VenueQuote, ...] = ()
+    plan: RoutePlan | None = None
+    for envelope in history:
+        match envelope.event:
+            case RouteSelected() as routed:
+                quotes, plan = routed.quotes, routed.plan
+            case TransactionSubmitted(plan=RoutePlan() as fresh) as tx:
+                quotes, plan = tx.requoted, fresh
+    return quotes, plan
+
+
 def order_public(history: list[EventEnvelope], state: OrderState) -> OrderPublic:
     spec = state.spec
-    routes = [e.event for e in history if isinstance(e.event, RouteSelected)]
-    last_route = routes[-1] if routes else None
+    quotes, plan = _latest_route(history)
     confirmation = state.confirmation
+    signature = (
+        confirmation.tx_hash
+        if confirmation
+        else state.transaction.signature
+        if state.transaction
+        else state.failure.signature
+        if state.failure
+        else None
+    )
     return OrderPublic(
         order_id=state.order_id,
         status=state.status,
@@ -185,11 +230,9 @@ def order_public(history: list[EventEnvelope], state: OrderState) -> OrderPublic
         slippage_bps=spec.slippage_bps,
         client_order_id=spec.client_order_id,
         attempt=state.attempt,
-        quotes=last_route.quotes if last_route else (),
-        route_plan=last_route.plan if last_route else None,
-        tx_hash=confirmation.tx_hash
-        if confirmation
-        else (state.transaction.signature if state.transaction else None),
+        quotes=quotes,
+        route_plan=plan,
+        tx_hash=signature,
         final_price=confirmation.final_price if confirmation else None,
         amount_in=confirmation.amount_in if confirmation else None,
         amount_out=confirmation.amount_out if confirmation else None,

@@ -8,10 +8,10 @@ from fastapi import FastAPI
 
 from gateway.api import orders_api
 from gateway.limits import BodySizeLimit
-from gateway.readmodel import OrdersProjector, OrdersView
+from gateway.readmodel import OrdersProjection, OrdersView
 from gateway.web import mount_web
 from shared.logging import configure_logging
-from shared.service.ops import ops_api
+from shared.service.ops import ops_api, runtime_readiness
 from shared.service.runtime import make_broker, running
 from shared.settings import Settings
 
@@ -32,10 +32,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running(settings, broker) as runtime:
-            projector = OrdersProjector(
-                conninfo=settings.database_url, pool=runtime.pool, store=runtime.store
+            projection = OrdersProjection(
+                pool=runtime.pool, checkpoints=runtime.checkpoints
             )
-            runtime.spawn(projector.run(), "orders-projector")
+            projector = runtime.follow(projection.subscriber, projection.apply)
             app.include_router(
                 orders_api(
                     settings=settings,
@@ -57,10 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
-    async def readiness() -> dict[str, bool]:
-        return await app.state.runtime.readiness()  # type: ignore[no-any-return]
-
-    app.include_router(ops_api(readiness))
+    app.include_router(ops_api(runtime_readiness(app)))
     mount_web(app)
     return app
 

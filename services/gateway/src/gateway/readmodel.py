@@ -1,17 +1,13 @@
 """The order list read model: a projection of the event store into one table.
 
-The projector tails the store by global position and writes the rows and its
-checkpoint in one transaction, so a crash never applies an event twice or skips
-one. One gateway replica projects at a time (advisory lock).
+A leader-elected follower of the store applies each batch of events and advances
+its checkpoint in one transaction, so a crash never applies an event twice or skips
+one. One gateway replica projects at a time.
 """
 
-import asyncio
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
-import psycopg_pool
 from psycopg.rows import dict_row
 
 from shared.domain.envelope import EventEnvelope
@@ -25,14 +21,7 @@ from shared.domain.events import (
     TransactionSubmitted,
 )
 from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.leadership import leadership, still_leader
-from shared.eventstore.listener import StoreWakeups
-from shared.eventstore.port import EventStore
-
-logger = logging.getLogger(__name__)
-
-PROJECTION = "projection:gateway.orders_view"
-PROJECTION_LOCK_KEY = 0x6F652D6F72646572  # "oe-order"
+from shared.eventstore.pool import Pool
 
 _INSERT = """
 INSERT INTO gateway.orders_view
@@ -107,66 +96,30 @@ def _venues(event: RouteSelected) -> str:
     )
 
 
-class OrdersProjector:
-    def __init__(
-        self,
-        *,
-        conninfo: str,
-        pool: psycopg_pool.AsyncConnectionPool,
-        store: EventStore,
-        poll_s: float = 0.1,
-        batch: int = 500,
-    ) -> None:
-        self._conninfo = conninfo
+class OrdersProjection:
+    """Applies events to ``gateway.orders_view`` and advances its checkpoint."""
+
+    subscriber = "projection:gateway.orders_view"
+
+    def __init__(self, *, pool: Pool, checkpoints: Checkpoints) -> None:
         self._pool = pool
-        self._store = store
-        self._checkpoints = Checkpoints(pool)
-        self._poll_s = poll_s
-        self._batch = batch
-        self.position = 0
+        self._checkpoints = checkpoints
 
-    async def run(self) -> None:
-        while True:
-            try:
-                async with leadership(self._conninfo, PROJECTION_LOCK_KEY) as session:
-                    await self._project_forever(session)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception(
-                    "projector stopped; retrying", extra={"kind": "projector_error"}
-                )
-            await asyncio.sleep(1.0)
-
-    async def _project_forever(
-        self, session: psycopg.AsyncConnection[tuple[object, ...]]
-    ) -> None:
-        async with StoreWakeups(self._conninfo) as wakeups:
-            self.position = await self._checkpoints.get(PROJECTION)
-            while True:
-                batch = await self._store.read_all(self.position, self._batch)
-                if not batch:
-                    await still_leader(session)
-                    await wakeups.wait(self._poll_s)
-                    continue
-                await self._apply(batch)
-                self.position = batch[-1].global_position
-
-    async def _apply(self, batch: Sequence[EventEnvelope]) -> None:
+    async def apply(self, batch: Sequence[EventEnvelope]) -> None:
         async with self._pool.connection() as conn, conn.transaction():
             async with conn.cursor() as cursor:
                 for envelope in batch:
                     query, params = _row(envelope)
                     await cursor.execute(query, params)
             await self._checkpoints.advance(
-                PROJECTION, batch[-1].global_position, conn=conn
+                self.subscriber, batch[-1].global_position, conn=conn
             )
 
 
 class OrdersView:
     """Queries on the read model."""
 
-    def __init__(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def recent(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:

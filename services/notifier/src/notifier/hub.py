@@ -68,7 +68,7 @@ class Hub:
         self._firehose: set[Subscription] = set()
         self._filling = asyncio.Lock()
         self._hole_timer: asyncio.TimerHandle | None = None
-        self._last_seen = 0.0
+        self._fills: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.watermark = await self._store.head_position()
@@ -117,6 +117,8 @@ class Hub:
     def _schedule_fill(self) -> None:
         self._hole_timer = None
         task = asyncio.create_task(self.fill())
+        self._fills.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._fills.discard)
         task.add_done_callback(_log_failure)
 
     async def fill(self) -> None:

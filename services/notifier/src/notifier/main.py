@@ -13,7 +13,7 @@ from shared.domain.envelope import EventEnvelope
 from shared.domain.events import EVENT_TYPES
 from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
-from shared.service.ops import ops_api
+from shared.service.ops import ops_api, runtime_readiness
 from shared.service.runtime import make_broker, running
 from shared.settings import Settings
 
@@ -50,10 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Order notifier", lifespan=lifespan)
 
-    async def readiness() -> dict[str, bool]:
-        return await app.state.runtime.readiness()  # type: ignore[no-any-return]
-
-    app.include_router(ops_api(readiness))
+    app.include_router(ops_api(runtime_readiness(app)))
     return app
 
 

@@ -19,12 +19,12 @@ from shared.domain.order import (
     decide_route,
     decide_start_routing,
 )
-from shared.domain.pairs import SUPPORTED_PAIRS
 from shared.domain.quotes import Venue
 from shared.domain.retry import FailureClass, RetryPolicy
-from shared.domain.routing import InsufficientLiquidityError, plan_route
+from shared.domain.routing import InsufficientLiquidityError
 from shared.eventstore.orders import Orders
 from shared.venues.port import QuoteUnavailableError, VenueClient
+from shared.venues.quoting import quote_and_plan
 
 logger = logging.getLogger(__name__)
 
@@ -64,35 +64,13 @@ class RouteOrders:
 
     async def _route(self, state: OrderState, cause: EventEnvelope) -> None:
         attempt = state.attempt
-        pair = SUPPORTED_PAIRS[state.spec.token_pair]
-        answers = await asyncio.gather(
-            *(venue.pool(pair) for venue in self._venues.values()),
-            return_exceptions=True,
-        )
-        pools = {
-            venue: answer
-            for venue, answer in zip(self._venues, answers, strict=True)
-            if not isinstance(answer, BaseException)
-        }
-        failures = [a for a in answers if isinstance(a, BaseException)]
-        for failure in failures:
-            if not isinstance(failure, QuoteUnavailableError):
-                raise failure
-        if not pools:
-            await self._fail(
-                state, cause, FailureClass.QUOTE_UNAVAILABLE, "no venue answered"
-            )
-            return
         try:
-            quotes, plan = plan_route(
-                pools,
-                pair=pair,
-                side=state.spec.side,
-                amount=state.spec.amount,
-                slippage_bps=state.spec.slippage_bps,
-                quoted_at=datetime.now(UTC),
-                validity=self._quote_validity,
+            quotes, plan = await quote_and_plan(
+                self._venues, state.spec, validity=self._quote_validity
             )
+        except QuoteUnavailableError as error:
+            await self._fail(state, cause, FailureClass.QUOTE_UNAVAILABLE, str(error))
+            return
         except InsufficientLiquidityError as error:
             await self._fail(
                 state, cause, FailureClass.INSUFFICIENT_LIQUIDITY, str(error)

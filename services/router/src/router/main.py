@@ -12,7 +12,7 @@ from router.handlers import RouteOrders
 from shared.chain.simulated import SimulatedChain
 from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
-from shared.service.ops import ops_api
+from shared.service.ops import ops_api, runtime_readiness
 from shared.service.runtime import make_broker, retry_policy, running
 from shared.settings import Settings
 from shared.venues.simulated import simulated_venues
@@ -49,10 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Order router", lifespan=lifespan)
 
-    async def readiness() -> dict[str, bool]:
-        return await app.state.runtime.readiness()  # type: ignore[no-any-return]
-
-    app.include_router(ops_api(readiness))
+    app.include_router(ops_api(runtime_readiness(app)))
     return app
 
 

@@ -164,6 +164,10 @@ class SimulatedChain:
         )
         if self._blockhash(valid_from) != instruction.blockhash:
             raise InvalidTransactionError("blockhash not found")
+        if self._dropped(signature):
+            # The RPC answers with the signature, but the leader never gets the
+            # bytes: the chain will not know this signature, whatever is resent.
+            return signature
         async with self._db.connection() as conn:
             now, started = await self._land_due(conn)
             delay_ms = self._rng.uniform(
@@ -362,6 +366,18 @@ class SimulatedChain:
     def _blockhash(self, slot: int) -> str:
         seed = f"{self._settings.market_seed}:blockhash:{slot}".encode()
         return b58encode(hashlib.blake2b(seed, digest_size=32).digest())
+
+    def _dropped(self, signature: str) -> bool:
+        """Whether this transaction is one the network keeps dropping.
+
+        Drops are a property of the transaction (its fee, its route to the leader),
+        not a coin tossed per send: a dropped transaction stays dropped on every
+        rebroadcast, so only its blockhash expiring ends the attempt.
+        """
+        digest = hashlib.blake2b(
+            f"{self._settings.market_seed}:{signature}".encode(), digest_size=8
+        ).digest()
+        return int.from_bytes(digest) / 2**64 < self._settings.fault_drop_rate
 
     def _maybe_fault(self) -> None:
         if self._rng.random() < self._settings.fault_network_rate:

@@ -65,6 +65,8 @@ class TransactionSubmitted(Message):
 
     From here the order is in flight: only these exact bytes may be sent until
     ``last_valid_block_height`` has passed, so a crash can never produce a second swap.
+    When the route went stale before building, ``requoted`` and ``plan`` hold the
+    fresh quotes and the plan the transaction carries instead of the routed one.
     """
 
     type: Literal["TransactionSubmitted"] = "TransactionSubmitted"
@@ -73,6 +75,8 @@ class TransactionSubmitted(Message):
     blockhash: str
     last_valid_block_height: int
     signed_transaction: str
+    requoted: tuple[VenueQuote, ...] = ()
+    plan: RoutePlan | None = None
 
 
 class SwapConfirmed(Message):

@@ -86,6 +86,13 @@ class OrderState:
         return STATUS_OF_PHASE[self.phase]
 
     @property
+    def plan(self) -> RoutePlan | None:
+        """The plan the current attempt executes: re-quoted, or as routed."""
+        if self.transaction is not None and self.transaction.plan is not None:
+            return self.transaction.plan
+        return self.route.plan if self.route is not None else None
+
+    @property
     def is_terminal(self) -> bool:
         return self.phase in {Phase.CONFIRMED, Phase.FAILED}
 
@@ -190,6 +197,8 @@ def decide_submit(
     blockhash: str,
     last_valid_block_height: int,
     signed_transaction: str,
+    requoted: tuple[VenueQuote, ...] = (),
+    plan: RoutePlan | None = None,
 ) -> list[OrderEvent]:
     if state.phase is not Phase.ROUTED or state.attempt != attempt:
         return []
@@ -200,6 +209,8 @@ def decide_submit(
             blockhash=blockhash,
             last_valid_block_height=last_valid_block_height,
             signed_transaction=signed_transaction,
+            requoted=requoted,
+            plan=plan,
         )
     ]
 
@@ -216,9 +227,9 @@ def decide_confirm(
     tx = state.transaction
     if state.phase is not Phase.SUBMITTED or tx is None or tx.signature != signature:
         return []
-    if state.route is None:  # pragma: no cover - a submitted order always has a route
+    plan = state.plan
+    if plan is None:  # pragma: no cover - a submitted order always has a plan
         raise InvalidTransitionError("submitted order without a route")
-    plan = state.route.plan
     base_amount, quote_amount = _base_and_quote(state, amount_in, amount_out)
     return [
         SwapConfirmed(

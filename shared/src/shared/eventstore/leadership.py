@@ -11,24 +11,30 @@ from collections.abc import AsyncIterator
 
 import psycopg
 
+Session = psycopg.AsyncConnection[tuple[object, ...]]
+
 
 @contextlib.asynccontextmanager
 async def leadership(
     conninfo: str, key: int, *, retry_s: float = 1.0
-) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
-    """Wait until this process holds lock ``key``; yield the session holding it."""
-    async with await psycopg.AsyncConnection.connect(
-        conninfo, autocommit=True
-    ) as session:
-        while True:
+) -> AsyncIterator[Session]:
+    """Wait until this process holds lock ``key``; yield the session holding it.
+
+    A standby holds no connection while it waits: it connects, tries, and lets go.
+    """
+    while True:
+        session = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        try:
             cursor = await session.execute("SELECT pg_try_advisory_lock(%s)", (key,))
             row = await cursor.fetchone()
             if row is not None and row[0]:
-                break
-            await asyncio.sleep(retry_s)
-        yield session
+                yield session
+                return
+        finally:
+            await session.close()
+        await asyncio.sleep(retry_s)
 
 
-async def still_leader(session: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+async def still_leader(session: Session) -> None:
     """Raise if the session that holds the lock is gone."""
     await session.execute("SELECT 1")

@@ -1,12 +1,10 @@
 """The relay: the only path from the event store to RabbitMQ.
 
-The append is the only write a handler makes; the relay tails the store by global
-position and publishes each event with publisher confirms, advancing its
-checkpoint only after every event of the batch is confirmed (at-least-once). One
-relay is active at a time, wherever it runs: replicas compete for a PostgreSQL
-advisory lock held by a dedicated session, so a killed leader hands over as soon
-as its connection drops. Events of one order are published in stream order;
-different orders are published concurrently.
+The append is the only write a handler makes; the relay follows the store by
+global position and publishes each event with publisher confirms, advancing its
+checkpoint only after every event of the batch is confirmed (at-least-once). It is
+a leader-elected follower, so one relay publishes at a time wherever replicas run.
+Events of one order are published in stream order; different orders concurrently.
 """
 
 import asyncio
@@ -16,21 +14,16 @@ from collections.abc import Sequence
 from uuid import UUID
 
 import aio_pika
-import psycopg
 from aio_pika.abc import AbstractExchange
 
 from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.leadership import leadership, still_leader
-from shared.eventstore.listener import StoreWakeups
+from shared.eventstore.follower import Follower, lock_key
 from shared.eventstore.port import EventStore
 from shared.messaging.topology import Topology, routing_key
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-RELAY_LOCK_KEY = 0x6F652D72656C6179  # "oe-relay"
-CHECKPOINT = "relay:rabbitmq"
 
 
 def to_message(envelope: EventEnvelope) -> aio_pika.Message:
@@ -49,6 +42,15 @@ def to_message(envelope: EventEnvelope) -> aio_pika.Message:
     )
 
 
+def relay_subscriber(namespace: str) -> str:
+    return f"relay:{namespace}"
+
+
+def relay_lock_key(namespace: str) -> int:
+    """The advisory lock only the active relay of ``namespace`` holds."""
+    return lock_key(relay_subscriber(namespace))
+
+
 class Relay:
     def __init__(
         self,
@@ -59,69 +61,54 @@ class Relay:
         topology: Topology,
     ) -> None:
         self._settings = settings
-        self._store = store
         self._checkpoints = checkpoints
         self._topology = topology
         self._slots = asyncio.Semaphore(settings.relay_publish_concurrency)
-        self.published = 0
-        self.is_leader = False
+        self._exchange: AbstractExchange | None = None
+        self.subscriber = relay_subscriber(topology.namespace)
+        self.follower = Follower(
+            subscriber=self.subscriber,
+            conninfo=settings.database_url,
+            store=store,
+            checkpoints=checkpoints,
+            handle=self._publish_batch,
+            poll_s=settings.relay_poll_ms / 1000,
+            batch_size=settings.relay_batch_size,
+        )
+
+    @property
+    def is_leader(self) -> bool:
+        return self.follower.is_leader
 
     async def run(self) -> None:
-        """Compete for leadership forever; publish while leader."""
         while True:
             try:
-                await self._lead_when_possible()
+                connection = await aio_pika.connect_robust(self._settings.amqp_url)
+                async with connection:
+                    channel = await connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                    self._exchange = await channel.get_exchange(
+                        self._topology.events.name, ensure=True
+                    )
+                    await self.follower.run()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception(
-                    "relay stopped; retrying", extra={"kind": "relay_error"}
-                )
-            self.is_leader = False
+                logger.exception("relay cannot reach the broker; retrying")
             await asyncio.sleep(1.0)
 
-    async def _lead_when_possible(self) -> None:
-        async with leadership(self._settings.database_url, RELAY_LOCK_KEY) as session:
-            self.is_leader = True
-            logger.info("relay is leader", extra={"kind": "relay_leader"})
-            await self._publish_forever(session)
-
-    async def _publish_forever(
-        self, session: psycopg.AsyncConnection[tuple[object, ...]]
-    ) -> None:
-        connection = await aio_pika.connect_robust(self._settings.amqp_url)
-        async with connection, StoreWakeups(self._settings.database_url) as wakeups:
-            channel = await connection.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
-            exchange = await channel.get_exchange(
-                self._topology.events.name, ensure=True
-            )
-            position = await self._checkpoints.get(CHECKPOINT)
-            poll = self._settings.relay_poll_ms / 1000
-            while True:
-                batch = await self._store.read_all(
-                    position, self._settings.relay_batch_size
-                )
-                if not batch:
-                    # A dead session means another relay may lead now: stop.
-                    await still_leader(session)
-                    await wakeups.wait(poll)
-                    continue
-                await self._publish(exchange, batch)
-                position = batch[-1].global_position
-                await self._checkpoints.advance(CHECKPOINT, position)
-                self.published += len(batch)
-
-    async def _publish(
-        self, exchange: AbstractExchange, batch: Sequence[EventEnvelope]
-    ) -> None:
+    async def _publish_batch(self, batch: Sequence[EventEnvelope]) -> None:
+        exchange = self._exchange
+        if exchange is None:  # pragma: no cover - run() sets it before following
+            raise RuntimeError("relay is not connected")
         by_order: dict[UUID, list[EventEnvelope]] = defaultdict(list)
         for envelope in batch:
             by_order[envelope.order_id].append(envelope)
         async with asyncio.TaskGroup() as group:
             for envelopes in by_order.values():
                 group.create_task(self._publish_in_order(exchange, envelopes))
+        await self._checkpoints.advance(self.subscriber, batch[-1].global_position)
 
     async def _publish_in_order(
         self, exchange: AbstractExchange, envelopes: Sequence[EventEnvelope]

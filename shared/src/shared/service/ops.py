@@ -2,11 +2,24 @@
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def runtime_readiness(app: FastAPI) -> Readiness:
+    """Readiness of the runtime the app's lifespan stored in ``app.state``."""
+
+    async def readiness() -> dict[str, bool]:
+        runtime = getattr(app.state, "runtime", None)
+        if runtime is None:
+            return {"started": False}
+        checks: dict[str, bool] = await runtime.readiness()
+        return checks
+
+    return readiness
 
 
 def ops_api(readiness: Readiness) -> APIRouter:

@@ -9,14 +9,16 @@ the replica holding the relay lock publishes).
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg_pool
 from faststream.rabbit import Channel, RabbitBroker
 
 from shared.domain.retry import RetryPolicy
 from shared.eventstore.checkpoints import Checkpoints
+from shared.eventstore.follower import Follower, Handle
 from shared.eventstore.orders import Orders
 from shared.eventstore.pool import open_pool
 from shared.eventstore.postgres import PostgresEventStore
@@ -36,11 +38,25 @@ class Runtime:
     orders: Orders
     broker: RabbitBroker
     topology: Topology
+    checkpoints: Checkpoints
     relay: Relay | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def spawn(self, coroutine: "asyncio._CoroutineLike[None]", name: str) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self.tasks.append(asyncio.create_task(coroutine, name=name))
+
+    def follow(self, subscriber: str, handle: Handle) -> Follower:
+        """Run a leader-elected follower of the store in the background."""
+        follower = Follower(
+            subscriber=subscriber,
+            conninfo=self.settings.database_url,
+            store=self.store,
+            checkpoints=self.checkpoints,
+            handle=handle,
+            poll_s=self.settings.relay_poll_ms / 1000,
+        )
+        self.spawn(follower.run(), subscriber)
+        return follower
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"store": False, "broker": False}
@@ -73,12 +89,10 @@ def make_broker(settings: Settings, *, prefetch: int) -> RabbitBroker:
 
 
 @contextlib.asynccontextmanager
-async def running(
-    settings: Settings, broker: RabbitBroker, *, pool_size: int = 10
-) -> AsyncIterator[Runtime]:
+async def running(settings: Settings, broker: RabbitBroker) -> AsyncIterator[Runtime]:
     """Open every adapter, yield the runtime, close everything in reverse order."""
     await asyncio.to_thread(migrate, settings.database_url)
-    pool = open_pool(settings.database_url, min_size=2, max_size=pool_size)
+    pool = open_pool(settings.database_url, min_size=1, max_size=settings.db_pool_size)
     await pool.open(wait=True)
     store = PostgresEventStore(pool)
     topology = Topology(
@@ -91,6 +105,7 @@ async def running(
         orders=Orders(store),
         broker=broker,
         topology=topology,
+        checkpoints=Checkpoints(pool),
     )
     try:
         await broker.connect()
@@ -99,7 +114,7 @@ async def running(
             runtime.relay = Relay(
                 settings=settings,
                 store=store,
-                checkpoints=Checkpoints(pool),
+                checkpoints=runtime.checkpoints,
                 topology=topology,
             )
             runtime.spawn(runtime.relay.run(), "relay")

@@ -1,0 +1,67 @@
+"""Orders in flight: a transaction recorded, no outcome recorded yet.
+
+A projection of the store the executor reads when it starts, so that every
+signature a crashed executor left behind is reconciled against the chain.
+"""
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from shared.domain.envelope import EventEnvelope
+from shared.domain.events import (
+    OrderFailed,
+    RetryScheduled,
+    SwapConfirmed,
+    TransactionSubmitted,
+)
+from shared.eventstore.checkpoints import Checkpoints
+from shared.eventstore.pool import Pool
+
+_RECORD = """
+INSERT INTO executor.in_flight
+    (order_id, attempt, signature, last_valid_block_height, submitted_at)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (order_id) DO UPDATE SET
+    attempt = excluded.attempt,
+    signature = excluded.signature,
+    last_valid_block_height = excluded.last_valid_block_height,
+    submitted_at = excluded.submitted_at
+"""
+_SETTLE = "DELETE FROM executor.in_flight WHERE order_id = %s"
+
+
+class InFlight:
+    subscriber = "projection:executor.in_flight"
+
+    def __init__(self, *, pool: Pool, checkpoints: Checkpoints) -> None:
+        self._pool = pool
+        self._checkpoints = checkpoints
+
+    async def apply(self, batch: Sequence[EventEnvelope]) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            async with conn.cursor() as cursor:
+                for envelope in batch:
+                    match envelope.event:
+                        case TransactionSubmitted() as tx:
+                            await cursor.execute(
+                                _RECORD,
+                                (
+                                    envelope.order_id,
+                                    tx.attempt,
+                                    tx.signature,
+                                    tx.last_valid_block_height,
+                                    envelope.recorded_at,
+                                ),
+                            )
+                        case SwapConfirmed() | RetryScheduled() | OrderFailed():
+                            await cursor.execute(_SETTLE, (envelope.order_id,))
+            await self._checkpoints.advance(
+                self.subscriber, batch[-1].global_position, conn=conn
+            )
+
+    async def orders(self) -> list[UUID]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT order_id FROM executor.in_flight ORDER BY submitted_at"
+            )
+            return [row[0] for row in await cursor.fetchall()]

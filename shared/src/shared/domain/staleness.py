@@ -1,0 +1,32 @@
+"""When a route is too old to build, and when a fresh quote moved too far."""
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+from shared.domain.pairs import Side
+from shared.domain.quotes import RoutePlan, VenueQuote
+
+BPS = Decimal(10_000)
+
+
+def route_expired(
+    quotes: Iterable[VenueQuote], plan: RoutePlan, *, now: datetime
+) -> bool:
+    """Whether a quote behind any leg of ``plan`` has passed its validity."""
+    used = {leg.venue for leg in plan.legs}
+    return any(quote.expires_at < now for quote in quotes if quote.venue in used)
+
+
+def drifted_too_far(
+    routed: RoutePlan, fresh: RoutePlan, *, side: Side, slippage_bps: int
+) -> bool:
+    """Whether the fresh plan is worse than the routed one by over half the tolerance.
+
+    Building it anyway would spend most of the slippage budget before the
+    transaction even lands; the attempt goes back to routing instead.
+    """
+    allowance = Decimal(slippage_bps) / 2 / BPS
+    if side is Side.SELL:
+        return fresh.out_amount < routed.out_amount * (1 - allowance)
+    return fresh.in_amount > routed.in_amount * (1 + allowance)

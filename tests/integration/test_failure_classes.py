@@ -1,0 +1,139 @@
+"""Each failure class takes its own path, and no order ever lands two swaps."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import fresh_database
+from tests.integration.clients import stream, submit, wait_for_status
+from tests.integration.conftest import OUTPUT
+from tests.integration.system import System, running_system
+
+pytestmark = pytest.mark.integration
+
+ORDER = {"amount": 5, "tokenPair": "SOL-USDC", "type": "market"}
+
+
+@contextlib.contextmanager
+def system_with(
+    infrastructure: tuple[str, str], namespace: str, settings: Mapping[str, str]
+) -> Iterator[System]:
+    server_url, amqp_url = infrastructure
+    name = uuid.uuid4().hex[:6]
+    with (
+        fresh_database(server_url, name) as database_url,
+        running_system(
+            database_url=database_url,
+            amqp_url=amqp_url,
+            namespace=f"{namespace}-{name}",
+            logs=OUTPUT / "logs" / f"faults-{name}",
+            settings=settings,
+        ) as running,
+    ):
+        yield running
+
+
+def landed_swaps(system: System, order_id: str) -> list[tuple[Any, ...]]:
+    """What the chain's ledger says landed for an order (ok or failed)."""
+    with psycopg.connect(system.env["DATABASE_URL"]) as conn:
+        return conn.execute(
+            "SELECT signature, ok FROM chain.ledger WHERE order_id = %s",
+            (uuid.UUID(order_id),),
+        ).fetchall()
+
+
+async def test_a_dropped_transaction_expires_before_a_new_one_is_signed(
+    infrastructure: tuple[str, str], broker_namespace: str
+) -> None:
+    """Transactions that never reach the leader expire; 3 attempts, then failed."""
+    with system_with(
+        infrastructure,
+        broker_namespace,
+        {"FAULT_DROP_RATE": "1.0", "BLOCKHASH_VALID_SLOTS": "20"},
+    ) as system:
+        order_id = (await submit(system, ORDER)).json()["orderId"]
+
+        seen = await stream(system, f"/ws/orders/{order_id}", timeout=60)
+
+        assert seen.statuses == [
+            "pending",
+            *["routing", "building", "submitted"] * 3,
+            "failed",
+        ]
+        assert seen.frames[-1]["failure"] == "BLOCKHASH_EXPIRED"
+        submitted = [f for f in seen.frames if f["status"] == "submitted"]
+        assert len({f["signature"] for f in submitted}) == 3
+        # Each new signature was made only after the previous blockhash expired.
+        heights = [f["lastValidBlockHeight"] for f in submitted]
+        assert heights == sorted(heights)
+        assert landed_swaps(system, order_id) == []
+
+
+async def test_quotes_that_never_come_fail_the_order_without_sending(
+    infrastructure: tuple[str, str], broker_namespace: str
+) -> None:
+    """No venue answers: routed three times, never built, then failed."""
+    with system_with(
+        infrastructure, broker_namespace, {"QUOTE_FAILURE_RATE": "1.0"}
+    ) as system:
+        order_id = (await submit(system, ORDER)).json()["orderId"]
+
+        seen = await stream(system, f"/ws/orders/{order_id}", timeout=60)
+
+        assert seen.statuses == ["pending", "routing", "routing", "routing", "failed"]
+        assert seen.frames[-1]["failure"] == "QUOTE_UNAVAILABLE"
+        assert [f.get("attempt") for f in seen.frames[1:4]] == [1, 2, 3]
+        assert landed_swaps(system, order_id) == []
+
+
+async def test_a_flaky_network_still_lands_each_order_at_most_once(
+    infrastructure: tuple[str, str], broker_namespace: str
+) -> None:
+    """With a third of RPC calls failing, every order ends and lands at most once."""
+    with system_with(
+        infrastructure,
+        broker_namespace,
+        {"FAULT_NETWORK_RATE": "0.3", "QUOTE_FAILURE_RATE": "0.2"},
+    ) as system:
+        answers = await asyncio.gather(*(submit(system, ORDER) for _ in range(12)))
+        order_ids = [a.json()["orderId"] for a in answers]
+
+        finals = await asyncio.gather(
+            *(
+                wait_for_status(system, i, {"confirmed", "failed"}, timeout=90)
+                for i in order_ids
+            )
+        )
+
+        for order_id, order in zip(order_ids, finals, strict=True):
+            swaps = landed_swaps(system, order_id)
+            landed_ok = [s for s in swaps if s[1]]
+            if order["status"] == "confirmed":
+                assert [s[0] for s in landed_ok] == [order["txHash"]]
+            else:
+                assert landed_ok == []
+                assert order["failureReason"]
+        assert sum(o["status"] == "confirmed" for o in finals) >= len(finals) // 2
+
+
+async def test_a_buy_receives_exactly_the_amount_asked(system: System) -> None:
+    """side=buy (ExactOut) receives exactly `amount` SOL and pays USDC for it."""
+    body = {**ORDER, "amount": 3, "side": "buy"}
+    order_id = (await submit(system, body)).json()["orderId"]
+
+    order = await wait_for_status(system, order_id, {"confirmed", "failed"})
+
+    assert order["status"] == "confirmed"
+    assert float(order["amountOut"]) == 3
+    assert float(order["amountIn"]) > 0
+    price = float(order["amountIn"]) / float(order["amountOut"])
+    assert float(order["finalPrice"]) == pytest.approx(price)
+    async with httpx.AsyncClient(base_url=system.base_url) as client:
+        events = (await client.get(f"/api/orders/{order_id}/events")).json()["events"]
+    assert events[0]["side"] == "buy"
