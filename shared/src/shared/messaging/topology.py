@@ -95,6 +95,8 @@ class Topology:
             exclusive=True,
             auto_delete=True,
             routing_key=ALL_ORDER_EVENTS,
+            # What a notifier cannot read is parked for a human, not dropped.
+            arguments={"x-dead-letter-exchange": self.dead_letters.name},
         )
 
 
