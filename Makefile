@@ -15,7 +15,8 @@ STAMP := $(VENV)/.install-stamp
 
 SERVICES := gateway router executor notifier
 INSTALL_INPUTS := requirements/constraints.txt requirements/dev.txt \
-	shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+	shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml) \
+	cli/pyproject.toml
 DOCKERFILES := $(foreach s,$(SERVICES),services/$(s)/Dockerfile)
 
 # Integration tests use the local servers unless told otherwise.
@@ -44,7 +45,7 @@ $(BIN)/python:
 
 $(STAMP): $(INSTALL_INPUTS) | $(BIN)/python
 	$(BIN)/python -m pip install -c requirements/constraints.txt -r requirements/dev.txt \
-		-e shared $(foreach s,$(SERVICES),-e services/$(s))
+		-e shared $(foreach s,$(SERVICES),-e services/$(s)) -e cli
 	touch $@
 
 install: $(STAMP) ## Create .venv and install everything (skipped when nothing changed)
@@ -67,6 +68,16 @@ run: install migrate ## Run all services locally (ROUTERS=n EXECUTORS=n); Ctrl-C
 test: install ## All tests, integration included (needs PostgreSQL and RabbitMQ)
 	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' TEST_AMQP_URL='$(TEST_AMQP_URL)' \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks: DATABASE_URL / AMQP_URL from the environment, else the local servers.
+BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgresql://postgres@127.0.0.1:5432/postgres)
+BENCH_AMQP_URL ?= $(or $(AMQP_URL),amqp://guest:guest@127.0.0.1:5672/)
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: install ## Benchmark scenarios S1-S5 on this machine (~10-15 min; BENCH_ARGS='--scenario S2')
+	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \
+		$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 test-unit: install ## Tests that need no external service
 	$(BIN)/python -m pytest -m 'not integration and not system' $(PYTEST_ARGS)

@@ -11,12 +11,10 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
-from psycopg import sql
 
-from shared.migrations import migrate
 from shared.settings import Settings
+from tools import databases
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -58,27 +56,11 @@ def infrastructure() -> Iterator[tuple[str, str]]:
         yield pg.get_connection_url(), amqp
 
 
-def _with_database(url: str, dbname: str) -> str:
-    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
-
-
 @contextlib.contextmanager
 def fresh_database(server_url: str, name: str) -> Iterator[str]:
-    """Create database ``oe_test_<run>_<name>``, migrate it, drop it afterwards."""
-    dbname = f"oe_test_{RUN_ID}_{name}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    url = _with_database(server_url, dbname)
-    try:
-        migrate(url)
+    """Database ``oe_test_<run>_<name>``, migrated, dropped afterwards."""
+    with databases.fresh_database(server_url, f"oe_test_{RUN_ID}_{name}") as url:
         yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(dbname)
-                )
-            )
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     router_http_port: int = 3002  # health and metrics of the router
     executor_http_port: int = 3003  # health and metrics of the executor
     max_body_bytes: int = 16_384
+    ws_subscriber_buffer: int = Field(
+        default=1024,
+        description="Events buffered per WebSocket subscriber before it is closed",
+    )
 
     # PostgreSQL connections per process (appends serialize anyway: keep it small)
     db_pool_size: int = 8

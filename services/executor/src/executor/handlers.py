@@ -44,6 +44,7 @@ from shared.domain.retry import FailureClass, RetryPolicy
 from shared.domain.routing import InsufficientLiquidityError
 from shared.domain.staleness import drifted_too_far, route_expired
 from shared.eventstore.orders import Orders
+from shared.logging import annotate
 from shared.venues.port import QuoteUnavailableError, VenueClient
 from shared.venues.quoting import quote_and_plan
 
@@ -221,7 +222,7 @@ class ExecuteOrders:
         except ChainUnavailableError:
             # Ambiguous: the chain may or may not have the bytes. Resending the
             # same bytes later is harmless; signing new ones is not.
-            logger.info(
+            logger.debug(
                 "send failed; will rebroadcast",
                 extra={"kind": "rebroadcast", "order_id": str(state.order_id)},
             )
@@ -292,7 +293,8 @@ class ExecuteOrders:
             ),
             cause=cause,
         )
-        logger.info(
+        annotate(signature=tx.signature, slot=landed.slot)
+        logger.debug(
             "swap confirmed",
             extra={
                 "kind": "SwapConfirmed",
@@ -317,7 +319,13 @@ class ExecuteOrders:
             ),
             cause=cause,
         )
-        logger.info(
+        annotate(
+            attempt=attempt,
+            failure=failure.value,
+            reason=reason,
+            final=new_state.status is OrderStatus.FAILED,
+        )
+        logger.debug(
             "attempt failed",
             extra={
                 "kind": "AttemptFailed",

@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 poll_s=min(0.2, settings.slot_ms / 2000),
             )
             await reconcile_in_flight(runtime, execute)
-            subscribe(
+            subscriber = subscribe(
                 broker,
                 runtime.topology.executor,
                 {
@@ -75,7 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "TransactionSubmitted": execute.on_transaction_submitted,
                 },
                 prefetch=settings.executor_concurrency,
+                consumer="executor",
             )
+            runtime.consuming(subscriber)
             await broker.start()
             app.state.runtime = runtime
             yield

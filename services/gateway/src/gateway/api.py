@@ -1,12 +1,16 @@
 """The HTTP API: thin translation between requests and the gateway's use cases."""
 
+import logging
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+import structlog
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 
+from gateway import examples
+from gateway.examples import json_example
 from gateway.handlers import (
     IdempotencyConflictError,
     accepted_order,
@@ -23,6 +27,8 @@ from gateway.schemas import (
     OrderPublic,
     OrderReceipt,
     OrderSummary,
+    Problem,
+    ValidationProblem,
 )
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import OrderStatus, RouteSelected, TransactionSubmitted
@@ -32,10 +38,75 @@ from shared.domain.quotes import RoutePlan, VenueQuote
 from shared.domain.views import status_frame
 from shared.eventstore.follower import Follower
 from shared.eventstore.port import EventStore
+from shared.metrics import ORDERS_ACCEPTED
 from shared.settings import Settings
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No order with this id"}
+logger = logging.getLogger(__name__)
+
+Responses = dict[int | str, dict[str, Any]]
+
+NOT_FOUND: Responses = {
+    404: {
+        "model": Problem,
+        **json_example("No order with this id", examples.NOT_FOUND),
+    },
+    422: {
+        "model": ValidationProblem,
+        **json_example(
+            "The order id is not a UUID",
+            {
+                "detail": [
+                    {
+                        "type": "uuid_parsing",
+                        "loc": ["path", "order_id"],
+                        "msg": "Input should be a valid UUID, invalid length:"
+                        " expected length 32 for simple format, found 7",
+                        "input": "not-one",
+                        "ctx": {
+                            "error": "invalid length: expected length 32 for"
+                            " simple format, found 7"
+                        },
+                    }
+                ]
+            },
+        ),
+    },
+}
+
+EXECUTE_RESPONSES: Responses = {
+    202: json_example(
+        "Recorded: follow it over the WebSocket at `links.ws`",
+        examples.RECEIPT_ACCEPTED,
+    ),
+    200: {
+        "model": OrderReceipt,
+        "headers": {
+            "Idempotent-Replayed": {
+                "description": "`true`: this is the order first placed with the key",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        },
+        **json_example(
+            "Same idempotency key and parameters: the same order, as it is now",
+            examples.RECEIPT_REPLAYED,
+        ),
+    },
+    409: {
+        "model": Problem,
+        **json_example(
+            "The idempotency key was used for a different order", examples.CONFLICT
+        ),
+    },
+    413: {
+        "model": Problem,
+        **json_example("Request body over 16 KiB", examples.TOO_LARGE),
+    },
+    422: {
+        "model": ValidationProblem,
+        **json_example(
+            "Invalid field; `loc` names it. Nothing is recorded", examples.INVALID
+        ),
+    },
 }
 
 
@@ -60,18 +131,12 @@ def orders_api(  # noqa: C901 - one nested function per route
         status_code=status.HTTP_202_ACCEPTED,
         response_model_by_alias=True,
         summary="Submit a market order",
-        responses={
-            200: {
-                "model": OrderReceipt,
-                "description": "Same idempotency key: the same order",
-            },
-            409: {"description": "The idempotency key was used for a different order"},
-            413: {"description": "Request body too large"},
-            422: {"description": "Invalid field; the error names it"},
-        },
+        responses=EXECUTE_RESPONSES,
     )
     async def execute(
-        order: OrderCreate,
+        order: Annotated[
+            OrderCreate, Body(openapi_examples=examples.EXECUTE_BODY_EXAMPLES)
+        ],
         response: Response,
         idempotency_key: Annotated[
             str | None, Header(alias="Idempotency-Key", max_length=64)
@@ -96,6 +161,7 @@ def orders_api(  # noqa: C901 - one nested function per route
             )
         client_order_id = order.client_order_id or idempotency_key
         order_id = order_id_for(client_order_id)
+        correlation_id = _uuid_or_new(request_id)
         accepted = accepted_order(
             order_id=order_id,
             token_pair=order.token_pair,
@@ -104,49 +170,116 @@ def orders_api(  # noqa: C901 - one nested function per route
             slippage_bps=order.slippage_bps,
             client_order_id=client_order_id,
         )
-        try:
-            placed = await place_order(
-                store, accepted, correlation_id=_uuid_or_new(request_id)
+        with structlog.contextvars.bound_contextvars(
+            order_id=str(order_id), correlation_id=str(correlation_id)
+        ):
+            try:
+                placed = await place_order(
+                    store, accepted, correlation_id=correlation_id
+                )
+            except IdempotencyConflictError as error:
+                logger.warning(
+                    "idempotency key reused for another order",
+                    extra={"kind": "idempotency_conflict"},
+                )
+                raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+            structlog.contextvars.bind_contextvars(
+                correlation_id=str(placed.correlation_id)
             )
-        except IdempotencyConflictError as error:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-        if placed.replayed:
-            response.status_code = status.HTTP_200_OK
-            response.headers["Idempotent-Replayed"] = "true"
+            if placed.replayed:
+                response.status_code = status.HTTP_200_OK
+                response.headers["Idempotent-Replayed"] = "true"
+            else:
+                ORDERS_ACCEPTED.inc()
+            logger.info(
+                "order replayed" if placed.replayed else "order accepted",
+                extra={
+                    "kind": "OrderAccepted",
+                    "status": placed.status.value,
+                    "token_pair": order.token_pair,
+                    "side": order.side.value,
+                    "amount": str(order.amount),
+                    "client_order_id": client_order_id,
+                    **(
+                        {"request_correlation_id": str(correlation_id)}
+                        if placed.correlation_id != correlation_id
+                        else {}
+                    ),
+                },
+            )
         return OrderReceipt(
             order_id=placed.order_id, status=placed.status, links=links(order_id)
         )
 
     @api.get(
         "/orders/{order_id}",
-        responses=NOT_FOUND,
+        responses={
+            200: json_example("The order as its events say", examples.ORDER),
+            **NOT_FOUND,
+        },
         response_model_by_alias=True,
         summary="An order, folded from its events",
     )
     async def get_order(order_id: UUID) -> OrderPublic:
-        history = await store.read_stream(order_id)
-        state = fold(history)
-        if state is None:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"order {order_id} not found"
-            )
-        return order_public(history, state)
+        with structlog.contextvars.bound_contextvars(order_id=str(order_id)):
+            history = await store.read_stream(order_id)
+            state = fold(history)
+            if state is None:
+                raise HTTPException(
+                    status.HTTP_404_NOT_FOUND, f"order {order_id} not found"
+                )
+            with structlog.contextvars.bound_contextvars(
+                correlation_id=str(history[0].correlation_id)
+            ):
+                return order_public(history, state)
 
     @api.get(
         "/orders/{order_id}/events",
-        responses=NOT_FOUND,
+        responses={
+            200: json_example(
+                "Every event, oldest first (shortened here)", examples.EVENTS
+            ),
+            **NOT_FOUND,
+        },
         summary="Every event of an order, as the WebSocket frames them",
     )
     async def get_order_events(order_id: UUID) -> dict[str, list[dict[str, object]]]:
-        history = await store.read_stream(order_id)
-        if not history:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"order {order_id} not found"
-            )
-        return {"events": [status_frame(e) for e in history]}
+        with structlog.contextvars.bound_contextvars(order_id=str(order_id)):
+            history = await store.read_stream(order_id)
+            if not history:
+                raise HTTPException(
+                    status.HTTP_404_NOT_FOUND, f"order {order_id} not found"
+                )
+            with structlog.contextvars.bound_contextvars(
+                correlation_id=str(history[0].correlation_id)
+            ):
+                return {"events": [status_frame(e) for e in history]}
 
     @api.get(
         "/orders",
+        responses={
+            200: json_example(
+                "Newest first; `asOfPosition` is the read model's checkpoint",
+                examples.ORDER_LIST,
+            ),
+            422: {
+                "model": ValidationProblem,
+                **json_example(
+                    "Unknown status or limit out of 1..1000",
+                    {
+                        "detail": [
+                            {
+                                "type": "less_than_equal",
+                                "loc": ["query", "limit"],
+                                "msg": "Input should be less than or equal to 1000",
+                                "input": "5000",
+                                "ctx": {"le": 1000},
+                            }
+                        ]
+                    },
+                ),
+            },
+        },
         response_model_by_alias=True,
         summary="Recent orders, newest first (read model)",
     )
@@ -179,12 +312,20 @@ def orders_api(  # noqa: C901 - one nested function per route
             as_of_position=as_of_position,
         )
 
-    @api.get("/pairs", tags=["reference"], summary="The pairs the engine trades")
+    @api.get(
+        "/pairs",
+        tags=["reference"],
+        summary="The pairs the engine trades",
+        responses={200: json_example("Supported pairs", examples.PAIRS)},
+    )
     async def pairs() -> dict[str, list[str]]:
         return {"pairs": list(SUPPORTED_PAIRS)}
 
     @api.get(
-        "/config", tags=["reference"], summary="Where the browser finds the notifier"
+        "/config",
+        tags=["reference"],
+        summary="Where the browser finds the notifier",
+        responses={200: json_example("The notifier's public URL", examples.CONFIG)},
     )
     async def config() -> dict[str, str]:
         return {"notifierUrl": settings.notifier_public_url}

@@ -21,6 +21,7 @@ class Placed:
     order_id: UUID
     status: OrderStatus
     replayed: bool
+    correlation_id: UUID  # the order's: the first request's, also on a replay
 
 
 def order_id_for(client_order_id: str | None) -> UUID:
@@ -44,7 +45,12 @@ async def place_order(
         replayed = True
     else:
         if accepted.client_order_id is None:
-            return Placed(accepted.order_id, OrderStatus.PENDING, replayed=False)
+            return Placed(
+                accepted.order_id,
+                OrderStatus.PENDING,
+                replayed=False,
+                correlation_id=correlation_id,
+            )
         # An idempotent re-append of the same event id also lands here.
         replayed = False
     history = await store.read_stream(accepted.order_id)
@@ -57,7 +63,10 @@ async def place_order(
     state = replay(e.event for e in history)
     assert state is not None  # noqa: S101 - the stream has at least OrderAccepted
     return Placed(
-        accepted.order_id, state.status, replayed=replayed or len(history) > 1
+        accepted.order_id,
+        state.status,
+        replayed=replayed or len(history) > 1,
+        correlation_id=history[0].correlation_id,
     )
 
 

@@ -2,14 +2,19 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
 
 from gateway.api import orders_api
+from gateway.asyncapi import asyncapi_api
 from gateway.limits import BodySizeLimit
 from gateway.readmodel import OrdersProjection, OrdersView
 from gateway.web import mount_web
+from shared.eventstore.follower import Follower
+from shared.eventstore.memory import InMemoryEventStore
+from shared.eventstore.pool import Pool
 from shared.logging import configure_logging
 from shared.service.ops import ops_api, runtime_readiness
 from shared.service.runtime import make_broker, running
@@ -21,12 +26,38 @@ Submit market swaps on Solana pairs and follow them to a terminal status.
 Every order is an append-only stream of events; statuses stream over the notifier's
 WebSocket (`/ws/orders/{orderId}`) as `pending → routing → building → submitted →
 confirmed | failed`.
+
+The event contract (exchanges, queues, message schemas) is at `/asyncapi` (page)
+and `/asyncapi.json` (AsyncAPI 3.0).
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings, service="gateway")
+    return _build_app(settings)
+
+
+def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
+    """The OpenAPI document the running gateway serves, built without any I/O.
+
+    The order routes are added in the lifespan, once the store is open; here they
+    are added with stand-ins that are never called, only described.
+    """
+    settings = settings or Settings()
+    app = _build_app(settings)
+    app.include_router(
+        orders_api(
+            settings=settings,
+            store=InMemoryEventStore(),
+            view=OrdersView(cast("Pool", None)),
+            projector=cast("Follower", None),
+        )
+    )
+    return app.openapi()
+
+
+def _build_app(settings: Settings) -> FastAPI:
     broker = make_broker(settings, prefetch=1)
 
     @asynccontextmanager
@@ -58,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     app.include_router(ops_api(runtime_readiness(app)))
+    app.include_router(asyncapi_api(settings.broker_namespace))
     mount_web(app)
     return app
 

@@ -2,11 +2,12 @@
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from gateway.examples import BUY_ORDER, SELL_ORDER
 from shared.domain.events import OrderStatus
 from shared.domain.model import Message
 from shared.domain.pairs import SUPPORTED_PAIRS, Side
@@ -22,6 +23,8 @@ class OrderCreate(Message):
     ``side`` ``sell`` (the default) spends exactly ``amount`` of the base token
     (ExactIn); ``buy`` receives exactly ``amount`` of it (ExactOut).
     """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SELL_ORDER, BUY_ORDER]})
 
     token_pair: str = Field(examples=["SOL-USDC"], description=f"One of: {SUPPORTED}")
     amount: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=30, examples=[10])
@@ -131,3 +134,25 @@ class OrderSummary(Message):
 class OrderList(Message):
     orders: tuple[OrderSummary, ...]
     as_of_position: int
+
+
+class Problem(BaseModel):
+    """An error answer: ``detail`` says what went wrong."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    """One refused field: ``loc`` names it (``["body", "amount"]``)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationProblem(BaseModel):
+    """A refused request: one entry per invalid field."""
+
+    detail: list[ValidationIssue]

@@ -32,7 +32,11 @@ class Subscription:
     def __init__(self, order_id: UUID | None, *, max_buffer: int) -> None:
         self.order_id = order_id
         self._queue: asyncio.Queue[EventEnvelope] = asyncio.Queue(max_buffer)
-        self.overflowed = False
+        self.overflow = asyncio.Event()
+
+    @property
+    def overflowed(self) -> bool:
+        return self.overflow.is_set()
 
     def offer(self, envelope: EventEnvelope) -> None:
         if self.overflowed:
@@ -40,8 +44,9 @@ class Subscription:
         try:
             self._queue.put_nowait(envelope)
         except asyncio.QueueFull:
-            # Never let a client that does not read stall the others or grow memory.
-            self.overflowed = True
+            # Never let a client that does not read stall the others or grow memory:
+            # its connection is closed and it resumes with ?after= when it can.
+            self.overflow.set()
 
     async def next(self) -> EventEnvelope:
         if self.overflowed and self._queue.empty():

@@ -29,19 +29,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running(settings, broker) as runtime:
-            hub = Hub(runtime.store)
+            hub = Hub(runtime.store, max_buffer=settings.ws_subscriber_buffer)
             await hub.start()
 
             async def feed(envelope: EventEnvelope) -> None:
                 hub.offer(envelope)
 
-            subscribe(
+            subscriber = subscribe(
                 broker,
                 runtime.topology.notifier(replica),
                 dict.fromkeys(EVENT_TYPES, feed),
                 prefetch=FEED_PREFETCH,
+                consumer="notifier",
                 exchange=runtime.topology.events,
             )
+            runtime.consuming(subscriber)
             await broker.start()
             runtime.spawn(hub.watch_head(), "hub-head")
             app.state.runtime = runtime

@@ -9,30 +9,38 @@ resumes the firehose. A per-order stream closes normally after the terminal stat
 
 import asyncio
 import contextlib
-from typing import Annotated
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from notifier.hub import Hub, SlowSubscriberError, Subscription
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import TERMINAL_STATUSES
 from shared.domain.views import status_frame
 from shared.eventstore.port import EventStore
+from shared.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FRAMES
 
 CLOSE_NORMAL = 1000
 CLOSE_TRY_AGAIN = 1013  # the client fell behind: reconnect with ?after=
-CLOSE_BAD_ORDER_ID = 4400
+CLOSE_BAD_REQUEST = 4400  # malformed order id or cursor
 CLOSE_UNKNOWN_ORDER = 4404
+CLOSE_TIMEOUT_S = 5.0  # the close frame queues behind what the client has not read
+MAX_CURSOR_DIGITS = 18  # below 2**63: positions and versions are bigint
 
 
-async def _send(ws: WebSocket, envelope: EventEnvelope) -> None:
+ORDER = "order"
+FIREHOSE = "firehose"
+
+
+async def _send(ws: WebSocket, envelope: EventEnvelope, kind: str) -> None:
     await ws.send_text(orjson.dumps(status_frame(envelope)).decode())
+    WEBSOCKET_FRAMES.labels(kind).inc()
 
 
 async def _refuse(ws: WebSocket, code: int, message: str, order_id: str) -> None:
     await ws.send_text(orjson.dumps({"error": message, "orderId": order_id}).decode())
+    WEBSOCKET_FRAMES.labels(ORDER).inc()
     await ws.close(code=code, reason=message)
 
 
@@ -45,10 +53,18 @@ async def _drain_client(ws: WebSocket) -> None:
                 return
 
 
-async def _until_client_leaves(ws: WebSocket, pushing: "asyncio.Task[None]") -> None:
+async def _until_client_leaves(
+    ws: WebSocket, pushing: "asyncio.Task[None]", subscription: Subscription
+) -> None:
+    """Run until the push ends, the client leaves, or the client falls behind.
+
+    A client that stops reading fills its buffer; it is then closed with 1013 out
+    of band (its push may be blocked on a full socket) and resumes with ?after=.
+    """
     reading = asyncio.create_task(_drain_client(ws))
+    overflowing = asyncio.create_task(subscription.overflow.wait())
     done, pending = await asyncio.wait(
-        {pushing, reading}, return_when=asyncio.FIRST_COMPLETED
+        {pushing, reading, overflowing}, return_when=asyncio.FIRST_COMPLETED
     )
     for task in pending:
         task.cancel()
@@ -57,50 +73,100 @@ async def _until_client_leaves(ws: WebSocket, pushing: "asyncio.Task[None]") -> 
             asyncio.CancelledError, WebSocketDisconnect, RuntimeError
         ):
             await task
+    if overflowing in done and pushing not in done:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                ws.close(
+                    code=CLOSE_TRY_AGAIN, reason="fell behind; resume with ?after="
+                ),
+                timeout=CLOSE_TIMEOUT_S,
+            )
+        return
     for task in done:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             task.result()
 
 
-def websocket_api(hub: Hub, store: EventStore) -> APIRouter:
+def _cursor(raw: str | None) -> int | None:
+    """``?after=`` as a non-negative integer; raise ValueError for anything else."""
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > MAX_CURSOR_DIGITS:
+        raise ValueError("after must be a non-negative integer")
+    return int(raw)
+
+
+def websocket_api(hub: Hub, store: EventStore) -> APIRouter:  # noqa: C901 - one nested function per endpoint
     api = APIRouter()
 
     @api.websocket("/ws/orders/{order_id}")
-    async def order_events(
-        ws: WebSocket, order_id: str, after: Annotated[int, Query(ge=0)] = 0
-    ) -> None:
+    async def order_events(ws: WebSocket, order_id: str) -> None:
         await ws.accept()
+        with WEBSOCKET_CONNECTIONS.labels(ORDER).track_inprogress():
+            await _order_events(ws, order_id, ws.query_params.get("after"))
+
+    async def _order_events(
+        ws: WebSocket, order_id: str, raw_after: str | None
+    ) -> None:
         try:
             stream = UUID(order_id)
         except ValueError:
             await _refuse(
-                ws, CLOSE_BAD_ORDER_ID, "malformed order id: expected a UUID", order_id
+                ws, CLOSE_BAD_REQUEST, "malformed order id: expected a UUID", order_id
             )
+            return
+        try:
+            after = _cursor(raw_after) or 0
+        except ValueError as error:
+            await _refuse(ws, CLOSE_BAD_REQUEST, str(error), order_id)
             return
         subscription = hub.subscribe(stream)
         try:
-            history = await store.read_stream(stream, after_version=after)
-            if not history and not await store.read_stream(stream):
+            recorded = await store.read_stream(stream)
+            if not recorded:
                 await _refuse(ws, CLOSE_UNKNOWN_ORDER, "order not found", order_id)
                 return
+            last = recorded[-1]
+            if after >= last.stream_version and last.status in TERMINAL_STATUSES:
+                await ws.close(code=CLOSE_NORMAL)  # nothing left to send, ever
+                return
+            if after > last.stream_version:
+                await _refuse(
+                    ws,
+                    CLOSE_BAD_REQUEST,
+                    f"after={after} is beyond the order's last version"
+                    f" {last.stream_version}",
+                    order_id,
+                )
+                return
+            history = [e for e in recorded if e.stream_version > after]
             pushing = asyncio.create_task(
                 _push_order(ws, store, subscription, stream, history, after)
             )
-            await _until_client_leaves(ws, pushing)
+            await _until_client_leaves(ws, pushing, subscription)
         finally:
             hub.unsubscribe(subscription)
 
     @api.websocket("/ws/orders")
-    async def all_events(
-        ws: WebSocket, after: Annotated[int | None, Query(ge=0)] = None
-    ) -> None:
+    async def all_events(ws: WebSocket) -> None:
         await ws.accept()
+        try:
+            after = _cursor(ws.query_params.get("after"))
+        except ValueError as error:
+            await _refuse(ws, CLOSE_BAD_REQUEST, str(error), "")
+            return
+        if after is not None and after > (head := await store.head_position()):
+            await _refuse(
+                ws, CLOSE_BAD_REQUEST, f"after={after} is beyond the head {head}", ""
+            )
+            return
         subscription = hub.subscribe(None)
         try:
-            pushing = asyncio.create_task(
-                _push_firehose(ws, store, hub, subscription, after)
-            )
-            await _until_client_leaves(ws, pushing)
+            with WEBSOCKET_CONNECTIONS.labels(FIREHOSE).track_inprogress():
+                pushing = asyncio.create_task(
+                    _push_firehose(ws, store, hub, subscription, after)
+                )
+                await _until_client_leaves(ws, pushing, subscription)
         finally:
             hub.unsubscribe(subscription)
 
@@ -121,7 +187,7 @@ async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
         for envelope in pending:
             if envelope.stream_version <= last:
                 continue
-            await _send(ws, envelope)
+            await _send(ws, envelope, ORDER)
             last = envelope.stream_version
             if envelope.status in TERMINAL_STATUSES:
                 await ws.close(code=CLOSE_NORMAL)
@@ -154,7 +220,7 @@ async def _push_firehose(
         if not batch:
             break
         for envelope in batch:
-            await _send(ws, envelope)
+            await _send(ws, envelope, FIREHOSE)
             last = envelope.global_position
     while True:
         try:
@@ -166,5 +232,5 @@ async def _push_firehose(
             return
         if envelope.global_position <= last:
             continue
-        await _send(ws, envelope)
+        await _send(ws, envelope, FIREHOSE)
         last = envelope.global_position

@@ -23,6 +23,7 @@ from shared.domain.quotes import Venue
 from shared.domain.retry import FailureClass, RetryPolicy
 from shared.domain.routing import InsufficientLiquidityError
 from shared.eventstore.orders import Orders
+from shared.logging import annotate
 from shared.venues.port import QuoteUnavailableError, VenueClient
 from shared.venues.quoting import quote_and_plan
 
@@ -82,7 +83,8 @@ class RouteOrders:
             cause=cause,
         )
         if recorded:
-            logger.info(
+            annotate(attempt=attempt, route=plan.reason)
+            logger.debug(
                 "route selected",
                 extra={
                     "kind": "RouteSelected",
@@ -107,7 +109,8 @@ class RouteOrders:
             ),
             cause=cause,
         )
-        logger.info(
+        annotate(attempt=attempt, failure=failure.value, reason=reason)
+        logger.debug(
             "attempt failed while routing",
             extra={
                 "kind": "AttemptFailed",

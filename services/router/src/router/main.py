@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 policy=retry_policy(settings),
                 quote_validity=timedelta(milliseconds=settings.quote_validity_ms),
             )
-            subscribe(
+            subscriber = subscribe(
                 broker,
                 runtime.topology.router,
                 {
@@ -42,7 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "RetryScheduled": route.on_retry_scheduled,
                 },
                 prefetch=settings.router_prefetch,
+                consumer="router",
             )
+            runtime.consuming(subscriber)
             await broker.start()
             app.state.runtime = runtime
             yield

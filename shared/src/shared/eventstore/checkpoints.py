@@ -1,6 +1,6 @@
 """Where each relay or projection got to in the global log."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -10,6 +10,7 @@ from psycopg.rows import tuple_row
 from shared.eventstore.pool import Pool
 
 _GET = "SELECT position FROM es.checkpoints WHERE subscriber = %s"
+_GET_MANY = "SELECT subscriber, position FROM es.checkpoints WHERE subscriber = ANY(%s)"
 
 # The WHERE makes advancing monotonic even when two instances race or a slow one
 # finishes late: a checkpoint never moves back.
@@ -40,6 +41,14 @@ class Checkpoints:
             await cur.execute(_GET, (subscriber,))
             row = await cur.fetchone()
         return 0 if row is None else int(row[0])
+
+    async def positions(self, subscribers: Sequence[str]) -> dict[str, int]:
+        """Positions of several subscribers, one query (absent: never advanced)."""
+        if not subscribers:
+            return {}
+        async with self._pool.connection() as c, c.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(_GET_MANY, (list(subscribers),))
+            return {str(name): int(position) for name, position in await cur.fetchall()}
 
     async def advance(
         self,

@@ -7,12 +7,15 @@ racing decision is an idempotent no-op rather than a second fact.
 """
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from uuid import UUID
 
 from shared.domain.envelope import EventEnvelope, NewEvent, event_id_for
 from shared.domain.events import OrderEvent, OrderFailed
 from shared.domain.order import OrderState, evolve, replay
 from shared.eventstore.port import EventStore, WrongExpectedVersionError
+from shared.logging import annotate
+from shared.metrics import observe_recorded
 
 Decide = Callable[[OrderState], list[OrderEvent]]
 
@@ -53,7 +56,8 @@ class Orders:
         decide again.
         """
         for _ in range(_CONFLICT_RETRIES):
-            state = await self.load(order_id)
+            history = await self._store.read_stream(order_id)
+            state = replay(envelope.event for envelope in history)
             if state is None:
                 raise OrderNotFoundError(order_id)
             events = decide(state)
@@ -74,6 +78,9 @@ class Orders:
                 )
             except WrongExpectedVersionError:
                 continue
+            # Outcomes are counted here, where they are recorded, not by replaying.
+            observe_recorded(history, events, datetime.now(UTC))
+            annotate(recorded=[event.type for event in events])
             for event in events:
                 state = evolve(state, event)
             return state, events

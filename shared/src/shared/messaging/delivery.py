@@ -7,10 +7,13 @@ parking queue for a human, never dropped. The event store still holds the event.
 """
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import psycopg
 import psycopg_pool
+import structlog
 from faststream import AckPolicy
 from faststream.rabbit import (
     Channel,
@@ -20,6 +23,7 @@ from faststream.rabbit import (
     RabbitQueue,
 )
 from faststream.rabbit.annotations import RabbitMessage as RabbitMessageContext
+from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import ValidationError
 from tenacity import (
     AsyncRetrying,
@@ -29,7 +33,10 @@ from tenacity import (
 )
 
 from shared.domain.envelope import EventEnvelope
+from shared.domain.events import EVENT_TYPES
 from shared.eventstore.port import WrongExpectedVersionError
+from shared.logging import collecting_annotations
+from shared.metrics import record_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -43,39 +50,130 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 Handler = Callable[[EventEnvelope], Awaitable[None]]
 
+ACK = "ack"
+REQUEUE = "requeue"
+PARKED = "parked"
+_LEVEL = {ACK: logging.INFO, REQUEUE: logging.WARNING, PARKED: logging.ERROR}
+
 
 async def settle(
-    message: RabbitMessage, handler: Handler, *, patience_s: float = 120.0
+    message: RabbitMessage,
+    handler: Handler,
+    *,
+    consumer: str = "consumer",
+    patience_s: float = 120.0,
 ) -> None:
+    """Handle one delivery and settle it; log exactly one ``handled`` line.
+
+    The order id and correlation id are bound to the logging context while the
+    handler runs, so every line it logs carries them too.
+    """
+    started = time.perf_counter()
+    redelivered = bool(getattr(message.raw_message, "redelivered", False))
     try:
         envelope = EventEnvelope.model_validate_json(message.body)
-    except ValidationError:
-        logger.exception("undecodable message parked", extra={"kind": "poison"})
-        await message.reject()
-        return
-    try:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(TRANSIENT),
-            wait=wait_exponential(multiplier=0.05, max=5),
-            stop=stop_after_delay(patience_s),
-            reraise=True,
+    except ValidationError as undecodable:
+        headers = message.headers or {}
+        known = {
+            "order_id": headers.get("order-id"),
+            "correlation_id": message.correlation_id,
+        }
+        with structlog.contextvars.bound_contextvars(
+            **{key: str(value) for key, value in known.items() if value}
         ):
-            with attempt:
-                await handler(envelope)
-    except TRANSIENT:
-        logger.exception(
-            "infrastructure still failing; requeued",
-            extra={"kind": "requeue", "order_id": str(envelope.order_id)},
+            await message.reject()
+            _handled(
+                consumer,
+                _known_type(_raw_type(message)),
+                PARKED,
+                started,
+                redelivered=redelivered,
+                parked_reason="undecodable",
+                error=undecodable,
+            )
+        return
+    with (
+        structlog.contextvars.bound_contextvars(
+            order_id=str(envelope.order_id),
+            correlation_id=str(envelope.correlation_id),
+            event_id=str(envelope.event_id),
+        ),
+        collecting_annotations() as annotations,
+    ):
+        error: BaseException | None = None
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(TRANSIENT),
+                wait=wait_exponential(multiplier=0.05, max=5),
+                stop=stop_after_delay(patience_s),
+                reraise=True,
+            ):
+                with attempt:
+                    await handler(envelope)
+        except TRANSIENT as transient:
+            error, outcome = transient, REQUEUE
+            await message.nack(requeue=True)
+        except Exception as failure:
+            error, outcome = failure, PARKED
+            await message.reject()
+        else:
+            outcome = ACK
+            await message.ack()
+        _handled(
+            consumer,
+            envelope.type,
+            outcome,
+            started,
+            redelivered=redelivered,
+            parked_reason="handler_error" if outcome == PARKED else None,
+            error=error,
+            annotations=annotations,
         )
-        await message.nack(requeue=True)
-    except Exception:
-        logger.exception(
-            "handler failed; message parked",
-            extra={"kind": "parked", "order_id": str(envelope.order_id)},
-        )
-        await message.reject()
-    else:
-        await message.ack()
+
+
+def _handled(
+    consumer: str,
+    event_type: str,
+    outcome: str,
+    started: float,
+    *,
+    redelivered: bool,
+    parked_reason: str | None,
+    error: BaseException | None,
+    annotations: dict[str, Any] | None = None,
+) -> None:
+    seconds = time.perf_counter() - started
+    record_delivery(
+        consumer,
+        event_type,
+        outcome,
+        seconds,
+        redelivered=redelivered,
+        parked_reason=parked_reason,
+    )
+    fields: dict[str, Any] = {
+        **(annotations or {}),
+        "consumer": consumer,
+        "event_type": event_type,
+        "outcome": outcome,
+        "duration_ms": round(seconds * 1000, 1),
+    }
+    if redelivered:
+        fields["redelivered"] = True
+    if parked_reason is not None:
+        fields["parked_reason"] = parked_reason
+    exc_info = (type(error), error, error.__traceback__) if error else None
+    logger.log(_LEVEL[outcome], "handled", extra=fields, exc_info=exc_info)
+
+
+def _raw_type(message: RabbitMessage) -> str | None:
+    value = getattr(message.raw_message, "type", None)
+    return value if isinstance(value, str) else None
+
+
+def _known_type(value: object) -> str:
+    # A label value must come from a small set, whatever a publisher sends.
+    return value if isinstance(value, str) and value in EVENT_TYPES else "unknown"
 
 
 def subscribe(
@@ -84,12 +182,15 @@ def subscribe(
     handlers: Mapping[str, Handler],
     *,
     prefetch: int,
+    consumer: str,
     exchange: RabbitExchange | None = None,
-) -> None:
+) -> RabbitSubscriber:
     """Consume ``queue``, dispatching each event type to its handler.
 
     Deliveries run concurrently up to ``prefetch``; each is settled by ``settle``.
-    Event types without a handler are acknowledged and ignored.
+    Event types without a handler are acknowledged and ignored. ``consumer`` names
+    the role (``router``, ...) in metrics and logs; the subscriber is returned so
+    readiness can check it is attached.
     """
     dispatch = dict(handlers)
 
@@ -98,11 +199,15 @@ def subscribe(
         if handler is not None:
             await handler(envelope)
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         queue,
         exchange,
         ack_policy=AckPolicy.MANUAL,
         channel=Channel(prefetch_count=prefetch),
     )
+
+    @subscriber
     async def on_message(message: RabbitMessageContext) -> None:
-        await settle(message, handle)
+        await settle(message, handle, consumer=consumer)
+
+    return subscriber

@@ -21,6 +21,7 @@ from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.follower import Follower, lock_key
 from shared.eventstore.port import EventStore
 from shared.messaging.topology import Topology, routing_key
+from shared.metrics import RELAY_PUBLISHED
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -120,3 +121,4 @@ class Relay:
                     routing_key=routing_key(envelope.type),
                     mandatory=True,
                 )
+                RELAY_PUBLISHED.inc()

@@ -1,6 +1,7 @@
 """Liveness, readiness and metrics endpoints, the same on every service."""
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -22,14 +23,51 @@ def runtime_readiness(app: FastAPI) -> Readiness:
     return readiness
 
 
+def _example(description: str, body: object) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"example": body}},
+    }
+
+
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _example(
+        "Ready: every check passed",
+        {
+            "status": "ready",
+            "checks": {"store": True, "broker": True, "consumers": True},
+        },
+    ),
+    503: _example(
+        "Not ready: the failing checks are false",
+        {
+            "status": "unavailable",
+            "checks": {"store": True, "broker": True, "consumers": False},
+        },
+    ),
+}
+
+
 def ops_api(readiness: Readiness) -> APIRouter:
     api = APIRouter(tags=["operations"])
 
-    @api.get("/healthz", summary="The process is alive")
+    @api.get(
+        "/healthz",
+        summary="The process is alive",
+        responses={200: _example("Alive", {"status": "ok"})},
+    )
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", summary="Store and broker are reachable")
+    @api.get(
+        "/readyz",
+        summary="Store and broker reachable; consumers attached to their queues",
+        description="`store`: a pooled connection answers; `broker`: the AMQP"
+        " connection is up; `consumers` (router, executor, notifier): every"
+        " subscriber is consuming and a passive declare of its queue reports at"
+        " least one consumer.",
+        responses=READY_RESPONSES,
+    )
     async def readyz() -> JSONResponse:
         checks = await readiness()
         ready = all(checks.values())

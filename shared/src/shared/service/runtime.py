@@ -3,7 +3,9 @@
 Each service's ``main.py`` builds one ``Runtime`` in its lifespan: it migrates the
 schema (idempotent, serialized by an advisory lock), opens the connection pool and
 the broker, declares the topology, and runs the relay as a background task (only
-the replica holding the relay lock publishes).
+the replica holding the relay lock publishes). A sampler task refreshes the gauges
+that describe the log and the queues (relay and projection lag, queue depth) once a
+second, so nothing on the hot path queries anything for metrics.
 """
 
 import asyncio
@@ -14,8 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg_pool
+from aio_pika.abc import AbstractRobustChannel
 from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.subscriber import RabbitSubscriber
 
+from shared import metrics
 from shared.domain.retry import RetryPolicy
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.follower import Follower, Handle
@@ -29,6 +34,16 @@ from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+SAMPLE_EVERY_S = 1.0
+QUEUE_SAMPLE_EVERY = 5  # samples: passive declares every 5 s
+_CHECK_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    messages: int
+    consumers: int
+
 
 @dataclass
 class Runtime:
@@ -41,6 +56,9 @@ class Runtime:
     checkpoints: Checkpoints
     relay: Relay | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    followers: list[Follower] = field(default_factory=list)
+    subscribers: list[RabbitSubscriber] = field(default_factory=list)
+    _monitor: AbstractRobustChannel | None = None
 
     def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self.tasks.append(asyncio.create_task(coroutine, name=name))
@@ -56,17 +74,98 @@ class Runtime:
             poll_s=self.settings.relay_poll_ms / 1000,
         )
         self.spawn(follower.run(), subscriber)
+        self.followers.append(follower)
         return follower
 
+    def consuming(self, subscriber: RabbitSubscriber) -> None:
+        """Register a started-or-about-to-start subscriber for readiness checks."""
+        self.subscribers.append(subscriber)
+
     async def readiness(self) -> dict[str, bool]:
+        """Store and broker reachable; every subscriber consuming its queue.
+
+        ``consumers`` (services that consume only) is true when each subscriber is
+        running with a consumer tag and a passive declare of its queue reports at
+        least one consumer. After a broker restart a consumer may not come back
+        (FastStream issue #2758) while the connection does: this check catches it.
+        """
         checks = {"store": False, "broker": False}
         with contextlib.suppress(Exception):
-            async with self.pool.connection(timeout=2) as conn:
+            async with self.pool.connection(timeout=_CHECK_TIMEOUT_S) as conn:
                 await conn.execute("SELECT 1")
             checks["store"] = True
         with contextlib.suppress(Exception):
-            checks["broker"] = bool(await self.broker.ping(timeout=2))
+            checks["broker"] = bool(await self.broker.ping(timeout=_CHECK_TIMEOUT_S))
+        if self.subscribers:
+            checks["consumers"] = checks["broker"] and await self._consumers_attached()
         return checks
+
+    async def _consumers_attached(self) -> bool:
+        for subscriber in self.subscribers:
+            # The FastStream attribute is private; None means it never consumed.
+            if not subscriber.running or subscriber._consumer_tag is None:  # noqa: SLF001
+                return False
+            state = await self.queue_state(subscriber.queue.name)
+            if state is None or state.consumers < 1:
+                return False
+        return True
+
+    async def queue_state(self, queue: str) -> QueueState | None:
+        """Ready messages and consumers of ``queue`` (a passive declare), or None.
+
+        Runs on a channel of its own on the broker's connection (an exclusive queue
+        is only visible there); a failed declare closes only that channel.
+        """
+        try:
+            # Bounded as a whole: a robust channel waits for a reconnect unbounded.
+            async with asyncio.timeout(_CHECK_TIMEOUT_S):
+                channel = self._monitor
+                if channel is None or channel.is_closed:
+                    connection = await self.broker.connect()
+                    channel = self._monitor = await connection.channel(
+                        publisher_confirms=False
+                    )
+                declared = await channel.declare_queue(
+                    queue, passive=True, robust=False
+                )
+        except Exception:
+            logger.debug("passive declare of %s failed", queue, exc_info=True)
+            return None
+        result = declared.declaration_result
+        state = QueueState(
+            messages=int(result.message_count or 0),
+            consumers=int(result.consumer_count or 0),
+        )
+        metrics.QUEUE_MESSAGES.labels(queue).set(state.messages)
+        metrics.QUEUE_CONSUMERS.labels(queue).set(state.consumers)
+        return state
+
+    async def sample(self) -> None:
+        """Refresh the sampled gauges forever (one background task per process)."""
+        tick = 0
+        while True:
+            with contextlib.suppress(Exception):
+                await self._sample_log()
+            if tick % QUEUE_SAMPLE_EVERY == 0:
+                for subscriber in self.subscribers:
+                    await self.queue_state(subscriber.queue.name)
+            tick += 1
+            await asyncio.sleep(SAMPLE_EVERY_S)
+
+    async def _sample_log(self) -> None:
+        subscribers = [f.subscriber for f in self.followers]
+        if self.relay is not None:
+            subscribers.append(self.relay.subscriber)
+            metrics.RELAY_LEADER.set(1 if self.relay.is_leader else 0)
+        head = await self.store.head_position()
+        positions = await self.checkpoints.positions(subscribers)
+        metrics.STORE_HEAD.set(head)
+        if self.relay is not None:
+            lag = head - positions.get(self.relay.subscriber, 0)
+            metrics.RELAY_LAG.set(max(0, lag))
+        for follower in self.followers:
+            lag = head - positions.get(follower.subscriber, 0)
+            metrics.PROJECTION_LAG.labels(follower.subscriber).set(max(0, lag))
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -118,10 +217,14 @@ async def running(settings: Settings, broker: RabbitBroker) -> AsyncIterator[Run
                 topology=topology,
             )
             runtime.spawn(runtime.relay.run(), "relay")
+        runtime.spawn(runtime.sample(), "metrics-sampler")
         yield runtime
     finally:
         for task in runtime.tasks:
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        if runtime._monitor is not None and not runtime._monitor.is_closed:  # noqa: SLF001
+            with contextlib.suppress(Exception):
+                await runtime._monitor.close()  # noqa: SLF001
         await broker.stop()
         await pool.close()

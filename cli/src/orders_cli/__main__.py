@@ -1,0 +1,3 @@
+from orders_cli.main import app
+
+app(prog_name="orders")

@@ -1,0 +1,213 @@
+"""HTTP and WebSocket access to a running system, as any other client would have.
+
+Nothing here imports the services: the CLI speaks the public API only (README, API).
+"""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+Frame = dict[str, Any]
+
+TERMINAL = frozenset({"confirmed", "failed"})
+# Reconnects in a row before giving up; any close other than a refusal (e.g. 1013,
+# a subscriber that fell behind) resumes with ?after=.
+RECONNECTS = 5
+# The notifier's close codes for a refused order id, as the HTTP status they mean.
+REFUSED = {4400: 400, 4404: 404}
+
+
+class ApiError(Exception):
+    """The system refused a request or could not be reached.
+
+    ``status`` is the HTTP status (``None`` when nothing answered); ``detail`` is
+    the API's ``detail`` (a message, or FastAPI's list of field errors).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, detail: object = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.detail = detail
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": self.message, "status": self.status, "detail": self.detail}
+
+
+def _error_message(status: int, detail: object) -> str:
+    if isinstance(detail, list):
+        return "; ".join(field_error(item) for item in detail)
+    if detail:
+        return str(detail)
+    return f"HTTP {status}"
+
+
+def field_error(item: object) -> str:
+    """``amount: Input should be greater than 0`` from one FastAPI error entry."""
+    if not isinstance(item, Mapping):
+        return str(item)
+    loc = [
+        str(part)
+        for part in item.get("loc", ())
+        if part not in {"body", "query", "path"}
+    ]
+    where = ".".join(loc) or "request"
+    return f"{where}: {item.get('msg', 'invalid')}"
+
+
+class OrdersClient:
+    """One HTTP connection pool and a resolved notifier URL for one command run."""
+
+    def __init__(
+        self, api_url: str, ws_url: str | None = None, *, timeout: float = 10
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._ws_url = ws_url.rstrip("/") if ws_url else None
+        self._http = httpx.AsyncClient(base_url=self.api_url, timeout=timeout)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, object] | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._http.request(method, path, json=body, params=params)
+        except httpx.HTTPError as error:
+            raise ApiError(
+                f"cannot reach the API at {self.api_url}: {error!r}"
+            ) from None
+        if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
+            try:
+                detail = response.json().get("detail")
+            except (ValueError, AttributeError):
+                detail = response.text
+            raise ApiError(
+                _error_message(response.status_code, detail),
+                status=response.status_code,
+                detail=detail,
+            )
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    async def submit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /api/orders/execute → the receipt ``{orderId, status, links}``."""
+        return await self._request("POST", "/api/orders/execute", body=body)
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        return await self._request("GET", f"/api/orders/{quote(order_id, safe='')}")
+
+    async def events(self, order_id: str) -> list[Frame]:
+        answer = await self._request(
+            "GET", f"/api/orders/{quote(order_id, safe='')}/events"
+        )
+        return list(answer["events"])
+
+    async def orders(self, *, status: str | None, limit: int) -> dict[str, Any]:
+        params: dict[str, str | int] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return await self._request("GET", "/api/orders", params=params)
+
+    async def ws_url(self) -> str:
+        """The notifier's base URL: as given, else what ``/api/config`` says."""
+        if self._ws_url is None:
+            config = await self._request("GET", "/api/config")
+            self._ws_url = str(config["notifierUrl"]).rstrip("/")
+        return self._ws_url
+
+    async def _connect(self, url: str) -> ClientConnection:
+        try:
+            return await websockets.connect(url, open_timeout=10)
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
+            raise ApiError(f"cannot reach the notifier at {url}: {error!r}") from None
+
+    async def follow(self, order_id: str, *, after: int = 0) -> AsyncIterator[Frame]:
+        """Every frame of one order after version ``after``, live, until terminal.
+
+        A dropped connection resumes with ``?after=<last version>``, so no frame is
+        missed or repeated.
+        """
+        base = await self.ws_url()
+        last = after
+        drops = 0
+        while True:
+            url = f"{base}/ws/orders/{quote(order_id, safe='')}?after={last}"
+            ws = await self._connect(url)
+            refused: str | None = None
+            try:
+                async for message in ws:
+                    frame = _frame(message)
+                    if "error" in frame:
+                        refused = str(frame["error"])
+                        continue
+                    last = max(last, int(frame["version"]))
+                    yield frame
+                    if frame["status"] in TERMINAL:
+                        return
+            except ConnectionClosed:
+                pass
+            finally:
+                await ws.close()
+            if refused is not None or ws.close_code in REFUSED:
+                reason = refused or ws.close_reason or "refused"
+                raise ApiError(
+                    f"order {order_id}: {reason}",
+                    status=REFUSED.get(ws.close_code or 0),
+                    detail=reason,
+                )
+            drops += 1
+            if drops > RECONNECTS:
+                raise ApiError(
+                    f"lost the notifier {RECONNECTS} times following {order_id}"
+                )
+            await asyncio.sleep(min(0.2 * 2**drops, 2))
+
+    async def firehose(self, *, after: int | None = None) -> AsyncIterator[Frame]:
+        """Every order's frames, live, forever; resumes by global position."""
+        base = await self.ws_url()
+        last = after
+        drops = 0
+        while True:
+            query = "" if last is None else f"?after={last}"
+            ws = await self._connect(f"{base}/ws/orders{query}")
+            with contextlib.suppress(ConnectionClosed):
+                async for message in ws:
+                    frame = _frame(message)
+                    last = int(frame["position"])
+                    drops = 0
+                    yield frame
+            await ws.close()
+            drops += 1
+            if drops > RECONNECTS:
+                raise ApiError(f"lost the notifier {RECONNECTS} times in a row")
+            await asyncio.sleep(min(0.2 * 2**drops, 2))
+
+
+def _frame(message: str | bytes) -> Frame:
+    frame: Frame = json.loads(message)
+    return frame

@@ -1,0 +1,196 @@
+"""Load generation: N orders with bounded concurrency, each followed to its end.
+
+``summarize`` and ``percentile`` are pure; ``run_load`` does the I/O.
+"""
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orders_cli.client import ApiError, OrdersClient
+
+CONFIRMED = "confirmed"
+FAILED = "failed"
+TIMED_OUT = "timed-out"
+REJECTED = "rejected"  # the submit itself was refused or did not reach the API
+
+
+@dataclass(frozen=True)
+class OrderOutcome:
+    """What happened to one order of a load run, seen from the client.
+
+    ``latency`` is seconds from just before the POST to the terminal frame's arrival
+    (``None`` when the order never reached a terminal status).
+    """
+
+    order_id: str | None
+    status: str
+    latency: float | None = None
+    reason: str | None = None
+    http_status: int | None = None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) with linear interpolation between ranks.
+
+    Same definition as numpy's default (``linear``); ``None`` for no values.
+    """
+    if not values:
+        return None
+    if not 0 <= q <= 100:  # noqa: PLR2004 - percent bounds
+        raise ValueError(f"percentile must be within 0..100, got {q}")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    count: int
+    concurrency: int
+    elapsed: float
+    confirmed: int
+    failed: int
+    timed_out: int
+    rejected: int
+    latency: Mapping[str, float | None]
+    failure_reasons: Mapping[str, int]
+    outcomes: Sequence[OrderOutcome] = field(default_factory=tuple)
+
+    @property
+    def terminal(self) -> int:
+        return self.confirmed + self.failed
+
+    @property
+    def orders_per_second(self) -> float:
+        return self.terminal / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "concurrency": self.concurrency,
+            "elapsedSeconds": round(self.elapsed, 3),
+            "confirmed": self.confirmed,
+            "failed": self.failed,
+            "timedOut": self.timed_out,
+            "rejected": self.rejected,
+            "terminal": self.terminal,
+            "ordersPerSecond": round(self.orders_per_second, 3),
+            "latencyMs": {
+                name: None if value is None else round(value * 1000, 1)
+                for name, value in self.latency.items()
+            },
+            "failureReasons": dict(self.failure_reasons),
+            "orders": [
+                {
+                    "orderId": o.order_id,
+                    "status": o.status,
+                    "latencyMs": None
+                    if o.latency is None
+                    else round(o.latency * 1000, 1),
+                    "reason": o.reason,
+                }
+                for o in self.outcomes
+            ],
+        }
+
+
+def summarize(
+    outcomes: Sequence[OrderOutcome], *, elapsed: float, concurrency: int
+) -> LoadSummary:
+    """Counts, submit→confirmed latency percentiles and failure reasons by count.
+
+    Reasons of failed, timed-out and rejected orders are all counted, most common
+    first, each prefixed with what happened (``failed: …``).
+    """
+    by_status = Counter(o.status for o in outcomes)
+    confirmed = [o.latency for o in outcomes if o.status == CONFIRMED and o.latency]
+    reasons = Counter(
+        f"{o.status}: {o.reason or 'no reason given'}"
+        for o in outcomes
+        if o.status != CONFIRMED
+    )
+    return LoadSummary(
+        count=len(outcomes),
+        concurrency=concurrency,
+        elapsed=elapsed,
+        confirmed=by_status[CONFIRMED],
+        failed=by_status[FAILED],
+        timed_out=by_status[TIMED_OUT],
+        rejected=by_status[REJECTED],
+        latency={
+            "min": min(confirmed, default=None),
+            "p50": percentile(confirmed, 50),
+            "p95": percentile(confirmed, 95),
+            "p99": percentile(confirmed, 99),
+            "max": max(confirmed, default=None),
+            "mean": sum(confirmed) / len(confirmed) if confirmed else None,
+        },
+        failure_reasons=dict(reasons.most_common()),
+        outcomes=tuple(outcomes),
+    )
+
+
+async def one_order(
+    client: OrdersClient, body: Mapping[str, Any], *, give_up_after: float
+) -> OrderOutcome:
+    """Submit one order and follow it over its WebSocket until it ends."""
+    started = time.monotonic()
+    try:
+        receipt = await client.submit(body)
+    except ApiError as error:
+        return OrderOutcome(
+            None, REJECTED, reason=error.message, http_status=error.status
+        )
+    order_id = str(receipt["orderId"])
+    last: Mapping[str, Any] = {}
+    try:
+        async with asyncio.timeout(give_up_after):
+            async for frame in client.follow(order_id):
+                last = frame
+    except TimeoutError:
+        return OrderOutcome(
+            order_id,
+            TIMED_OUT,
+            reason=f"still {last.get('status', 'pending')} after {give_up_after:g}s",
+        )
+    except ApiError as error:
+        return OrderOutcome(order_id, TIMED_OUT, reason=error.message)
+    latency = time.monotonic() - started
+    if last.get("status") == CONFIRMED:
+        return OrderOutcome(order_id, CONFIRMED, latency)
+    return OrderOutcome(
+        order_id, FAILED, latency, reason=f"{last.get('failure')}: {last.get('reason')}"
+    )
+
+
+async def run_load(
+    client: OrdersClient,
+    body: Callable[[int], Mapping[str, Any]],
+    *,
+    count: int,
+    concurrency: int,
+    give_up_after: float,
+    on_done: Callable[[OrderOutcome], None] | None = None,
+) -> LoadSummary:
+    """Run ``count`` orders, at most ``concurrency`` in flight (submit to terminal)."""
+    gate = asyncio.Semaphore(concurrency)
+    await client.ws_url()  # resolve once, not once per order
+
+    async def run(index: int) -> OrderOutcome:
+        async with gate:
+            result = await one_order(client, body(index), give_up_after=give_up_after)
+        if on_done is not None:
+            on_done(result)
+        return result
+
+    started = time.monotonic()
+    outcomes = await asyncio.gather(*(run(i) for i in range(count)))
+    return summarize(
+        outcomes, elapsed=time.monotonic() - started, concurrency=concurrency
+    )

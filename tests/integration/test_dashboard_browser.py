@@ -1,0 +1,220 @@
+"""The dashboard in a real headless browser (Debian's chromium, driven by Playwright).
+
+The page is served by the gateway of a running system and talks to the gateway API
+and the notifier firehose, as it does for a user. Playwright never downloads a
+browser here: it drives ``/usr/bin/chromium`` (``apt-get install chromium``).
+"""
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Error as PlaywrightError,
+    Page,
+    Request,
+    WebSocket,
+    async_playwright,
+    expect,
+)
+
+from tests.integration.conftest import OUTPUT
+from tests.integration.system import System
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LIFECYCLE = ["pending", "routing", "building", "submitted", "confirmed"]
+CLOCK = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3}$")
+# Bounded waits (ms): an order confirms in well under a second with the test settings.
+SHORT = 10_000
+ORDER_DONE = 30_000
+
+
+@dataclass
+class Recorded:
+    """What the page did besides rendering: console errors, page errors, traffic."""
+
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    websockets: list[str] = field(default_factory=list)
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.console_errors.append(f"{message.text} @ {message.location}")
+
+    def on_page_error(self, error: PlaywrightError) -> None:
+        self.page_errors.append(str(error))
+
+    def on_request(self, request: Request) -> None:
+        self.requests.append(request.url)
+
+    def on_websocket(self, websocket: WebSocket) -> None:
+        self.websockets.append(websocket.url)
+
+    def non_local(self) -> list[str]:
+        """URLs of requests and WebSockets that left this machine."""
+        return [
+            url
+            for url in self.requests + self.websockets
+            if urlsplit(url).scheme not in {"data", "blob"}
+            and urlsplit(url).hostname not in LOCAL_HOSTS
+        ]
+
+    def assert_clean(self) -> None:
+        assert self.console_errors == [], self.console_errors
+        assert self.page_errors == [], self.page_errors
+        assert self.non_local() == [], self.non_local()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's chromium, headless; a missing binary fails the run (never skips)."""
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"{CHROMIUM} not found: the dashboard browser tests need Debian's chromium "
+            "(apt-get install -y chromium); Playwright does not download browsers here"
+        )
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[tuple[Page, Recorded]]:
+    """A fresh page (own context, desktop viewport) recording what it does."""
+    context = await browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(SHORT)
+    recorded = Recorded()
+    opened = await context.new_page()
+    opened.on("console", recorded.on_console)
+    opened.on("pageerror", recorded.on_page_error)
+    opened.on("request", recorded.on_request)
+    opened.on("websocket", recorded.on_websocket)
+    try:
+        yield opened, recorded
+    finally:
+        await context.close()
+
+
+async def open_dashboard(page: Page, system: System) -> None:
+    await page.goto(system.base_url + "/", wait_until="load")
+    conn = page.get_by_test_id("conn-state")
+    await expect(conn).to_have_attribute("data-state", "open", timeout=SHORT)
+    await expect(conn).to_have_text("live")
+    # The pair select is filled from GET /api/pairs, the table from GET /api/orders.
+    await expect(page.locator("#pair option")).not_to_have_count(0)
+    await expect(page.get_by_test_id("orders-count")).to_have_text(
+        re.compile(r"^\d+ shown · \d+ tracked$")
+    )
+
+
+async def test_burst_submits_orders_that_all_confirm(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """The burst button submits N orders and the KPIs count them all confirmed."""
+    tab, recorded = page
+    await open_dashboard(tab, system)
+    confirmed_before = int(await tab.get_by_test_id("kpi-confirmed").inner_text())
+    failed_before = await tab.get_by_test_id("kpi-failed").inner_text()
+
+    await tab.locator("select#pair").select_option("SOL-USDC")
+    await tab.get_by_test_id("amount").fill("1")
+    await tab.get_by_test_id("burst-count").fill("12")
+    await tab.get_by_test_id("burst").click()
+
+    await expect(tab.get_by_test_id("burst-status")).to_have_text(
+        re.compile(r"^12/12 accepted in "), timeout=ORDER_DONE
+    )
+    # Other tests share the system: count at least our 12, and no new failure.
+    await tab.wait_for_function(
+        "n => Number(document.getElementById('kpi-confirmed').textContent) >= n",
+        arg=confirmed_before + 12,
+        timeout=ORDER_DONE,
+    )
+    await expect(tab.get_by_test_id("kpi-failed")).to_have_text(failed_before)
+    await expect(tab.get_by_test_id("latency-now")).to_have_text(re.compile("^p50 "))
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    await tab.screenshot(path=OUTPUT / "dashboard-burst.png", full_page=True)
+    recorded.assert_clean()
+
+
+async def test_order_submitted_from_the_form_confirms_with_full_timeline(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """An order from the form goes live to confirmed; its details list every step."""
+    tab, recorded = page
+    await open_dashboard(tab, system)
+
+    await tab.locator("select#pair").select_option("SOL-USDT")
+    await tab.get_by_test_id("amount").fill("2.5")
+    # The radio sits under its segmented-control label: click what a user sees.
+    side_buy = tab.get_by_test_id("side-buy")
+    await tab.locator("label", has=side_buy).click()
+    await expect(side_buy).to_be_checked()
+    await expect(tab.get_by_test_id("side-hint")).to_have_text(
+        "receive exactly 2.5 SOL, pay USDT"
+    )
+    await tab.get_by_test_id("submit").click()
+
+    result = tab.get_by_test_id("form-result")
+    await expect(result).to_have_text(re.compile(r"^accepted [0-9a-f-]{36}$"))
+    order_id = await result.get_attribute("data-order-id")
+    assert order_id is not None
+
+    row = tab.locator(f'tr[data-order-id="{order_id}"]')
+    await expect(row.get_by_test_id("status")).to_have_text(
+        "confirmed", timeout=ORDER_DONE
+    )
+    await expect(row.get_by_test_id("pair")).to_have_text("SOL-USDT")
+    await expect(row.locator("td").nth(3)).to_have_text("buy")
+
+    await row.click()
+    details = tab.get_by_test_id("details")
+    await expect(details).to_be_visible()
+    await expect(tab.get_by_test_id("details-id")).to_have_text(order_id)
+    items = tab.get_by_test_id("timeline-item")
+    await expect(items).to_have_count(len(LIFECYCLE))
+    statuses = [await item.get_attribute("data-status") for item in await items.all()]
+    assert statuses == LIFECYCLE
+    times = await items.locator(".when").all_inner_texts()
+    assert all(CLOCK.match(t) for t in times), times
+    await expect(tab.get_by_test_id("timeline-total")).to_have_text(
+        re.compile(r"^end-to-end: \d")
+    )
+
+    quotes = tab.get_by_test_id("quotes")
+    for venue in ("raydium", "meteora"):
+        cells = quotes.locator(f'tbody tr[data-venue="{venue}"] td')
+        await expect(cells.first).to_have_text(venue)
+        await expect(cells.nth(1)).to_have_text(re.compile(r"\d"))  # in
+        await expect(cells.nth(2)).to_have_text(re.compile(r"\d"))  # out
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    await tab.screenshot(path=OUTPUT / "dashboard.png", full_page=True)
+    recorded.assert_clean()
+    # The recorder saw the traffic it vetted: the API over HTTP, the notifier over WS.
+    assert any("/api/orders/execute" in url for url in recorded.requests)
+    assert recorded.websockets[0] == f"{system.ws_url}/ws/orders"

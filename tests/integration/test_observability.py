@@ -1,0 +1,188 @@
+"""Metrics, readiness, the AsyncAPI contract and order-scoped logs on live services."""
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.clients import submit, wait_for_status
+from tests.integration.system import SERVICES, System
+
+pytestmark = pytest.mark.integration
+
+ORDER = {"amount": 3, "tokenPair": "SOL-USDC", "type": "market"}
+CONSUMING = ("router", "executor", "notifier")
+
+
+async def _get(system: System, service: str, path: str) -> httpx.Response:
+    url = f"http://127.0.0.1:{system.port(service)}{path}"
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.get(url)
+
+
+async def _samples(system: System, service: str) -> dict[str, list[Any]]:
+    response = await _get(system, service, "/metrics")
+    assert response.status_code == 200
+    samples: dict[str, list[Any]] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def _value(samples: dict[str, list[Any]], name: str, **labels: str) -> float:
+    return float(
+        sum(
+            s.value
+            for s in samples.get(name, [])
+            if all(s.labels.get(k) == v for k, v in labels.items())
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+async def confirmed_order(system: System) -> tuple[str, str]:
+    """(order id, correlation id) of an order that confirmed."""
+    correlation_id = str(uuid.uuid4())
+    answer = await submit(system, ORDER, headers={"X-Request-ID": correlation_id})
+    assert answer.status_code == 202
+    order_id: str = answer.json()["orderId"]
+    await wait_for_status(system, order_id, {"confirmed"})
+    return order_id, correlation_id
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_every_service_serves_metrics(system: System, service: str) -> None:
+    """/metrics answers Prometheus text with the oe_ families on each service."""
+    samples = await _samples(system, service)
+    assert "oe_relay_lag_events" in samples
+    assert "oe_order_stage_seconds_bucket" in samples
+
+
+async def test_a_confirmed_order_shows_in_the_metrics(
+    system: System, confirmed_order: tuple[str, str]
+) -> None:
+    """Counters and stage histograms move where each fact is recorded."""
+    gateway = await _samples(system, "gateway")
+    router = await _samples(system, "router")
+    executor = await _samples(system, "executor")
+    notifier = await _samples(system, "notifier")
+
+    assert _value(gateway, "oe_orders_accepted_total") >= 1
+    assert (
+        _value(
+            executor,
+            "oe_orders_completed_total",
+            outcome="confirmed",
+            failure_class="none",
+        )
+        >= 1
+    )
+    assert (
+        _value(router, "oe_order_stage_seconds_count", stage="accepted_to_routed") >= 1
+    )
+    for stage in (
+        "routed_to_submitted",
+        "submitted_to_confirmed",
+        "accepted_to_terminal",
+    ):
+        assert _value(executor, "oe_order_stage_seconds_count", stage=stage) >= 1
+        assert _value(executor, "oe_order_stage_seconds_sum", stage=stage) > 0
+    assert (
+        _value(
+            router,
+            "oe_consumer_messages_total",
+            consumer="router",
+            event_type="OrderAccepted",
+            outcome="ack",
+        )
+        >= 1
+    )
+    assert _value(notifier, "oe_consumer_messages_total", consumer="notifier") >= 5
+    published = sum(
+        _value(s, "oe_relay_events_published_total")
+        for s in (gateway, router, executor, notifier)
+    )
+    assert published >= 5
+
+
+async def test_relay_lag_settles_to_zero(system: System) -> None:
+    """Once nothing is being recorded, the sampled relay lag drops to 0."""
+    async with asyncio.timeout(15):
+        while _value(await _samples(system, "gateway"), "oe_relay_lag_events"):
+            await asyncio.sleep(0.5)
+
+
+@pytest.mark.parametrize("service", CONSUMING)
+async def test_readiness_reports_consumers_attached(
+    system: System, service: str
+) -> None:
+    """/readyz on a consuming service checks its queue has a consumer."""
+    response = await _get(system, service, "/readyz")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {
+        "store": True,
+        "broker": True,
+        "consumers": True,
+    }
+
+
+async def test_gateway_readiness_checks_store_and_broker(system: System) -> None:
+    """The gateway consumes nothing: ready means store and broker answer."""
+    response = await _get(system, "gateway", "/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"store": True, "broker": True},
+    }
+
+
+async def test_the_gateway_serves_the_event_contract(system: System) -> None:
+    """/asyncapi.json is the AsyncAPI document; /asyncapi is a page about it."""
+    document = await _get(system, "gateway", "/asyncapi.json")
+    assert document.status_code == 200
+    assert document.json()["asyncapi"] == "3.0.0"
+    assert "EventEnvelope" in document.json()["components"]["schemas"]
+    page = await _get(system, "gateway", "/asyncapi")
+    assert page.status_code == 200
+    assert "order.OrderAccepted" in page.text
+    assert "<script" not in page.text
+
+
+def _lines(system: System, instance: str) -> list[dict[str, Any]]:
+    text = (system.logs / f"{instance}.log").read_text()
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+async def test_logs_name_the_order_and_its_correlation_id(
+    system: System, confirmed_order: tuple[str, str]
+) -> None:
+    """Gateway and consumers log JSON lines carrying order_id and correlation_id."""
+    order_id, correlation_id = confirmed_order
+
+    gateway = [
+        line for line in _lines(system, "gateway") if line.get("order_id") == order_id
+    ]
+    assert gateway, "the gateway logged nothing about the order"
+    assert all(line["correlation_id"] == correlation_id for line in gateway)
+    assert any(line["event"] == "order accepted" for line in gateway)
+
+    for instance, handled_types in (
+        ("router", {"OrderAccepted"}),
+        ("executor", {"RouteSelected", "TransactionSubmitted"}),
+    ):
+        about = [
+            line
+            for line in _lines(system, instance)
+            if line.get("order_id") == order_id
+        ]
+        assert all(line["correlation_id"] == correlation_id for line in about)
+        handled = [line for line in about if line["event"] == "handled"]
+        assert {line["event_type"] for line in handled} >= handled_types
+        assert all(line["outcome"] == "ack" for line in handled)
+        # One INFO line per handled event: nothing else at INFO about the order.
+        assert [line for line in about if line["level"] == "info"] == handled

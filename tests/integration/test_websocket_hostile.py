@@ -1,0 +1,383 @@
+"""Hostile WebSocket clients: bad ids, bad cursors, garbage frames, slow and many.
+
+Every test talks to the notifier of the session ``system`` the way a real client
+would (the ``websockets`` library, or a socket with a tiny receive buffer), and
+every wait is bounded.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tests.integration.clients import stream, submit, wait_for_status
+from tests.integration.system import System
+
+pytestmark = pytest.mark.integration
+
+ORDER: dict[str, Any] = {"amount": 1, "tokenPair": "SOL-USDC", "type": "market"}
+TERMINAL = {"confirmed", "failed"}
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+CLOSE_BAD_ORDER_ID = 4400
+CLOSE_ABNORMAL = 1006
+CLOSE_UNKNOWN_ORDER = 4404
+REFUSAL_TIMEOUT = 5.0  # seconds a client may wait to learn it was refused
+
+
+@pytest.fixture(scope="module")
+def finished_order(system: System) -> dict[str, Any]:
+    """An order that has reached its terminal status."""
+
+    async def place() -> dict[str, Any]:
+        answer = await submit(system, ORDER)
+        assert answer.status_code == 202, answer.text
+        return await wait_for_status(system, answer.json()["orderId"], TERMINAL)
+
+    return asyncio.run(place())
+
+
+# --- malformed and unknown order ids -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "order_id",
+    [
+        "not-a-uuid",
+        "1234",
+        "00000000-0000-0000-0000-00000000000g",
+        "z" * 1000,
+        quote("' OR 1=1 --", safe=""),
+        quote("\x00\xff", safe=""),
+        quote("<script>alert(1)<script>", safe=""),
+    ],
+)
+async def test_a_malformed_order_id_gets_an_error_frame_and_4400(
+    system: System, order_id: str
+) -> None:
+    """A malformed order id gets one {"error"} frame, then close 4400 with a reason."""
+    result = await stream(system, f"/ws/orders/{order_id}", timeout=REFUSAL_TIMEOUT)
+
+    assert result.close_code == CLOSE_BAD_ORDER_ID, result
+    assert len(result.frames) == 1, result.frames
+    assert "malformed" in result.frames[0]["error"]
+    assert result.close_reason
+
+
+@pytest.mark.parametrize(
+    "order_id", [str(uuid.UUID(int=0)), str(uuid.uuid4()), str(uuid.uuid4()).upper()]
+)
+async def test_an_unknown_order_id_gets_an_error_frame_and_4404(
+    system: System, order_id: str
+) -> None:
+    """A well-formed id of no order gets one {"error"} frame, then close 4404."""
+    result = await stream(system, f"/ws/orders/{order_id}", timeout=REFUSAL_TIMEOUT)
+
+    assert result.close_code == CLOSE_UNKNOWN_ORDER, result
+    assert len(result.frames) == 1, result.frames
+    assert "not found" in result.frames[0]["error"]
+    assert result.close_reason
+
+
+# --- garbage cursors ----------------------------------------------------------------
+
+
+@dataclass
+class Refusal:
+    """What a client learns when it connects: an HTTP status or a close frame."""
+
+    http_status: int | None = None
+    close_code: int | None = None
+    text: str = ""
+    frames: list[str] = field(default_factory=list)
+
+    def names_the_problem(self, word: str) -> bool:
+        return word in self.text.lower()
+
+
+async def _connect_and_read(url: str) -> Refusal:
+    try:
+        async with (
+            asyncio.timeout(REFUSAL_TIMEOUT),
+            websockets.connect(url) as ws,
+        ):
+            frames: list[str] = []
+            with contextlib.suppress(websockets.ConnectionClosed):
+                while True:
+                    frames.append(str(await ws.recv()))
+            return Refusal(
+                close_code=ws.close_code,
+                text=(ws.close_reason or "") + "".join(frames),
+                frames=frames,
+            )
+    except websockets.InvalidStatus as error:
+        return Refusal(
+            http_status=error.response.status_code,
+            text=error.response.body.decode(errors="replace")
+            if error.response.body
+            else "",
+        )
+    except TimeoutError:
+        return Refusal(text="<no answer: neither refused nor closed>")
+
+
+GARBAGE_CURSORS = ["-1", "x", "1.5", "%00", "9" * 30, str(2**63)]
+
+
+@pytest.mark.parametrize("after", GARBAGE_CURSORS)
+@pytest.mark.parametrize("endpoint", ["order", "firehose"])
+async def test_a_garbage_after_cursor_is_refused_clearly(
+    system: System, finished_order: dict[str, Any], endpoint: str, after: str
+) -> None:
+    """A garbage ?after= gets a prompt refusal naming `after`, never silence."""
+    path = (
+        f"/ws/orders/{finished_order['orderId']}"
+        if endpoint == "order"
+        else "/ws/orders"
+    )
+    refusal = await _connect_and_read(f"{system.ws_url}{path}?after={after}")
+
+    refused_by_http = (
+        refusal.http_status is not None and 400 <= refusal.http_status < 500
+    )
+    refused_by_close = refusal.close_code in {CLOSE_POLICY, CLOSE_BAD_ORDER_ID}
+    assert refused_by_http or refused_by_close, refusal
+    assert refusal.names_the_problem("after"), refusal
+
+
+@pytest.mark.parametrize("beyond", [0, 1, 1000])
+async def test_resuming_a_finished_order_after_its_last_version_closes_normally(
+    system: System, finished_order: dict[str, Any], beyond: int
+) -> None:
+    """?after=<last version> (or later) of a finished order closes 1000 at once."""
+    after = finished_order["version"] + beyond
+    path = f"/ws/orders/{finished_order['orderId']}?after={after}"
+    refusal = await _connect_and_read(system.ws_url + path)
+
+    assert refusal.close_code == CLOSE_NORMAL, refusal
+    assert refusal.frames == []
+
+
+# --- garbage from the client --------------------------------------------------------
+
+GARBAGE_FRAMES: list[str | bytes] = [
+    "hello",
+    '{"subscribe": "*", "after": -1}',
+    "{not json",
+    "\x00" * 64,
+    b"\xff\xfe\xfd" * 100,
+    os.urandom(4096),
+    "x" * (1 << 20),  # 1 MiB of text
+    os.urandom(1 << 20),  # 1 MiB of binary
+    *(["."] * 200),  # a flood of tiny frames
+]
+
+
+async def test_garbage_frames_from_the_client_never_break_its_order_stream(
+    system: System,
+) -> None:
+    """Text, binary, huge and many frames sent by a client leave its stream whole."""
+    answer = await submit(system, ORDER)
+    assert answer.status_code == 202, answer.text
+    order_id = answer.json()["orderId"]
+    frames: list[dict[str, Any]] = []
+    async with (
+        asyncio.timeout(30),
+        websockets.connect(
+            f"{system.ws_url}/ws/orders/{order_id}", max_size=None
+        ) as ws,
+    ):
+        for garbage in GARBAGE_FRAMES:
+            await ws.send(garbage)
+        try:
+            async for message in ws:
+                frames.append(json.loads(message))
+                await ws.send(b"\x00garbage between frames")
+        except websockets.ConnectionClosed:
+            pass
+        close_code = ws.close_code
+
+    assert close_code == CLOSE_NORMAL, (close_code, frames)
+    assert [f["version"] for f in frames] == list(range(1, len(frames) + 1))
+    assert frames[0]["status"] == "pending"
+    assert frames[-1]["status"] in TERMINAL
+
+
+# --- a slow subscriber --------------------------------------------------------------
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+@pytest.fixture
+def tiny_buffer_socket(system: System) -> Iterator[socket.socket]:
+    """A TCP socket to the notifier that can hold only a few KiB unread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+    sock.connect(("127.0.0.1", system.port("notifier")))
+    sock.setblocking(False)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+async def _submit_many(system: System, count: int) -> set[str]:
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=10) as client:
+        gate = asyncio.Semaphore(20)
+
+        async def one() -> str:
+            async with gate:
+                answer = await client.post("/api/orders/execute", json=ORDER)
+                assert answer.status_code == 202, answer.text
+                return str(answer.json()["orderId"])
+
+        return set(await asyncio.gather(*(one() for _ in range(count))))
+
+
+@dataclass
+class Reader:
+    """A firehose subscriber that reads everything and notes when each frame came."""
+
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
+
+    def finished(self, order_ids: set[str]) -> set[str]:
+        return {
+            f["orderId"]
+            for f in self.frames
+            if f["orderId"] in order_ids and f["status"] in TERMINAL
+        }
+
+    async def run(self, ws: ClientConnection) -> None:
+        async for message in ws:
+            frame = json.loads(message)
+            self.frames.append(frame)
+            recorded = datetime.fromisoformat(frame["at"]).timestamp()
+            self.lags.append(time.time() - recorded)
+
+
+SLOW_ORDERS = 300  # ~1,500 events: more than a subscriber's buffer (1,024) holds
+MAX_RSS_GROWTH_KIB = 100 * 1024
+
+
+async def test_a_subscriber_that_stops_reading_is_closed_1013_without_stalling_others(
+    system: System, tiny_buffer_socket: socket.socket
+) -> None:
+    """A firehose client that stops reading gets 1013; others stay prompt, RSS flat."""
+    notifier_pid = system.processes["notifier"].pid
+    rss_before = _rss_kib(notifier_pid)
+    slow = await websockets.connect(
+        f"{system.ws_url}/ws/orders",
+        sock=tiny_buffer_socket,
+        max_queue=1,  # the client library stops reading the socket at once
+        ping_interval=None,
+    )
+    reader = Reader()
+    async with websockets.connect(f"{system.ws_url}/ws/orders") as fast:
+        reading = asyncio.create_task(reader.run(fast))
+        await asyncio.sleep(0.5)  # both subscriptions registered
+
+        order_ids = await _submit_many(system, SLOW_ORDERS)
+        async with asyncio.timeout(90):
+            while reader.finished(order_ids) != order_ids:
+                assert not reading.done(), reading
+                await asyncio.sleep(0.2)
+        reading.cancel()
+    rss_after = _rss_kib(notifier_pid)
+
+    mine = [f for f in reader.frames if f["orderId"] in order_ids]
+    positions = [f["position"] for f in reader.frames]
+    assert positions == sorted(set(positions)), "the reader saw a gap or a duplicate"
+    assert len({f["orderId"] for f in mine}) == SLOW_ORDERS
+    assert max(reader.lags) < 3.0, f"reader lagged {max(reader.lags):.1f}s"
+    assert rss_after - rss_before < MAX_RSS_GROWTH_KIB, (rss_before, rss_after)
+
+    # Now the slow client reads what was buffered for it. Either the kernel's
+    # socket buffers held everything (it gets every frame, in order, no gap), or its
+    # subscriber buffer overflowed and it was cut off: "try again" (1013) behind the
+    # frames already in the socket, or a dropped connection (1006) if it stayed
+    # silent past the close timeout. Never a gap, never a stall for the others.
+    got: list[int] = []
+    with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+        async with asyncio.timeout(30):
+            while len(got) < len(positions):
+                got.append(json.loads(await slow.recv())["position"])
+    seen = f"{len(got)} frames of {len(positions)}; gaps: {_gaps(got)[:5]}"
+    assert got == sorted(set(got)), seen
+    if len(got) < len(positions):
+        assert slow.close_code in {CLOSE_TRY_AGAIN, CLOSE_ABNORMAL}, (
+            f"slow client ended {slow.close_code} {slow.close_reason!r} after {seen}"
+        )
+        if slow.close_code == CLOSE_TRY_AGAIN:
+            assert "after=" in (slow.close_reason or ""), seen
+    else:
+        assert _gaps(got) == [], seen
+    await slow.close()
+
+
+def _gaps(positions: list[int]) -> list[tuple[int, int]]:
+    """Where consecutive positions jump: (last seen, next seen)."""
+    return [(a, b) for a, b in itertools.pairwise(positions) if b != a + 1]
+
+
+# --- many subscribers ---------------------------------------------------------------
+
+MANY = 500
+FEW_ORDERS = 3
+
+
+async def test_five_hundred_firehose_subscribers_each_get_every_event(
+    system: System,
+) -> None:
+    """500 concurrent firehose subscribers each get every event of a few orders."""
+    gate = asyncio.Semaphore(50)
+
+    async def connect() -> ClientConnection:
+        async with gate:
+            return await websockets.connect(
+                f"{system.ws_url}/ws/orders", open_timeout=20, max_queue=None
+            )
+
+    async with asyncio.timeout(30):
+        clients = await asyncio.gather(*(connect() for _ in range(MANY)))
+    readers = [Reader() for _ in clients]
+    tasks = [
+        asyncio.create_task(r.run(ws)) for r, ws in zip(readers, clients, strict=True)
+    ]
+    try:
+        await asyncio.sleep(1.0)  # every subscription registered
+        order_ids = await _submit_many(system, FEW_ORDERS)
+        async with asyncio.timeout(60):
+            while any(r.finished(order_ids) != order_ids for r in readers):
+                await asyncio.sleep(0.2)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
+
+    for reader in readers:
+        for order_id in order_ids:
+            versions = [f["version"] for f in reader.frames if f["orderId"] == order_id]
+            assert versions == list(range(1, len(versions) + 1)), (order_id, versions)
+            assert len(versions) >= 5

@@ -1,0 +1,1 @@
+"""Harness code: run the whole system as processes, drive load, break things."""

@@ -1,0 +1,166 @@
+"""Run the whole system as real processes: the harness of tests, chaos and benchmarks.
+
+A ``System`` starts every service (``python -m <service>``) with one environment,
+its own free ports per instance, any number of replicas, and logs per instance.
+Instances are named after their service (``router``), replicas get a suffix
+(``router-2``); each replica of a service with a port gets a port of its own.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tools.broker import delete_namespace
+
+SERVICES = ("gateway", "router", "executor", "notifier")
+PORT_SETTING = {
+    "gateway": "GATEWAY_PORT",
+    "notifier": "NOTIFIER_PORT",
+    "router": "ROUTER_HTTP_PORT",
+    "executor": "EXECUTOR_HTTP_PORT",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_of(instance: str) -> str:
+    return instance.split("-", 1)[0]
+
+
+@dataclass
+class System:
+    env: dict[str, str]
+    logs: Path
+    replicas: Mapping[str, int] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port('gateway')}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port('notifier')}"
+
+    def ws_urls(self) -> list[str]:
+        """The WebSocket base URL of every notifier replica."""
+        return [f"ws://127.0.0.1:{self.port(i)}" for i in self.instances("notifier")]
+
+    def instances(self, service: str | None = None) -> list[str]:
+        names = []
+        for name in SERVICES if service is None else (service,):
+            count = self.replicas.get(name, 1)
+            names += [name if n == 1 else f"{name}-{n}" for n in range(1, count + 1)]
+        return names
+
+    def port(self, instance: str) -> int:
+        if instance not in self.ports:
+            self.ports[instance] = (
+                int(self.env[PORT_SETTING[instance]])
+                if instance in PORT_SETTING and PORT_SETTING[instance] in self.env
+                else free_port()
+            )
+        return self.ports[instance]
+
+    def pid(self, instance: str) -> int:
+        return self.processes[instance].pid
+
+    def start(self, instance: str) -> None:
+        service = service_of(instance)
+        env = {**self.env, PORT_SETTING[service]: str(self.port(instance))}
+        log = (self.logs / f"{instance}.log").open("ab")
+        self.processes[instance] = subprocess.Popen(  # noqa: S603 - our own module
+            [sys.executable, "-m", service],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, instance: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port(instance)}/readyz"
+        while time.monotonic() < deadline:
+            process = self.processes[instance]
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{instance} exited with {process.returncode}:\n"
+                    f"{self.tail(instance)}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1).status_code == 200:  # noqa: PLR2004
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"{instance} not ready after {timeout}s:\n{self.tail(instance)}"
+        )
+
+    def stop(self, instance: str, sig: int = signal.SIGTERM) -> int:
+        process = self.processes.pop(instance)
+        process.send_signal(sig)
+        try:
+            return process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def restart(self, instance: str, sig: int = signal.SIGKILL) -> None:
+        self.stop(instance, sig)
+        self.start(instance)
+        self.wait_ready(instance)
+
+    def tail(self, instance: str, lines: int = 40) -> str:
+        path = self.logs / f"{instance}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def running_system(
+    *,
+    database_url: str,
+    amqp_url: str,
+    namespace: str,
+    logs: Path,
+    settings: Mapping[str, str] | None = None,
+    replicas: Mapping[str, int] | None = None,
+) -> Iterator[System]:
+    """Start every instance, wait until all are ready, stop them all at the end."""
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "AMQP_URL": amqp_url,
+        "BROKER_NAMESPACE": namespace,
+        "LOG_FORMAT": "json",
+        "HTTP_HOST": "127.0.0.1",
+        **(settings or {}),
+    }
+    system = System(env=env, logs=logs, replicas=dict(replicas or {}))
+    env["NOTIFIER_PUBLIC_URL"] = system.ws_url
+    try:
+        for instance in system.instances():
+            system.start(instance)
+        for instance in system.instances():
+            system.wait_ready(instance)
+        yield system
+    finally:
+        for instance in list(system.processes):
+            with contextlib.suppress(Exception):
+                system.stop(instance)
+        with contextlib.suppress(Exception):
+            delete_namespace(amqp_url, namespace)
