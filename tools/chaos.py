@@ -339,8 +339,9 @@ async def _consumed(system: System) -> dict[str, str]:
             except httpx.HTTPError:
                 continue
             for line in text.splitlines():
-                if line.startswith("oe_messages_handled_total{"):
-                    totals[instance.split("-")[0]] += int(float(line.rsplit(" ", 1)[1]))
+                if line.startswith("oe_consumer_messages_total{"):
+                    consumer = line.split('consumer="', 1)[1].split('"', 1)[0]
+                    totals[consumer] += int(float(line.rsplit(" ", 1)[1]))
     return {
         service: f"{count} (since last restart)" for service, count in totals.items()
     }
