@@ -74,6 +74,11 @@ BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgresql://postgres@127.0.0.1:5432/
 BENCH_AMQP_URL ?= $(or $(AMQP_URL),amqp://guest:guest@127.0.0.1:5672/)
 BENCH_ARGS ?=
 
+.PHONY: chaos
+chaos: install ## Chaos suite, long form: 2,000 orders, 20 kills, RabbitMQ and PostgreSQL restarts (CHAOS_ARGS='--short')
+	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \
+		$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
+
 .PHONY: bench
 bench: install ## Benchmark scenarios S1-S5 on this machine (~10-15 min; BENCH_ARGS='--scenario S2')
 	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \

@@ -186,3 +186,25 @@ async def test_logs_name_the_order_and_its_correlation_id(
         assert all(line["outcome"] == "ack" for line in handled)
         # One INFO line per handled event: nothing else at INFO about the order.
         assert [line for line in about if line["level"] == "info"] == handled
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_every_service_serves_docs_and_contracts_without_a_cdn(
+    system: System, service: str
+) -> None:
+    """/docs, /asyncapi.json and /metrics answer on every service, served locally."""
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{system.port(service)}", timeout=5
+    ) as client:
+        docs = await client.get("/docs")
+        bundle = await client.get("/swagger-ui/swagger-ui-bundle.js")
+        contract = await client.get("/asyncapi.json")
+        metrics = await client.get("/metrics")
+
+    assert docs.status_code == 200
+    assert "/swagger-ui/swagger-ui-bundle.js" in docs.text
+    assert "cdn." not in docs.text
+    assert bundle.status_code == 200
+    assert len(bundle.content) > 100_000
+    assert contract.json()["asyncapi"].startswith("3.")
+    assert metrics.status_code == 200

@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway import examples
-from gateway.asyncapi import asyncapi_api, render_html
 from gateway.main import openapi_document
 from gateway.schemas import (
     OrderCreate,
@@ -23,6 +22,7 @@ from gateway.schemas import (
 )
 from shared.domain.events import EVENT_TYPES
 from shared.messaging.contract import asyncapi_document, asyncapi_json
+from shared.service.asyncapi import asyncapi_api, render_html
 
 ROOT = Path(__file__).resolve().parents[2]
 ASYNCAPI = ROOT / "docs" / "asyncapi.json"

@@ -2,23 +2,32 @@
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.web import STATIC_DIR, mount_web
+from shared.service.docs import SWAGGER_DIR
 
 ABSOLUTE_URL = re.compile(r"(?:https?:|wss?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)
 # The vendored files a page needs at run time; licences travel with them.
+# (file on disk, URL that serves it)
 VENDORED = [
-    "vendor/uplot/uPlot.iife.min.js",
-    "vendor/uplot/uPlot.min.css",
-    "vendor/uplot/LICENSE",
-    "vendor/swagger-ui/swagger-ui-bundle.js",
-    "vendor/swagger-ui/swagger-ui.css",
-    "vendor/swagger-ui/favicon-32x32.png",
-    "vendor/swagger-ui/LICENSE",
+    *(
+        (STATIC_DIR / "vendor" / "uplot" / name, f"/static/vendor/uplot/{name}")
+        for name in ("uPlot.iife.min.js", "uPlot.min.css", "LICENSE")
+    ),
+    *(
+        (SWAGGER_DIR / name, f"/swagger-ui/{name}")
+        for name in (
+            "swagger-ui-bundle.js",
+            "swagger-ui.css",
+            "favicon-32x32.png",
+            "LICENSE",
+        )
+    ),
 ]
 
 
@@ -88,8 +97,8 @@ def test_every_page_asset_resolves_locally(client: TestClient, page: str) -> Non
 def test_docs_page_uses_vendored_swagger_ui(client: TestClient) -> None:
     """/docs loads Swagger UI from /static/vendor and points it at the app's schema."""
     html = client.get("/docs").text
-    assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in html
-    assert "/static/vendor/swagger-ui/swagger-ui.css" in html
+    assert "/swagger-ui/swagger-ui-bundle.js" in html
+    assert "/swagger-ui/swagger-ui.css" in html
     assert "'/openapi.json'" in html
     assert client.get("/openapi.json").status_code == 200
 
@@ -118,13 +127,14 @@ def test_app_js_imports_stay_local() -> None:
         assert specifier.startswith(("./", "../", "/static/")), specifier
 
 
-@pytest.mark.parametrize("relative", VENDORED)
-def test_vendored_file_is_present_and_served(client: TestClient, relative: str) -> None:
-    """Each vendored asset exists, is non-empty and is served under /static."""
-    path = STATIC_DIR / relative
-    assert path.is_file(), f"missing {relative}"
-    assert path.stat().st_size > 0, f"empty {relative}"
-    response = client.get(f"/static/{relative}")
+@pytest.mark.parametrize(("path", "url"), VENDORED, ids=[u for _, u in VENDORED])
+def test_vendored_file_is_present_and_served(
+    client: TestClient, path: Path, url: str
+) -> None:
+    """Each vendored asset exists, is non-empty and is served by the app itself."""
+    assert path.is_file(), f"missing {path}"
+    assert path.stat().st_size > 0, f"empty {path}"
+    response = client.get(url)
     assert response.status_code == 200
     assert response.content == path.read_bytes()
 

@@ -19,6 +19,8 @@ from executor.in_flight import InFlight
 from shared.chain.simulated import SimulatedChain
 from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
+from shared.service.asyncapi import asyncapi_api
+from shared.service.docs import mount_docs
 from shared.service.ops import ops_api, runtime_readiness
 from shared.service.runtime import Runtime, make_broker, retry_policy, running
 from shared.settings import Settings
@@ -82,8 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = runtime
             yield
 
-    app = FastAPI(title="Order executor", lifespan=lifespan)
+    app = FastAPI(
+        title="Order executor", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.include_router(ops_api(runtime_readiness(app)))
+    app.include_router(asyncapi_api(settings.broker_namespace))
+    mount_docs(app)
     return app
 
 

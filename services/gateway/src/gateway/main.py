@@ -8,7 +8,6 @@ import uvicorn
 from fastapi import FastAPI
 
 from gateway.api import orders_api
-from gateway.asyncapi import asyncapi_api
 from gateway.limits import BodySizeLimit
 from gateway.readmodel import OrdersProjection, OrdersView
 from gateway.web import mount_web
@@ -16,6 +15,7 @@ from shared.eventstore.follower import Follower
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.pool import Pool
 from shared.logging import configure_logging
+from shared.service.asyncapi import asyncapi_api
 from shared.service.ops import ops_api, runtime_readiness
 from shared.service.runtime import make_broker, running
 from shared.settings import Settings

@@ -13,6 +13,8 @@ from shared.domain.envelope import EventEnvelope
 from shared.domain.events import EVENT_TYPES
 from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
+from shared.service.asyncapi import asyncapi_api
+from shared.service.docs import mount_docs
 from shared.service.ops import ops_api, runtime_readiness
 from shared.service.runtime import make_broker, running
 from shared.settings import Settings
@@ -50,9 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.include_router(websocket_api(hub, runtime.store))
             yield
 
-    app = FastAPI(title="Order notifier", lifespan=lifespan)
+    app = FastAPI(
+        title="Order notifier", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
 
     app.include_router(ops_api(runtime_readiness(app)))
+    app.include_router(asyncapi_api(settings.broker_namespace))
+    mount_docs(app)
     return app
 
 

@@ -12,6 +12,8 @@ from router.handlers import RouteOrders
 from shared.chain.simulated import SimulatedChain
 from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
+from shared.service.asyncapi import asyncapi_api
+from shared.service.docs import mount_docs
 from shared.service.ops import ops_api, runtime_readiness
 from shared.service.runtime import make_broker, retry_policy, running
 from shared.settings import Settings
@@ -49,9 +51,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = runtime
             yield
 
-    app = FastAPI(title="Order router", lifespan=lifespan)
+    app = FastAPI(
+        title="Order router", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
 
     app.include_router(ops_api(runtime_readiness(app)))
+    app.include_router(asyncapi_api(settings.broker_namespace))
+    mount_docs(app)
     return app
 
 
