@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-import uvicorn
 from fastapi import FastAPI
 
 from gateway.api import orders_api
@@ -15,8 +14,7 @@ from shared.eventstore.follower import Follower
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.pool import Pool
 from shared.logging import configure_logging
-from shared.service.asyncapi import asyncapi_api
-from shared.service.ops import ops_api, runtime_readiness
+from shared.service.app import serve, service_app
 from shared.service.runtime import make_broker, running
 from shared.settings import Settings
 
@@ -78,27 +76,18 @@ def _build_app(settings: Settings) -> FastAPI:
             app.state.runtime = runtime
             yield
 
-    app = FastAPI(
-        title="Order execution engine",
+    app = service_app(
+        "Order execution engine",
+        settings,
+        lifespan,
         description=DESCRIPTION,
         version="0.1.0",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-
-    app.include_router(ops_api(runtime_readiness(app)))
-    app.include_router(asyncapi_api(settings.broker_namespace))
     mount_web(app)
     return app
 
 
 def run() -> None:
     settings = Settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.gateway_port,
-        log_config=None,
-    )
+    serve(create_app(settings), settings, settings.gateway_port)

@@ -4,7 +4,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI
 
 from notifier.hub import Hub
@@ -13,9 +12,7 @@ from shared.domain.envelope import EventEnvelope
 from shared.domain.events import EVENT_TYPES
 from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
-from shared.service.asyncapi import asyncapi_api
-from shared.service.docs import mount_docs
-from shared.service.ops import ops_api, runtime_readiness
+from shared.service.app import serve, service_app
 from shared.service.runtime import make_broker, running
 from shared.settings import Settings
 
@@ -52,21 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.include_router(websocket_api(hub, runtime.store))
             yield
 
-    app = FastAPI(
-        title="Order notifier", lifespan=lifespan, docs_url=None, redoc_url=None
-    )
-
-    app.include_router(ops_api(runtime_readiness(app)))
-    app.include_router(asyncapi_api(settings.broker_namespace))
-    mount_docs(app)
-    return app
+    return service_app("Order notifier", settings, lifespan)
 
 
 def run() -> None:
     settings = Settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.notifier_port,
-        log_config=None,
-    )
+    serve(create_app(settings), settings, settings.notifier_port)

@@ -5,16 +5,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import uvicorn
 from fastapi import FastAPI
 
 from router.handlers import RouteOrders
 from shared.chain.simulated import SimulatedChain
 from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
-from shared.service.asyncapi import asyncapi_api
-from shared.service.docs import mount_docs
-from shared.service.ops import ops_api, runtime_readiness
+from shared.service.app import serve, service_app
 from shared.service.runtime import make_broker, retry_policy, running
 from shared.settings import Settings
 from shared.venues.simulated import simulated_venues
@@ -51,21 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = runtime
             yield
 
-    app = FastAPI(
-        title="Order router", lifespan=lifespan, docs_url=None, redoc_url=None
-    )
-
-    app.include_router(ops_api(runtime_readiness(app)))
-    app.include_router(asyncapi_api(settings.broker_namespace))
-    mount_docs(app)
-    return app
+    return service_app("Order router", settings, lifespan)
 
 
 def run() -> None:
     settings = Settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.router_http_port,
-        log_config=None,
-    )
+    serve(create_app(settings), settings, settings.router_http_port)
