@@ -41,7 +41,7 @@ FAULTY_MARKET = {
     "QUOTE_DELAY_MS": "30",
     "QUOTE_FAILURE_RATE": "0.03",
     "SLOT_MS": "100",
-    "BLOCKHASH_VALID_SLOTS": "40",
+    "BLOCKHASH_VALID_SLOTS": "150",
     "CONFIRM_MIN_MS": "200",
     "CONFIRM_MAX_MS": "600",
     "REBROADCAST_MS": "300",
@@ -67,11 +67,13 @@ class ChaosPlan:
     seed: int = 7
 
 
+# Rates stay below what this engine sustains on a 2-core laptop (docs/benchmarks.md),
+# so a backlog does not turn into expired blockhashes and hide the faults under test.
 SHORT = ChaosPlan(
-    orders=200, rate=20, kills=5, restart_broker=False, restart_database=False
+    orders=200, rate=10, kills=5, restart_broker=False, restart_database=False
 )
 LONG = ChaosPlan(
-    orders=2000, rate=25, kills=20, restart_broker=True, restart_database=True
+    orders=2000, rate=10, kills=20, restart_broker=True, restart_database=True
 )
 
 
@@ -205,8 +207,27 @@ async def _kill_randomly(
         await asyncio.to_thread(system.stop, instance, 9)
         report.kills.append(instance)
         await asyncio.sleep(rng.uniform(0.2, 1.5))
+        await asyncio.to_thread(_supervise, system, instance)
+
+
+def _supervise(system: System, instance: str, *, patience_s: float = 180) -> None:
+    """Start an instance and, like a process supervisor, again whenever it exits.
+
+    A service that starts while PostgreSQL or RabbitMQ is restarting exits; compose
+    (restart policy) or an orchestrator starts it again, and so does this.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
         system.start(instance)
-        await asyncio.to_thread(system.wait_ready, instance, 90)
+        try:
+            system.wait_ready(instance, timeout=max(1.0, deadline - time.monotonic()))
+        except RuntimeError:
+            if time.monotonic() >= deadline:
+                raise
+            system.processes.pop(instance, None)
+            time.sleep(1.0)
+            continue
+        return
 
 
 async def _restart_infrastructure(

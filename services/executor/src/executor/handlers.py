@@ -9,6 +9,7 @@ swaps. A starting executor first reconciles every order left in flight.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -45,6 +46,7 @@ from shared.domain.routing import InsufficientLiquidityError
 from shared.domain.staleness import drifted_too_far, route_expired
 from shared.eventstore.orders import Orders
 from shared.logging import annotate
+from shared.messaging.delivery import TRANSIENT
 from shared.venues.port import QuoteUnavailableError, VenueClient
 from shared.venues.quoting import quote_and_plan
 
@@ -192,8 +194,9 @@ class ExecuteOrders:
             assert tx is not None  # noqa: S101 - SUBMITTED always has its transaction
             found += 1
             cause = history[-1]
-            if await self._settle_once(state, tx, cause):
-                continue
+            with contextlib.suppress(*TRANSIENT):
+                if await self._settle_once(state, tx, cause):
+                    continue
             task = asyncio.create_task(self._watch(state, tx, cause))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -210,8 +213,16 @@ class ExecuteOrders:
                 if now >= next_broadcast:
                     next_broadcast = now + self._rebroadcast_s
                     await self._broadcast(state, tx)
-                if await self._settle_once(state, tx, cause):
-                    return
+                try:
+                    if await self._settle_once(state, tx, cause):
+                        return
+                except TRANSIENT:
+                    # The store or the chain is briefly away: the signature is
+                    # still the only one allowed, so keep watching it.
+                    logger.warning(
+                        "cannot settle yet; retrying",
+                        extra={"kind": "settle_retry", "order_id": str(state.order_id)},
+                    )
                 await asyncio.sleep(self._poll_s)
         finally:
             self._watching.discard(tx.signature)
