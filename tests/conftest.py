@@ -15,6 +15,7 @@ import pytest
 
 from shared.settings import Settings
 from tools import databases
+from tools.broker import delete_namespace
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -76,9 +77,15 @@ def amqp_url(infrastructure: tuple[str, str]) -> str:
 
 
 @pytest.fixture(scope="session")
-def broker_namespace() -> str:
-    """Every exchange and queue of this run carries this prefix."""
-    return f"oe-test-{RUN_ID}"
+def broker_namespace(amqp_url: str) -> Iterator[str]:
+    """Every exchange and queue of this run carries this prefix; removed at the end.
+
+    Durable quorum queues outlive the run; left behind, they pile up run after run
+    until the broker slows down.
+    """
+    namespace = f"oe-test-{RUN_ID}"
+    yield namespace
+    delete_namespace(amqp_url, namespace)
 
 
 @pytest.fixture(scope="session")
