@@ -4,7 +4,6 @@ A projection of the store the executor reads when it starts, so that every
 signature a crashed executor left behind is reconciled against the chain.
 """
 
-from collections.abc import Sequence
 from uuid import UUID
 
 from shared.domain.envelope import EventEnvelope
@@ -14,8 +13,7 @@ from shared.domain.events import (
     SwapConfirmed,
     TransactionSubmitted,
 )
-from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.pool import Pool
+from shared.eventstore.projection import Statement, TableProjection
 
 _RECORD = """
 INSERT INTO executor.in_flight
@@ -30,34 +28,27 @@ ON CONFLICT (order_id) DO UPDATE SET
 _SETTLE = "DELETE FROM executor.in_flight WHERE order_id = %s"
 
 
-class InFlight:
+class InFlight(TableProjection):
     subscriber = "projection:executor.in_flight"
 
-    def __init__(self, *, pool: Pool, checkpoints: Checkpoints) -> None:
-        self._pool = pool
-        self._checkpoints = checkpoints
-
-    async def apply(self, batch: Sequence[EventEnvelope]) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
-            async with conn.cursor() as cursor:
-                for envelope in batch:
-                    match envelope.event:
-                        case TransactionSubmitted() as tx:
-                            await cursor.execute(
-                                _RECORD,
-                                (
-                                    envelope.order_id,
-                                    tx.attempt,
-                                    tx.signature,
-                                    tx.last_valid_block_height,
-                                    envelope.recorded_at,
-                                ),
-                            )
-                        case SwapConfirmed() | RetryScheduled() | OrderFailed():
-                            await cursor.execute(_SETTLE, (envelope.order_id,))
-            await self._checkpoints.advance(
-                self.subscriber, batch[-1].global_position, conn=conn
-            )
+    def statements(self, envelope: EventEnvelope) -> list[Statement]:
+        match envelope.event:
+            case TransactionSubmitted() as tx:
+                return [
+                    (
+                        _RECORD,
+                        (
+                            envelope.order_id,
+                            tx.attempt,
+                            tx.signature,
+                            tx.last_valid_block_height,
+                            envelope.recorded_at,
+                        ),
+                    )
+                ]
+            case SwapConfirmed() | RetryScheduled() | OrderFailed():
+                return [(_SETTLE, (envelope.order_id,))]
+        return []
 
     async def orders(self) -> list[UUID]:
         async with self._pool.connection() as conn:

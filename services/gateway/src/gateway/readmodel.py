@@ -5,7 +5,6 @@ its checkpoint in one transaction, so a crash never applies an event twice or sk
 one. One gateway replica projects at a time.
 """
 
-from collections.abc import Sequence
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -20,8 +19,8 @@ from shared.domain.events import (
     SwapConfirmed,
     TransactionSubmitted,
 )
-from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.pool import Pool
+from shared.eventstore.projection import Statement, TableProjection
 
 _INSERT = """
 INSERT INTO gateway.orders_view
@@ -96,24 +95,13 @@ def _venues(event: RouteSelected) -> str:
     )
 
 
-class OrdersProjection:
-    """Applies events to ``gateway.orders_view`` and advances its checkpoint."""
+class OrdersProjection(TableProjection):
+    """Keeps ``gateway.orders_view``: one row per order."""
 
     subscriber = "projection:gateway.orders_view"
 
-    def __init__(self, *, pool: Pool, checkpoints: Checkpoints) -> None:
-        self._pool = pool
-        self._checkpoints = checkpoints
-
-    async def apply(self, batch: Sequence[EventEnvelope]) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
-            async with conn.cursor() as cursor:
-                for envelope in batch:
-                    query, params = _row(envelope)
-                    await cursor.execute(query, params)
-            await self._checkpoints.advance(
-                self.subscriber, batch[-1].global_position, conn=conn
-            )
+    def statements(self, envelope: EventEnvelope) -> list[Statement]:
+        return [_row(envelope)]
 
 
 class OrdersView:

@@ -1,0 +1,37 @@
+"""Read models kept in tables, updated from the store exactly once per event.
+
+A projection turns each event into SQL statements; a batch's statements and the
+projection's checkpoint commit in one transaction, so a crash never applies an
+event twice or skips one. Run it as a follower (``Runtime.follow``).
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from shared.domain.envelope import EventEnvelope
+from shared.eventstore.checkpoints import Checkpoints
+from shared.eventstore.pool import Pool
+
+Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
+
+
+class TableProjection:
+    subscriber: ClassVar[str]
+
+    def __init__(self, *, pool: Pool, checkpoints: Checkpoints) -> None:
+        self._pool = pool
+        self._checkpoints = checkpoints
+
+    def statements(self, envelope: EventEnvelope) -> list[Statement]:
+        """The statements that apply this event to the read model (may be none)."""
+        raise NotImplementedError
+
+    async def apply(self, batch: Sequence[EventEnvelope]) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            async with conn.cursor() as cursor:
+                for envelope in batch:
+                    for query, params in self.statements(envelope):
+                        await cursor.execute(query, params)
+            await self._checkpoints.advance(
+                self.subscriber, batch[-1].global_position, conn=conn
+            )
