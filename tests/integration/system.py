@@ -1,22 +1,28 @@
-"""The whole system as processes for end-to-end tests, with fast simulated latencies.
+"""The whole system as processes for end-to-end tests, each on its own database.
 
-The harness itself lives in ``tools.system``; tests start it with settings that
-make the simulated venues and chain fast and fault-free unless a test asks.
+The harness itself lives in ``tools.system``; tests start it through
+``isolated_system``: a fresh migrated database, a broker namespace and a log folder
+of its own, and settings that make the simulated venues and chain fast and
+fault-free unless a test asks otherwise.
 """
 
 import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from tools.system import (
-    PORT_SETTING,
-    SERVICES,
-    System,
-    free_port,
-    running_system as _running_system,
-)
+from tests.conftest import fresh_database
+from tools.system import PORT_SETTING, SERVICES, System, free_port, running_system
 
-__all__ = ["PORT_SETTING", "SERVICES", "System", "free_port", "running_system"]
+__all__ = [
+    "OUTPUT",
+    "PORT_SETTING",
+    "SERVICES",
+    "System",
+    "free_port",
+    "isolated_system",
+]
+
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 
 FAST = {
     "QUOTE_DELAY_MS": "20",
@@ -35,21 +41,22 @@ FAST = {
 
 
 @contextlib.contextmanager
-def running_system(
-    *,
-    database_url: str,
-    amqp_url: str,
+def isolated_system(
+    infrastructure: tuple[str, str],
     namespace: str,
-    logs: Path,
+    name: str,
     settings: Mapping[str, str] | None = None,
-    replicas: Mapping[str, int] | None = None,
 ) -> Iterator[System]:
-    with _running_system(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        logs=logs,
-        settings={**FAST, **(settings or {})},
-        replicas=replicas,
-    ) as system:
+    """The four services on database ``…_<name>``, namespace ``<namespace>-<name>``."""
+    server_url, amqp_url = infrastructure
+    with (
+        fresh_database(server_url, name) as database_url,
+        running_system(
+            database_url=database_url,
+            amqp_url=amqp_url,
+            namespace=f"{namespace}-{name}",
+            logs=OUTPUT / "logs" / name,
+            settings={**FAST, **(settings or {})},
+        ) as system,
+    ):
         yield system

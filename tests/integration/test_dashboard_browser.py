@@ -23,8 +23,7 @@ from playwright.async_api import (
     expect,
 )
 
-from tests.integration.conftest import OUTPUT
-from tests.integration.system import System
+from tests.integration.system import OUTPUT, System
 
 pytestmark = pytest.mark.integration
 

@@ -3,40 +3,25 @@
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from tests.conftest import fresh_database
 from tests.integration.clients import stream, submit, wait_for_status
-from tests.integration.conftest import OUTPUT
-from tests.integration.system import System, running_system
+from tests.integration.system import System, isolated_system
 
 pytestmark = pytest.mark.integration
 
 ORDER = {"amount": 5, "tokenPair": "SOL-USDC", "type": "market"}
 
 
-@contextlib.contextmanager
 def system_with(
     infrastructure: tuple[str, str], namespace: str, settings: Mapping[str, str]
-) -> Iterator[System]:
-    server_url, amqp_url = infrastructure
-    name = uuid.uuid4().hex[:6]
-    with (
-        fresh_database(server_url, name) as database_url,
-        running_system(
-            database_url=database_url,
-            amqp_url=amqp_url,
-            namespace=f"{namespace}-{name}",
-            logs=OUTPUT / "logs" / f"faults-{name}",
-            settings=settings,
-        ) as running,
-    ):
-        yield running
+) -> contextlib.AbstractContextManager[System]:
+    return isolated_system(infrastructure, namespace, uuid.uuid4().hex[:6], settings)
 
 
 def landed_swaps(system: System, order_id: str) -> list[tuple[Any, ...]]:

@@ -38,6 +38,7 @@ from shared.domain.order import (
     decide_attempt_failed,
     decide_confirm,
     decide_submit,
+    replay,
 )
 from shared.domain.pairs import SUPPORTED_PAIRS
 from shared.domain.quotes import RoutePlan, Venue, VenueQuote
@@ -187,7 +188,7 @@ class ExecuteOrders:
         found = 0
         for order_id in order_ids:
             history = await self._orders.history(order_id)
-            state = await self._orders.load(order_id)
+            state = replay(envelope.event for envelope in history)
             if state is None or state.phase is not Phase.SUBMITTED:
                 continue
             tx = state.transaction
