@@ -20,7 +20,7 @@ from tests.integration.system import SERVICES, System
 
 pytestmark = pytest.mark.integration
 
-DUPLICATED = ("OrderAccepted", "RouteSelected", "TransactionSubmitted")
+DUPLICATED = ("OrderAccepted", "RouteSelected")
 
 
 async def republish(system: System, order_id: str, types: tuple[str, ...]) -> None:

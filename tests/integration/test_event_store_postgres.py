@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.listener import StoreWakeups
+from shared.eventstore.listener import Wakeups
 from shared.eventstore.pool import Pool, open_pool
 from shared.eventstore.port import (
     ANY_VERSION,
@@ -235,7 +235,7 @@ async def test_wakeups_return_early_on_an_append(
     pg_store: PostgresEventStore, database_url: str
 ) -> None:
     """A waiting reader wakes on an append instead of sleeping out its poll interval."""
-    async with StoreWakeups(database_url) as wakeups:
+    async with Wakeups(database_url) as wakeups:
         await wakeups.wait(0.01)  # connects and listens
         await wakeups.wait(0.01)  # drains anything earlier tests notified
         waiter = asyncio.create_task(wakeups.wait(30))
@@ -252,7 +252,7 @@ async def test_wakeups_survive_a_lost_connection(
     pg_store: PostgresEventStore, database_url: str
 ) -> None:
     """After the listener's connection dies, waiting reconnects and works again."""
-    async with StoreWakeups(database_url) as wakeups:
+    async with Wakeups(database_url) as wakeups:
         await wakeups.wait(0.01)
         assert wakeups._conn is not None
         pid = wakeups._conn.info.backend_pid

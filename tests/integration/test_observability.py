@@ -173,7 +173,7 @@ async def test_logs_name_the_order_and_its_correlation_id(
 
     for instance, handled_types in (
         ("router", {"OrderAccepted"}),
-        ("executor", {"RouteSelected", "TransactionSubmitted"}),
+        ("executor", {"RouteSelected"}),
     ):
         about = [
             line

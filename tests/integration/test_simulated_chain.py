@@ -1,6 +1,7 @@
 """The simulated Solana in PostgreSQL: idempotent sends, expiry, slippage, ledger."""
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -57,11 +58,26 @@ def make_chain(db: Db, settings: Settings, **overrides: object) -> SimulatedChai
     return SimulatedChain(db, settings.model_copy(update=overrides), random.Random(1))
 
 
+@contextlib.asynccontextmanager
+async def landing(chain: SimulatedChain, url: str) -> AsyncIterator[None]:
+    """Run the chain's lander, as every executor process does, while inside."""
+    lander = asyncio.create_task(chain.run_lander(url))
+    try:
+        yield
+    finally:
+        lander.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lander
+
+
 @pytest.fixture
-async def chain(db: Db, settings: Settings) -> SimulatedChain:
+async def chain(
+    db: Db, settings: Settings, chain_db: str
+) -> AsyncIterator[SimulatedChain]:
     chain = make_chain(db, settings)
     await chain.ensure_genesis()
-    return chain
+    async with landing(chain, chain_db):
+        yield chain
 
 
 async def swap(
@@ -212,13 +228,14 @@ async def test_slippage_failure_from_a_moved_pool(
 
 
 async def test_competing_trade_fault_is_computed_from_pool_state(
-    db: Db, settings: Settings
+    db: Db, settings: Settings, chain_db: str
 ) -> None:
     """With fault_slippage_rate=1 a rival lands first and our bound fails on its own."""
     chain = make_chain(db, settings, fault_slippage_rate=1.0)
     tx = await swap(chain, amount="2", slippage_bps=30)
 
-    status = await settle(chain, await chain.send_transaction(tx.encoded))
+    async with landing(chain, chain_db):
+        status = await settle(chain, await chain.send_transaction(tx.encoded))
 
     assert isinstance(status, TxLanded)
     assert status.error is FailureClass.SLIPPAGE_EXCEEDED
@@ -230,15 +247,16 @@ async def test_competing_trade_fault_is_computed_from_pool_state(
     assert rivals >= 1
 
 
-async def test_blockhash_expiry(db: Db, settings: Settings) -> None:
+async def test_blockhash_expiry(db: Db, settings: Settings, chain_db: str) -> None:
     """A transaction that cannot land by its last valid height expires, unledgered."""
     chain = make_chain(
         db, settings, blockhash_valid_slots=1, confirm_min_ms=300, confirm_max_ms=400
     )
     tx = await swap(chain)
 
-    signature = await chain.send_transaction(tx.encoded)
-    status = await settle(chain, signature)
+    async with landing(chain, chain_db):
+        signature = await chain.send_transaction(tx.encoded)
+        status = await settle(chain, signature)
 
     assert isinstance(status, TxExpired)
     assert await chain.block_height() > tx.instruction.last_valid_block_height
@@ -250,7 +268,9 @@ async def test_unknown_signature(chain: SimulatedChain) -> None:
     assert isinstance(await chain.signature_status("1" * 88), TxUnknown)
 
 
-async def test_network_fault_on_send_is_ambiguous(db: Db, settings: Settings) -> None:
+async def test_network_fault_on_send_is_ambiguous(
+    db: Db, settings: Settings, chain_db: str
+) -> None:
     """A failing send may or may not have delivered; resending the bytes is safe."""
     faulty = make_chain(db, settings, fault_network_rate=1.0)
     healthy = make_chain(db, settings)
@@ -259,35 +279,53 @@ async def test_network_fault_on_send_is_ambiguous(db: Db, settings: Settings) ->
     for tx in txs:
         with pytest.raises(ChainUnavailableError):
             await faulty.send_transaction(tx.encoded)
-    seen = [await healthy.signature_status(tx.signature) for tx in txs]
-    for tx in txs:
-        await healthy.send_transaction(tx.encoded)
-    landed = [await settle(healthy, tx.signature) for tx in txs]
+    seen = await healthy.signature_statuses([tx.signature for tx in txs])
+    async with landing(healthy, chain_db):
+        for tx in txs:
+            await healthy.send_transaction(tx.encoded)
+        landed = [await settle(healthy, tx.signature) for tx in txs]
 
     assert any(isinstance(s, TxUnknown) for s in seen)
     assert any(isinstance(s, TxPending) for s in seen)
     assert all(isinstance(s, TxLanded) for s in landed)
 
 
-async def test_two_chains_never_land_a_transaction_twice(
+async def test_two_landers_never_land_a_transaction_twice(
     db: Db, settings: Settings
 ) -> None:
-    """Two processes polling one database land each transaction exactly once."""
+    """Two processes landing one database at once land each transaction once.
+
+    Only one lander runs at a time in production (a leader lock); this drives two
+    landing passes concurrently to show the row locks alone keep it exactly-once.
+    """
     one, two = make_chain(db, settings), make_chain(db, settings)
-    txs = [await swap(one, amount="0.5") for _ in range(20)]
+    txs = [await swap(one, amount="0.5") for _ in range(40)]
     for i, tx in enumerate(txs):
         await (one if i % 2 else two).send_transaction(tx.encoded)
 
-    async def poll(chain: SimulatedChain) -> None:
-        for _ in range(40):
-            await asyncio.gather(
-                *(chain.signature_status(tx.signature) for tx in txs[:3])
-            )
+    async def land(chain: SimulatedChain) -> None:
+        for _ in range(60):
+            await chain.land_due()
             await asyncio.sleep(0.01)
 
-    await asyncio.gather(poll(one), poll(two), poll(one), poll(two))
-    statuses = [await settle(one, tx.signature) for tx in txs]
+    await asyncio.gather(land(one), land(two), land(one), land(two))
+    statuses = await one.signature_statuses([tx.signature for tx in txs])
 
     assert all(isinstance(s, TxLanded) for s in statuses)
     for tx in txs:
         assert len(await ledger_rows(db, signature=tx.signature)) == 1
+
+
+async def test_only_one_lander_leads_and_a_standby_takes_over(
+    db: Db, settings: Settings, chain_db: str
+) -> None:
+    """A second lander waits; when the leader stops, it lands what arrives next."""
+    one, two = make_chain(db, settings), make_chain(db, settings)
+    first, second = await swap(one), await swap(one)
+    async with landing(one, chain_db):
+        async with landing(two, chain_db):
+            await one.send_transaction(first.encoded)
+            assert isinstance(await settle(one, first.signature), TxLanded)
+        # ``two`` stopped; whichever led, ``one`` keeps landing.
+        await two.send_transaction(second.encoded)
+        assert isinstance(await settle(two, second.signature, timeout=8), TxLanded)

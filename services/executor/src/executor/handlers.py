@@ -1,11 +1,14 @@
 """Executing an order attempt: build and record the transaction, then see it land.
 
 ``RouteSelected`` → re-quote if the route went stale, build and sign one
-transaction and record it (``TransactionSubmitted``) *before* anything is sent.
-``TransactionSubmitted`` → send those exact bytes, rebroadcast them until the
-chain has them, and watch the signature until it lands or its blockhash expires.
-Only then may a new attempt sign anything new, so an order can never land two
-swaps. A starting executor first reconciles every order left in flight.
+transaction and record it (``TransactionSubmitted``) *before* anything is sent;
+then send those exact bytes, rebroadcast them until the chain has them, and watch
+the signature until it lands or its blockhash expires. The ``RouteSelected``
+message stays unacknowledged until the outcome is recorded, so an executor killed
+mid-watch hands it to another, which finds the attempt submitted and resumes
+watching the recorded signature. Only an outcome lets a new attempt sign anything
+new, so an order can never land two swaps. A starting executor also reconciles
+every order left in flight.
 """
 
 import asyncio
@@ -17,16 +20,18 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from uuid import UUID
 
+from executor.confirmations import Confirmations
 from shared.chain.port import (
     Chain,
     ChainUnavailableError,
+    SignatureStatus,
     TxExpired,
     TxLanded,
     TxPending,
     TxUnknown,
 )
 from shared.chain.transaction import build_swap_transaction
-from shared.domain.envelope import EventEnvelope
+from shared.domain.envelope import Cause, CauseRef, EventEnvelope, event_id_for
 from shared.domain.events import (
     OrderStatus,
     RouteSelected,
@@ -69,6 +74,7 @@ class ExecuteOrders:
         *,
         orders: Orders,
         chain: Chain,
+        confirmations: Confirmations,
         venues: Mapping[Venue, VenueClient],
         policy: RetryPolicy,
         quote_validity: timedelta,
@@ -78,6 +84,7 @@ class ExecuteOrders:
     ) -> None:
         self._orders = orders
         self._chain = chain
+        self._confirmations = confirmations
         self._venues = venues
         self._policy = policy
         self._quote_validity = quote_validity
@@ -93,11 +100,13 @@ class ExecuteOrders:
         routed = cause.event
         assert isinstance(routed, RouteSelected)  # noqa: S101 - the queue binding guarantees it
         state = await self._orders.load(cause.order_id)
-        if (
-            state is None
-            or state.phase is not Phase.ROUTED
-            or state.attempt != routed.attempt
-        ):
+        if state is None or state.attempt != routed.attempt:
+            return
+        if state.phase is Phase.SUBMITTED:
+            # Redelivered: whoever held this message died before the outcome.
+            await self._resume(state, cause)
+            return
+        if state.phase is not Phase.ROUTED:
             return
         try:
             requoted, plan = await self._fresh_route(state, routed)
@@ -120,7 +129,7 @@ class ExecuteOrders:
             last_valid_block_height=blockhash.last_valid_block_height,
         )
         attempt = state.attempt
-        await self._orders.decide(
+        state, _ = await self._orders.decide(
             state.order_id,
             lambda s: decide_submit(
                 s,
@@ -134,6 +143,17 @@ class ExecuteOrders:
             ),
             cause=cause,
         )
+        # Whatever was recorded first (ours, or a racing replica's) is sent.
+        if state.phase is Phase.SUBMITTED and state.attempt == attempt:
+            await self._resume(state, cause)
+
+    async def _resume(self, state: OrderState, routed: Cause) -> None:
+        """Send and watch the attempt's recorded transaction until its outcome."""
+        tx = state.transaction
+        assert tx is not None  # noqa: S101 - SUBMITTED always has its transaction
+        if tx.signature in self._watching:
+            return  # this process already watches it (reconciliation)
+        await self._watch(state, tx, _submitted(state, tx, routed))
 
     async def _fresh_route(
         self, state: OrderState, routed: RouteSelected
@@ -166,17 +186,7 @@ class ExecuteOrders:
             )
         return quotes, plan
 
-    # --- TransactionSubmitted: send and watch -------------------------------------
-
-    async def on_transaction_submitted(self, cause: EventEnvelope) -> None:
-        submitted = cause.event
-        assert isinstance(submitted, TransactionSubmitted)  # noqa: S101
-        if submitted.signature in self._watching:
-            return  # a reconciliation task already watches this signature
-        state = await self._orders.load(cause.order_id)
-        if state is None or not _in_flight_with(state, submitted.signature):
-            return
-        await self._watch(state, submitted, cause)
+    # --- send and watch -----------------------------------------------------------
 
     async def reconcile(self, order_ids: Iterable[UUID]) -> int:
         """Check every in-flight order's signature once; keep watching the rest.
@@ -185,7 +195,7 @@ class ExecuteOrders:
         the ones still pending are watched in the background. Returns how many
         orders were found in flight.
         """
-        found = 0
+        in_flight: list[tuple[OrderState, TransactionSubmitted, Cause]] = []
         for order_id in order_ids:
             history = await self._orders.history(order_id)
             state = replay(envelope.event for envelope in history)
@@ -193,18 +203,28 @@ class ExecuteOrders:
                 continue
             tx = state.transaction
             assert tx is not None  # noqa: S101 - SUBMITTED always has its transaction
-            found += 1
-            cause = history[-1]
+            in_flight.append((state, tx, _submitted(state, tx, history[-1])))
+        if not in_flight:
+            return 0
+        try:
+            statuses = await self._chain.signature_statuses(
+                [tx.signature for _, tx, _ in in_flight]
+            )
+        except ChainUnavailableError:
+            statuses = [TxPending()] * len(in_flight)
+        except TRANSIENT:
+            statuses = [TxPending()] * len(in_flight)
+        for (state, tx, cause), status in zip(in_flight, statuses, strict=True):
             with contextlib.suppress(*TRANSIENT):
-                if await self._settle_once(state, tx, cause):
+                if await self._settle(state, tx, status, cause):
                     continue
             task = asyncio.create_task(self._watch(state, tx, cause))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        return found
+        return len(in_flight)
 
     async def _watch(
-        self, state: OrderState, tx: TransactionSubmitted, cause: EventEnvelope
+        self, state: OrderState, tx: TransactionSubmitted, cause: Cause
     ) -> None:
         self._watching.add(tx.signature)
         try:
@@ -215,7 +235,8 @@ class ExecuteOrders:
                     next_broadcast = now + self._rebroadcast_s
                     await self._broadcast(state, tx)
                 try:
-                    if await self._settle_once(state, tx, cause):
+                    status = await self._confirmations.next_status(tx.signature)
+                    if await self._settle(state, tx, status, cause):
                         return
                 except TRANSIENT:
                     # The store or the chain is briefly away: the signature is
@@ -224,7 +245,7 @@ class ExecuteOrders:
                         "cannot settle yet; retrying",
                         extra={"kind": "settle_retry", "order_id": str(state.order_id)},
                     )
-                await asyncio.sleep(self._poll_s)
+                    await asyncio.sleep(self._poll_s)
         finally:
             self._watching.discard(tx.signature)
 
@@ -239,14 +260,14 @@ class ExecuteOrders:
                 extra={"kind": "rebroadcast", "order_id": str(state.order_id)},
             )
 
-    async def _settle_once(
-        self, state: OrderState, tx: TransactionSubmitted, cause: EventEnvelope
+    async def _settle(
+        self,
+        state: OrderState,
+        tx: TransactionSubmitted,
+        status: SignatureStatus,
+        cause: Cause,
     ) -> bool:
-        """Ask the chain about the signature; record a final answer. True if final."""
-        try:
-            status = await self._chain.signature_status(tx.signature)
-        except ChainUnavailableError:
-            status = TxPending()
+        """Record a final answer about the signature. True if it was final."""
         match status:
             case TxLanded(ok=True):
                 await self._confirm(state, tx, status, cause)
@@ -291,7 +312,7 @@ class ExecuteOrders:
         state: OrderState,
         tx: TransactionSubmitted,
         landed: TxLanded,
-        cause: EventEnvelope,
+        cause: Cause,
     ) -> None:
         await self._orders.decide(
             state.order_id,
@@ -319,7 +340,7 @@ class ExecuteOrders:
     async def _fail(
         self,
         state: OrderState,
-        cause: EventEnvelope,
+        cause: Cause,
         failure: FailureClass,
         reason: str,
     ) -> None:
@@ -363,4 +384,15 @@ def _in_flight_with(state: OrderState, signature: str) -> bool:
         state.phase is Phase.SUBMITTED
         and state.transaction is not None
         and state.transaction.signature == signature
+    )
+
+
+def _submitted(state: OrderState, tx: TransactionSubmitted, known: Cause) -> Cause:
+    """The recorded ``TransactionSubmitted``: the cause of the attempt's outcome.
+
+    Its id is deterministic, so the outcome names it without reading it back.
+    """
+    return CauseRef(
+        event_id=event_id_for(state.order_id, tx.type, tx.attempt),
+        correlation_id=known.correlation_id,
     )

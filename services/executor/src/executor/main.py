@@ -2,6 +2,7 @@
 
 At start the executor first reconciles every order left in flight (recorded
 transaction, no outcome) against the chain by signature, then starts consuming.
+Every executor also runs the simulated chain's lander; one at a time lands.
 """
 
 import asyncio
@@ -13,6 +14,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from executor.confirmations import Confirmations
 from executor.handlers import ExecuteOrders
 from executor.in_flight import InFlight
 from shared.chain.simulated import SimulatedChain
@@ -56,23 +58,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with running(settings, broker) as runtime:
             chain = SimulatedChain(runtime.pool, settings, random.Random())
             await chain.ensure_genesis()
+            runtime.spawn(chain.run_lander(settings.database_url), "chain-lander")
+            # Landings are announced; polling is the fallback when a notice is lost.
+            poll_s = min(0.2, max(0.05, settings.slot_ms / 2000))
+            confirmations = Confirmations(
+                chain, conninfo=settings.database_url, poll_s=poll_s
+            )
+            runtime.spawn(confirmations.run(), "confirmations")
             execute = ExecuteOrders(
                 orders=runtime.orders,
                 chain=chain,
+                confirmations=confirmations,
                 venues=simulated_venues(settings, chain),
                 policy=retry_policy(settings),
                 quote_validity=timedelta(milliseconds=settings.quote_validity_ms),
                 rebroadcast_s=settings.rebroadcast_ms / 1000,
-                poll_s=min(0.2, settings.slot_ms / 2000),
+                poll_s=poll_s,
             )
             await reconcile_in_flight(runtime, execute)
             subscriber = subscribe(
                 broker,
                 runtime.topology.executor,
-                {
-                    "RouteSelected": execute.on_route_selected,
-                    "TransactionSubmitted": execute.on_transaction_submitted,
-                },
+                {"RouteSelected": execute.on_route_selected},
                 prefetch=settings.executor_concurrency,
                 consumer="executor",
             )

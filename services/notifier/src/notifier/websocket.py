@@ -33,8 +33,32 @@ ORDER = "order"
 FIREHOSE = "firehose"
 
 
+class _Frames:
+    """Each event's frame text, encoded once however many subscribers get it.
+
+    Holds the most recent events only: a subscriber catching up from the store
+    gets frames encoded again, which is rare and cheap next to the live fan-out.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._texts: dict[UUID, str] = {}
+
+    def text(self, envelope: EventEnvelope) -> str:
+        text = self._texts.get(envelope.event_id)
+        if text is None:
+            text = orjson.dumps(status_frame(envelope)).decode()
+            self._texts[envelope.event_id] = text
+            if len(self._texts) > self._capacity:
+                del self._texts[next(iter(self._texts))]  # the oldest
+        return text
+
+
+_FRAMES = _Frames()
+
+
 async def _send(ws: WebSocket, envelope: EventEnvelope, kind: str) -> None:
-    await ws.send_text(orjson.dumps(status_frame(envelope)).decode())
+    await ws.send_text(_FRAMES.text(envelope))
     WEBSOCKET_FRAMES.labels(kind).inc()
 
 

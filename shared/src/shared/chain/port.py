@@ -1,5 +1,6 @@
-"""The chain port: the four RPC calls the executor needs, and their answers."""
+"""The chain port: the RPC calls the executor needs, and their answers."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -61,5 +62,9 @@ class Chain(Protocol):
     async def send_transaction(self, encoded: str) -> str: ...
 
     async def signature_status(self, signature: str) -> SignatureStatus: ...
+
+    async def signature_statuses(
+        self, signatures: Sequence[str]
+    ) -> list[SignatureStatus]: ...
 
     async def block_height(self) -> int: ...

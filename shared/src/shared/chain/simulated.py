@@ -1,16 +1,21 @@
-"""A simulated Solana in PostgreSQL: slots from wall time, lazy landing, real pool math.
+"""A simulated Solana in PostgreSQL: slots from wall time, a lander, real pool math.
 
 State lives in schema ``chain`` (migration 0002), so it survives executor crashes
-and several processes can share one chain. Every RPC call first lands whatever is
-due: transactions are locked with ``FOR UPDATE SKIP LOCKED`` and pools with a row
-lock, so two processes never land one transaction twice.
+and several processes share one chain. The RPC calls are plain reads and one
+insert, as on a real RPC node; landing is the validator's job: ``run_lander`` lands
+due transactions in batches, one process at a time (a leader-elected advisory
+lock), woken by a notification when a transaction arrives and announcing every
+landing on another channel, so clients waiting for a signature need not spin.
 """
 
+import asyncio
 import hashlib
+import logging
 import math
 import random
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -41,29 +46,42 @@ from shared.domain.pairs import SUPPORTED_PAIRS, Pair, Side, Token
 from shared.domain.pools import POOL_STATE, CpPool, DlmmPool
 from shared.domain.quotes import RouteLeg, Venue
 from shared.domain.retry import FailureClass
+from shared.eventstore.follower import lock_key
+from shared.eventstore.leadership import leadership, still_leader
+from shared.eventstore.listener import Wakeups
 from shared.settings import Settings
 
-Connection = AsyncConnection[TupleRow]
-_BATCH = 100
+logger = logging.getLogger(__name__)
 
-_CLOCK = "SELECT clock_timestamp(), started_at FROM chain.genesis"
-_INSERT_TX = """
-INSERT INTO chain.transactions (signature, encoded, order_id, attempt, received_at,
-    lands_at, last_valid_block_height, status)
-VALUES (%(signature)s, %(encoded)s, %(order_id)s, %(attempt)s, %(now)s,
-    %(lands_at)s, %(lvbh)s, %(status)s)
-ON CONFLICT (signature) DO NOTHING
+Connection = AsyncConnection[TupleRow]
+_BATCH = 200
+# The lander re-checks expiries and its leadership at least this often when idle.
+_IDLE_S = 1.0
+
+LANDER_LOCK = "chain:lander"
+RECEIVED_CHANNEL = "chain_received"  # a transaction arrived: the lander may have work
+LANDED_CHANNEL = "chain_landed"  # transactions landed or expired: statuses changed
+
+_RECEIVE = f"""
+WITH received AS (
+    INSERT INTO chain.transactions (signature, encoded, order_id, attempt,
+        received_at, lands_at, last_valid_block_height, status)
+    VALUES (%(signature)s, %(encoded)s, %(order_id)s, %(attempt)s, %(now)s,
+        %(lands_at)s, %(lvbh)s, %(status)s)
+    ON CONFLICT (signature) DO NOTHING
+    RETURNING 1
+)
+SELECT pg_notify('{RECEIVED_CHANNEL}', '') FROM received
+"""  # noqa: S608 - composed from constants only
+_STATUSES = """
+SELECT signature, status, slot, result FROM chain.transactions
+WHERE signature = ANY(%s)
 """
 _EXPIRE = """
-UPDATE chain.transactions t SET status = 'expired'
-FROM (
-    SELECT signature FROM chain.transactions
-    WHERE status = 'pending' AND last_valid_block_height < %(slot)s
-      AND lands_at >= %(started)s
-          + (last_valid_block_height + 1) * %(slot_ms)s * interval '1 millisecond'
-    FOR UPDATE SKIP LOCKED
-) e
-WHERE t.signature = e.signature
+UPDATE chain.transactions SET status = 'expired'
+WHERE status = 'pending' AND last_valid_block_height < %(slot)s
+  AND lands_at >= %(started)s
+      + (last_valid_block_height + 1) * %(slot_ms)s * interval '1 millisecond'
 """
 _DUE = """
 SELECT signature, encoded, lands_at FROM chain.transactions
@@ -72,9 +90,13 @@ ORDER BY lands_at, signature
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 """
+_NEXT_DUE = """
+SELECT min(lands_at), min(last_valid_block_height) FROM chain.transactions
+WHERE status = 'pending'
+"""
 _LOCK_POOLS = """
-SELECT state FROM chain.pools WHERE pair = %(pair)s AND venue = ANY(%(venues)s)
-ORDER BY venue
+SELECT venue, pair, state FROM chain.pools WHERE pair = ANY(%s)
+ORDER BY pair, venue
 FOR UPDATE
 """
 _UPDATE_POOL = """
@@ -92,6 +114,19 @@ INSERT INTO chain.ledger (signature, kind, order_id, attempt, slot, pair, side, 
 VALUES (%(signature)s, %(kind)s, %(order_id)s, %(attempt)s, %(slot)s, %(pair)s,
     %(side)s, %(ok)s, %(error)s, %(amount_in)s, %(amount_out)s, %(legs)s)
 """
+_ANNOUNCE = f"SELECT pg_notify('{LANDED_CHANNEL}', '')"
+
+PoolKey = tuple[Venue, str]
+
+
+@dataclass
+class _Landing:
+    """What one landing pass writes, in the order it happened."""
+
+    pools: dict[PoolKey, CpPool | DlmmPool]
+    moved: set[PoolKey] = field(default_factory=set)
+    transactions: list[dict[str, Any]] = field(default_factory=list)
+    ledger: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SimulatedChain:
@@ -106,6 +141,7 @@ class SimulatedChain:
         self._db = pool
         self._settings = settings
         self._rng = rng
+        self._started: datetime | None = None
         self._market = Market(
             seed=settings.market_seed,
             slot_ms=settings.slot_ms,
@@ -133,21 +169,20 @@ class SimulatedChain:
                     " ON CONFLICT DO NOTHING",
                     (state.venue, state.pair.symbol, _state_json(state)),
                 )
+        await self._genesis()
+
+    # --- RPC ---------------------------------------------------------------------
 
     async def latest_blockhash(self) -> Blockhash:
         self._maybe_fault()
-        async with self._db.connection() as conn:
-            now, started = await self._land_due(conn)
-        slot = self._slot(now, started)
+        slot = self._slot(_now(), await self._genesis())
         return Blockhash(
             self._blockhash(slot), slot + self._settings.blockhash_valid_slots
         )
 
     async def block_height(self) -> int:
         self._maybe_fault()
-        async with self._db.connection() as conn:
-            now, started = await self._land_due(conn)
-        return self._slot(now, started)
+        return self._slot(_now(), await self._genesis())
 
     async def send_transaction(self, encoded: str) -> str:
         """Accept signed bytes; the same bytes again are a harmless no-op.
@@ -168,14 +203,15 @@ class SimulatedChain:
             # The RPC answers with the signature, but the leader never gets the
             # bytes: the chain will not know this signature, whatever is resent.
             return signature
+        started = await self._genesis()
+        now = _now()
+        delay_ms = self._rng.uniform(
+            self._settings.confirm_min_ms, self._settings.confirm_max_ms
+        )
+        expired = self._slot(now, started) > instruction.last_valid_block_height
         async with self._db.connection() as conn:
-            now, started = await self._land_due(conn)
-            delay_ms = self._rng.uniform(
-                self._settings.confirm_min_ms, self._settings.confirm_max_ms
-            )
-            expired = self._slot(now, started) > instruction.last_valid_block_height
             await conn.execute(
-                _INSERT_TX,
+                _RECEIVE,
                 {
                     "signature": signature,
                     "encoded": encoded,
@@ -192,28 +228,27 @@ class SimulatedChain:
         return signature
 
     async def signature_status(self, signature: str) -> SignatureStatus:
+        [status] = await self.signature_statuses([signature])
+        return status
+
+    async def signature_statuses(
+        self, signatures: Sequence[str]
+    ) -> list[SignatureStatus]:
+        """One answer per signature, in order (``getSignatureStatuses``)."""
         self._maybe_fault()
         async with self._db.connection() as conn:
-            await self._land_due(conn)
-            cursor = await conn.execute(
-                "SELECT status, slot, result FROM chain.transactions"
-                " WHERE signature = %s",
-                (signature,),
-            )
-            row = await cursor.fetchone()
-        if row is None:
-            return TxUnknown()
-        status, slot, result = row
-        if status == "pending":
-            return TxPending()
-        if status == "expired":
-            return TxExpired()
-        return _landed(slot, result)
+            cursor = await conn.execute(_STATUSES, (list(signatures),))
+            rows = await cursor.fetchall()
+        known = {
+            signature: _status(status, slot, result)
+            for signature, status, slot, result in rows
+        }
+        return [known.get(signature, TxUnknown()) for signature in signatures]
 
     async def read_pool(self, venue: Venue, pair: Pair) -> CpPool | DlmmPool:
         """The pool account now, market drift included (like ``getAccountInfo``)."""
+        started = await self._genesis()
         async with self._db.connection() as conn:
-            now, started = await self._land_due(conn)
             cursor = await conn.execute(
                 "SELECT state FROM chain.pools WHERE venue = %s AND pair = %s",
                 (venue, pair.symbol),
@@ -222,95 +257,157 @@ class SimulatedChain:
         if row is None:
             raise LookupError(f"no {venue} pool for {pair.symbol}")
         return self._drifted(
-            POOL_STATE.validate_python(row[0]), self._slot(now, started)
+            POOL_STATE.validate_python(row[0]), self._slot(_now(), started)
         )
 
-    async def _land_due(self, conn: Connection) -> tuple[datetime, datetime]:
-        """Land every transaction whose time has come; return (now, genesis).
+    # --- the validator -----------------------------------------------------------
 
-        One database transaction per landing, so a process holds the pool locks of
-        one swap at a time and two processes can never deadlock on them.
-        """
-        async with conn.transaction():
-            cursor = await conn.execute(_CLOCK)
-            clock = await cursor.fetchone()
-            if clock is None:
-                raise RuntimeError("the chain has no genesis: call ensure_genesis()")
-            now, started = clock
-            await conn.execute(
-                _EXPIRE,
-                {
-                    "slot": self._slot(now, started),
-                    "started": started,
-                    "slot_ms": self._settings.slot_ms,
-                },
-            )
-        for _ in range(_BATCH):
-            async with conn.transaction():
-                cursor = await conn.execute(_DUE, {"now": now, "limit": 1})
-                due = await cursor.fetchone()
-                if due is None:
-                    break
-                signature, encoded, lands_at = due
-                await self._land(
-                    conn, signature, encoded, self._slot(lands_at, started)
+    async def run_lander(self, conninfo: str) -> None:
+        """Land due transactions forever while this process holds the lander lock."""
+        while True:
+            try:
+                async with (
+                    leadership(conninfo, lock_key(LANDER_LOCK)) as session,
+                    Wakeups(conninfo, channel=RECEIVED_CHANNEL) as received,
+                ):
+                    logger.info(
+                        "landing transactions",
+                        extra={"kind": "leader", "subscriber": LANDER_LOCK},
+                    )
+                    while True:
+                        wait_s = await self.land_due()
+                        if wait_s >= _IDLE_S:
+                            # A dead session means another process may land now.
+                            await still_leader(session)
+                        await received.wait(min(wait_s, _IDLE_S))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception(
+                    "lander stopped; retrying", extra={"kind": "lander_error"}
                 )
-        return now, started
+            await asyncio.sleep(1.0)
 
-    async def _land(
-        self, conn: Connection, signature: str, encoded: str, slot: int
+    async def land_due(self) -> float:
+        """Land or expire everything due now; return seconds until more is due.
+
+        Each batch is one database transaction that locks its transactions (skip
+        locked) and the pools they touch, so a second lander can never land a
+        transaction twice, and announces itself on ``LANDED_CHANNEL`` at commit.
+        """
+        started = await self._genesis()
+        now = _now()
+        async with self._db.connection() as conn:
+            while True:
+                async with conn.transaction():
+                    cursor = await conn.execute(_DUE, {"now": now, "limit": _BATCH})
+                    due = await cursor.fetchall()
+                    if due:
+                        await self._land_batch(conn, due, started)
+                        await conn.execute(_ANNOUNCE)
+                if len(due) < _BATCH:
+                    break
+            async with conn.transaction():
+                cursor = await conn.execute(
+                    _EXPIRE,
+                    {
+                        "slot": self._slot(now, started),
+                        "started": started,
+                        "slot_ms": self._settings.slot_ms,
+                    },
+                )
+                if cursor.rowcount:
+                    await conn.execute(_ANNOUNCE)
+            cursor = await conn.execute(_NEXT_DUE)
+            row = await cursor.fetchone()
+        if row is None or row[0] is None:
+            return _IDLE_S
+        next_lands: datetime = row[0]
+        lowest_valid_height: int = row[1]
+        expires = started + timedelta(
+            milliseconds=(lowest_valid_height + 1) * self._settings.slot_ms
+        )
+        wait: timedelta = min(next_lands, expires) - _now()
+        return max(wait.total_seconds(), 0.0)
+
+    async def _land_batch(
+        self, conn: Connection, due: Sequence[TupleRow], started: datetime
     ) -> None:
-        _, instruction = decode_transaction(encoded)
+        landing = [
+            (signature, decode_transaction(encoded)[1], self._slot(lands_at, started))
+            for signature, encoded, lands_at in due
+        ]
+        pairs = sorted({instruction.pair for _, instruction, _ in landing})
+        cursor = await conn.execute(_LOCK_POOLS, (pairs,))
+        batch = _Landing(
+            pools={
+                (Venue(venue), pair): POOL_STATE.validate_python(raw)
+                for venue, pair, raw in await cursor.fetchall()
+            }
+        )
+        for signature, instruction, slot in landing:
+            self._land(batch, signature, instruction, slot)
+        async with conn.cursor() as writes:
+            if batch.moved:
+                await writes.executemany(
+                    _UPDATE_POOL,
+                    [
+                        {
+                            "state": _state_json(batch.pools[key]),
+                            "venue": key[0],
+                            "pair": key[1],
+                        }
+                        for key in sorted(batch.moved)
+                    ],
+                )
+            await writes.executemany(_LANDED, batch.transactions)
+            if batch.ledger:
+                await writes.executemany(_LEDGER, batch.ledger)
+
+    def _land(
+        self,
+        batch: _Landing,
+        signature: str,
+        instruction: SwapInstruction,
+        slot: int,
+    ) -> None:
         if slot > instruction.last_valid_block_height:
-            await conn.execute(
-                _LANDED,
+            batch.transactions.append(
                 {
                     "status": "expired",
                     "slot": None,
                     "result": None,
                     "signature": signature,
-                },
+                }
             )
             return
         pair = SUPPORTED_PAIRS[instruction.pair]
         venues = sorted({leg.venue for leg in instruction.legs})
-        cursor = await conn.execute(
-            _LOCK_POOLS, {"pair": pair.symbol, "venues": venues}
-        )
         pools = {
-            state.venue: self._drifted(state, slot)
-            for (raw,) in await cursor.fetchall()
-            for state in (POOL_STATE.validate_python(raw),)
+            venue: self._drifted(batch.pools[venue, pair.symbol], slot)
+            for venue in venues
         }
         now_s = slot * self._settings.slot_ms // 1_000
         if self._rng.random() < self._settings.fault_slippage_rate:
             rival = competing_trade(instruction, pools, now_s=now_s)
             if rival is not None:
                 pools[rival.venue] = rival.fill.pool
-                await self._record_rival(conn, instruction, rival, slot)
+                batch.ledger.append(_rival_row(instruction, rival, slot))
         outcome = execute(instruction, pools, now_s=now_s)
         changed = outcome.pools if outcome.ok else pools
         for venue in venues:
-            await conn.execute(
-                _UPDATE_POOL,
-                {
-                    "state": _state_json(changed[venue]),
-                    "venue": venue,
-                    "pair": pair.symbol,
-                },
-            )
+            batch.pools[venue, pair.symbol] = changed[venue]
+            batch.moved.add((venue, pair.symbol))
         result = _result(outcome, instruction, pair)
-        await conn.execute(
-            _LANDED,
+        batch.transactions.append(
             {
                 "status": "landed",
                 "slot": slot,
                 "result": Jsonb(result),
                 "signature": signature,
-            },
+            }
         )
-        await conn.execute(
-            _LEDGER,
+        batch.ledger.append(
             {
                 "signature": signature,
                 "kind": "order",
@@ -324,35 +421,19 @@ class SimulatedChain:
                 "amount_in": Decimal(result["amount_in"]),
                 "amount_out": Decimal(result["amount_out"]),
                 "legs": Jsonb(result["legs"]),
-            },
+            }
         )
 
-    async def _record_rival(
-        self,
-        conn: Connection,
-        instruction: SwapInstruction,
-        rival: CompetingTrade,
-        slot: int,
-    ) -> None:
-        pair = SUPPORTED_PAIRS[instruction.pair]
-        in_token, out_token = _tokens(pair, instruction.side)
-        await conn.execute(
-            _LEDGER,
-            {
-                "signature": None,
-                "kind": "competitor",
-                "order_id": None,
-                "attempt": None,
-                "slot": slot,
-                "pair": pair.symbol,
-                "side": instruction.side,
-                "ok": True,
-                "error": None,
-                "amount_in": _units(rival.fill.amount_in, in_token.decimals),
-                "amount_out": _units(rival.fill.amount_out, out_token.decimals),
-                "legs": Jsonb([{"venue": rival.venue, "bps": 10_000}]),
-            },
-        )
+    async def _genesis(self) -> datetime:
+        """When slot 0 began: read once, it never changes."""
+        if self._started is None:
+            async with self._db.connection() as conn:
+                cursor = await conn.execute("SELECT started_at FROM chain.genesis")
+                row = await cursor.fetchone()
+            if row is None:
+                raise RuntimeError("the chain has no genesis: call ensure_genesis()")
+            self._started = row[0]
+        return self._started
 
     def _drifted(self, state: CpPool | DlmmPool, slot: int) -> CpPool | DlmmPool:
         return drift_pool(
@@ -382,6 +463,41 @@ class SimulatedChain:
     def _maybe_fault(self) -> None:
         if self._rng.random() < self._settings.fault_network_rate:
             raise ChainUnavailableError("RPC unreachable")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rival_row(
+    instruction: SwapInstruction, rival: CompetingTrade, slot: int
+) -> dict[str, Any]:
+    pair = SUPPORTED_PAIRS[instruction.pair]
+    in_token, out_token = _tokens(pair, instruction.side)
+    return {
+        "signature": None,
+        "kind": "competitor",
+        "order_id": None,
+        "attempt": None,
+        "slot": slot,
+        "pair": pair.symbol,
+        "side": instruction.side,
+        "ok": True,
+        "error": None,
+        "amount_in": _units(rival.fill.amount_in, in_token.decimals),
+        "amount_out": _units(rival.fill.amount_out, out_token.decimals),
+        "legs": Jsonb([{"venue": rival.venue, "bps": 10_000}]),
+    }
+
+
+def _status(
+    status: str, slot: int | None, result: Mapping[str, Any] | None
+) -> SignatureStatus:
+    if status == "pending":
+        return TxPending()
+    if status == "expired" or slot is None or result is None:
+        return TxExpired()
+    return _landed(slot, result)
 
 
 def _state_json(state: CpPool | DlmmPool) -> Jsonb:

@@ -1,7 +1,8 @@
 """The one event envelope: an event plus where and why it was recorded."""
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Self
+from typing import Protocol, Self
 from uuid import UUID, uuid5
 
 from pydantic import model_validator
@@ -54,3 +55,21 @@ def event_id_for(order_id: UUID, event_type: str, attempt: int) -> UUID:
     a redelivered message or a racing replica can never record a step twice.
     """
     return uuid5(order_id, f"{event_type}:{attempt}")
+
+
+class Cause(Protocol):
+    """Why a decision is recorded: the event that led to it."""
+
+    @property
+    def event_id(self) -> UUID: ...
+
+    @property
+    def correlation_id(self) -> UUID: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CauseRef:
+    """A cause known by its ids alone, without its recorded envelope at hand."""
+
+    event_id: UUID
+    correlation_id: UUID

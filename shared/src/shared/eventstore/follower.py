@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.leadership import Session, leadership, still_leader
-from shared.eventstore.listener import StoreWakeups
+from shared.eventstore.listener import Wakeups
 from shared.eventstore.port import EventStore
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Follower:
             await asyncio.sleep(1.0)
 
     async def _follow(self, session: Session) -> None:
-        async with StoreWakeups(self._conninfo) as wakeups:
+        async with Wakeups(self._conninfo) as wakeups:
             position = await self._checkpoints.get(self.subscriber)
             while True:
                 batch = await self._store.read_all(position, self._batch_size)

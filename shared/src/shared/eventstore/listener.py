@@ -1,4 +1,4 @@
-"""Wake-ups for readers tailing the store: LISTEN es_events, as a hint only."""
+"""Wake-ups for readers tailing a table: LISTEN on a channel, as a hint only."""
 
 import asyncio
 import logging
@@ -6,14 +6,15 @@ from types import TracebackType
 from typing import Final, Self
 
 import psycopg
+from psycopg import sql
 
 logger = logging.getLogger(__name__)
 
-CHANNEL: Final = "es_events"
+STORE_CHANNEL: Final = "es_events"  # es.append_events notifies it on every commit
 
 
-class StoreWakeups:
-    """Sleep until the store may have new events, or until a timeout.
+class Wakeups:
+    """Sleep until ``channel`` is notified (something may be new), or until a timeout.
 
     Notifications are not durable: any lost during a reconnect are simply gone. So
     ``wait`` is a cheaper poll interval, never a delivery mechanism: callers read
@@ -24,8 +25,15 @@ class StoreWakeups:
     it could not serve queries anyway. One waiting task per instance.
     """
 
-    def __init__(self, conninfo: str, *, connect_timeout: int = 5) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        channel: str = STORE_CHANNEL,
+        connect_timeout: int = 5,
+    ) -> None:
         self._conninfo = conninfo
+        self._channel = channel
         self._connect_timeout = connect_timeout
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
@@ -53,7 +61,9 @@ class StoreWakeups:
             async for _ in conn.notifies(timeout=0):
                 pass
         except psycopg.OperationalError:
-            logger.warning("lost the %s listener connection; reconnecting", CHANNEL)
+            logger.warning(
+                "lost the %s listener connection; reconnecting", self._channel
+            )
             await self.close()
 
     async def close(self) -> None:
@@ -74,9 +84,11 @@ class StoreWakeups:
                 keepalives_interval=5,
                 keepalives_count=3,
             )
-            await conn.execute(f"LISTEN {CHANNEL}")
+            await conn.execute(
+                sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
+            )
         except psycopg.OperationalError as e:
-            logger.warning("cannot listen on %s (%s); polling only", CHANNEL, e)
+            logger.warning("cannot listen on %s (%s); polling only", self._channel, e)
             await asyncio.sleep(pause)
             return
         self._conn = conn

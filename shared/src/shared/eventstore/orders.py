@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
-from shared.domain.envelope import EventEnvelope, NewEvent, event_id_for
+from shared.domain.envelope import Cause, EventEnvelope, NewEvent, event_id_for
 from shared.domain.events import OrderEvent, OrderFailed
 from shared.domain.order import OrderState, evolve, replay
 from shared.eventstore.port import EventStore, WrongExpectedVersionError
@@ -47,7 +47,7 @@ class Orders:
         )
 
     async def decide(
-        self, order_id: UUID, decide: Decide, *, cause: EventEnvelope
+        self, order_id: UUID, decide: Decide, *, cause: Cause
     ) -> tuple[OrderState, list[OrderEvent]]:
         """Apply ``decide`` to the current state and record what it returns.
 

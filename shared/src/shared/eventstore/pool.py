@@ -1,10 +1,40 @@
 """The PostgreSQL connection pool every adapter of the store shares."""
 
+import time
+import weakref
+
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
+
+# A connection back in the pool for less than this is handed out unchecked.
+CHECK_AFTER_IDLE_S = 1.0
+
+
+class _IdleCheck:
+    """Ping a connection before lending it, but only if it sat idle for a while.
+
+    A busy pool lends each connection again within milliseconds; pinging every
+    time would double the round trips of every query. A connection that has been
+    idle long enough for the server to have restarted meanwhile is checked.
+    Anything that still fails mid-query is an ``OperationalError`` its caller
+    retries, and the pool discards the broken connection.
+    """
+
+    def __init__(self) -> None:
+        self._returned: weakref.WeakKeyDictionary[AsyncConnection[TupleRow], float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def returned(self, conn: AsyncConnection[TupleRow]) -> None:
+        self._returned[conn] = time.monotonic()
+
+    async def check(self, conn: AsyncConnection[TupleRow]) -> None:
+        returned = self._returned.get(conn)
+        if returned is None or time.monotonic() - returned >= CHECK_AFTER_IDLE_S:
+            await Pool.check_connection(conn)
 
 
 def open_pool(
@@ -32,6 +62,7 @@ def open_pool(
             (str(statement_timeout_ms), str(idle_in_transaction_timeout_ms)),
         )
 
+    idle = _IdleCheck()
     return Pool(
         conninfo,
         min_size=min_size,
@@ -39,6 +70,7 @@ def open_pool(
         open=False,
         kwargs={"autocommit": True},
         configure=configure,
-        check=Pool.check_connection,
+        check=idle.check,
+        reset=idle.returned,
         name=name,
     )

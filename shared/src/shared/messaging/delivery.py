@@ -22,7 +22,6 @@ from faststream.rabbit import (
     RabbitMessage,
     RabbitQueue,
 )
-from faststream.rabbit.annotations import RabbitMessage as RabbitMessageContext
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import ValidationError
 from tenacity import (
@@ -176,6 +175,11 @@ def _known_type(value: object) -> str:
     return value if isinstance(value, str) and value in EVENT_TYPES else "unknown"
 
 
+async def _as_message(message: RabbitMessage) -> RabbitMessage:
+    """Hand the handler the message itself: ``settle`` decodes and settles it."""
+    return message
+
+
 def subscribe(
     broker: RabbitBroker,
     queue: RabbitQueue,
@@ -204,10 +208,11 @@ def subscribe(
         exchange,
         ack_policy=AckPolicy.MANUAL,
         channel=Channel(prefetch_count=prefetch),
+        decoder=_as_message,
     )
 
     @subscriber
-    async def on_message(message: RabbitMessageContext) -> None:
+    async def on_message(message: RabbitMessage) -> None:
         await settle(message, handle, consumer=consumer)
 
     return subscriber

@@ -22,7 +22,7 @@ from faststream.rabbit import (
 from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 ROUTER_EVENTS: tuple[str, ...] = ("OrderAccepted", "RetryScheduled")
-EXECUTOR_EVENTS: tuple[str, ...] = ("RouteSelected", "TransactionSubmitted")
+EXECUTOR_EVENTS: tuple[str, ...] = ("RouteSelected",)
 
 
 def routing_key(event_type: str) -> str:

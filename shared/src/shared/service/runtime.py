@@ -178,8 +178,13 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 
 def make_broker(settings: Settings, *, prefetch: int) -> RabbitBroker:
+    """The service's broker. Handlers take the raw message and settle it themselves
+    (``shared.messaging.delivery``), so FastStream's dependency injection is off: it
+    would resolve the message argument in a worker thread for every delivery.
+    """
     return RabbitBroker(
         settings.amqp_url,
+        apply_types=False,
         default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
         graceful_timeout=20,
         logger=logging.getLogger("faststream"),

@@ -1,0 +1,74 @@
+"""Waiting for signatures: one ``getSignatureStatuses`` call answers every watcher.
+
+A Solana client confirms its transactions with one batched status call per tick,
+not one call per transaction. Each watcher asks for the next answer about its
+signature; the loop polls when the chain announces landings (LISTEN on
+``chain_landed``) or every ``poll_s`` otherwise, so confirming costs one query per
+tick whether one order or hundreds are in flight.
+"""
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from shared.chain.port import Chain, ChainUnavailableError, SignatureStatus, TxPending
+from shared.chain.simulated import LANDED_CHANNEL
+from shared.eventstore.listener import Wakeups
+
+logger = logging.getLogger(__name__)
+
+Waiters = Mapping[str, list[asyncio.Future[SignatureStatus]]]
+
+
+class Confirmations:
+    def __init__(self, chain: Chain, *, conninfo: str, poll_s: float) -> None:
+        self._chain = chain
+        self._conninfo = conninfo
+        self._poll_s = poll_s
+        self._waiting: dict[str, list[asyncio.Future[SignatureStatus]]] = {}
+        self._asked = asyncio.Event()
+
+    @property
+    def watched(self) -> int:
+        return len(self._waiting)
+
+    async def next_status(self, signature: str) -> SignatureStatus:
+        """The signature's status as of the next poll.
+
+        Raises what the poll raised (the store away, say); a chain that cannot be
+        reached answers ``TxPending``: the watcher simply asks again.
+        """
+        future: asyncio.Future[SignatureStatus] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.setdefault(signature, []).append(future)
+        self._asked.set()
+        return await future
+
+    async def run(self) -> None:
+        """Answer watchers forever (one task per executor process)."""
+        async with Wakeups(self._conninfo, channel=LANDED_CHANNEL) as landed:
+            while True:
+                await self._asked.wait()
+                self._asked.clear()
+                waiting, self._waiting = self._waiting, {}
+                await self._answer(waiting)
+                # The next poll waits for a landing, or the interval at most.
+                await landed.wait(self._poll_s)
+
+    async def _answer(self, waiting: Waiters) -> None:
+        signatures = list(waiting)
+        try:
+            statuses = await self._chain.signature_statuses(signatures)
+        except ChainUnavailableError:
+            statuses = [TxPending()] * len(signatures)
+        except Exception as error:
+            for futures in waiting.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+            return
+        for signature, status in zip(signatures, statuses, strict=True):
+            for future in waiting[signature]:
+                if not future.done():
+                    future.set_result(status)
