@@ -99,7 +99,8 @@ class ExecuteOrders:
     async def on_route_selected(self, cause: EventEnvelope) -> None:
         routed = cause.event
         assert isinstance(routed, RouteSelected)  # noqa: S101 - the queue binding guarantees it
-        state = await self._orders.load(cause.order_id)
+        history = await self._orders.history(cause.order_id)
+        state = replay(envelope.event for envelope in history)
         if state is None or state.attempt != routed.attempt:
             return
         if state.phase is Phase.SUBMITTED:
@@ -142,6 +143,7 @@ class ExecuteOrders:
                 plan=plan if requoted else None,
             ),
             cause=cause,
+            history=history,
         )
         # Whatever was recorded first (ours, or a racing replica's) is sent.
         if state.phase is Phase.SUBMITTED and state.attempt == attempt:

@@ -77,11 +77,19 @@ _STATUSES = """
 SELECT signature, status, slot, result FROM chain.transactions
 WHERE signature = ANY(%s)
 """
-_EXPIRE = """
-UPDATE chain.transactions SET status = 'expired'
-WHERE status = 'pending' AND last_valid_block_height < %(slot)s
-  AND lands_at >= %(started)s
-      + (last_valid_block_height + 1) * %(slot_ms)s * interval '1 millisecond'
+# Expire what can no longer land, and say when the next pending transaction is
+# due or expires (the CTE's update is invisible to the outer query, so the
+# expired rows may count once more; the lander then simply looks again).
+_EXPIRE_AND_NEXT = """
+WITH expired AS (
+    UPDATE chain.transactions SET status = 'expired'
+    WHERE status = 'pending' AND last_valid_block_height < %(slot)s
+      AND lands_at >= %(started)s
+          + (last_valid_block_height + 1) * %(slot_ms)s * interval '1 millisecond'
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM expired), min(lands_at), min(last_valid_block_height)
+FROM chain.transactions WHERE status = 'pending'
 """
 _DUE = """
 SELECT signature, encoded, lands_at FROM chain.transactions
@@ -89,10 +97,6 @@ WHERE status = 'pending' AND lands_at <= %(now)s
 ORDER BY lands_at, signature
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
-"""
-_NEXT_DUE = """
-SELECT min(lands_at), min(last_valid_block_height) FROM chain.transactions
-WHERE status = 'pending'
 """
 _LOCK_POOLS = """
 SELECT venue, pair, state FROM chain.pools WHERE pair = ANY(%s)
@@ -304,26 +308,23 @@ class SimulatedChain:
                     due = await cursor.fetchall()
                     if due:
                         await self._land_batch(conn, due, started)
-                        await conn.execute(_ANNOUNCE)
                 if len(due) < _BATCH:
                     break
-            async with conn.transaction():
-                cursor = await conn.execute(
-                    _EXPIRE,
-                    {
-                        "slot": self._slot(now, started),
-                        "started": started,
-                        "slot_ms": self._settings.slot_ms,
-                    },
-                )
-                if cursor.rowcount:
-                    await conn.execute(_ANNOUNCE)
-            cursor = await conn.execute(_NEXT_DUE)
+            cursor = await conn.execute(
+                _EXPIRE_AND_NEXT,
+                {
+                    "slot": self._slot(now, started),
+                    "started": started,
+                    "slot_ms": self._settings.slot_ms,
+                },
+            )
             row = await cursor.fetchone()
-        if row is None or row[0] is None:
+            if row is not None and row[0]:
+                await conn.execute(_ANNOUNCE)
+        if row is None or row[1] is None:
             return _IDLE_S
-        next_lands: datetime = row[0]
-        lowest_valid_height: int = row[1]
+        next_lands: datetime = row[1]
+        lowest_valid_height: int = row[2]
         expires = started + timedelta(
             milliseconds=(lowest_valid_height + 1) * self._settings.slot_ms
         )
@@ -347,7 +348,8 @@ class SimulatedChain:
         )
         for signature, instruction, slot in landing:
             self._land(batch, signature, instruction, slot)
-        async with conn.cursor() as writes:
+        # Every write and the announcement in one round trip; they commit together.
+        async with conn.pipeline(), conn.cursor() as writes:
             if batch.moved:
                 await writes.executemany(
                     _UPDATE_POOL,
@@ -363,6 +365,7 @@ class SimulatedChain:
             await writes.executemany(_LANDED, batch.transactions)
             if batch.ledger:
                 await writes.executemany(_LEDGER, batch.ledger)
+            await writes.execute(_ANNOUNCE)
 
     def _land(
         self,

@@ -6,7 +6,7 @@ Event ids are deterministic per (order, event type, attempt), so a duplicate or
 racing decision is an idempotent no-op rather than a second fact.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -47,16 +47,26 @@ class Orders:
         )
 
     async def decide(
-        self, order_id: UUID, decide: Decide, *, cause: Cause
+        self,
+        order_id: UUID,
+        decide: Decide,
+        *,
+        cause: Cause,
+        history: Sequence[EventEnvelope] | None = None,
     ) -> tuple[OrderState, list[OrderEvent]]:
         """Apply ``decide`` to the current state and record what it returns.
 
         Returns the new state and the events this call recorded (empty when the
-        step had already been taken). A concurrent writer makes it reload and
-        decide again.
+        step had already been taken). ``history``, when the caller has just read
+        the stream, saves reading it again; the append's expected version still
+        guards it. A concurrent writer makes it reload and decide again.
         """
+        known = history
         for _ in range(_CONFLICT_RETRIES):
-            history = await self._store.read_stream(order_id)
+            history = (
+                known if known is not None else await self._store.read_stream(order_id)
+            )
+            known = None
             state = replay(envelope.event for envelope in history)
             if state is None:
                 raise OrderNotFoundError(order_id)

@@ -27,11 +27,18 @@ class TableProjection:
         raise NotImplementedError
 
     async def apply(self, batch: Sequence[EventEnvelope]) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
-            async with conn.cursor() as cursor:
-                for envelope in batch:
-                    for query, params in self.statements(envelope):
+        position = batch[-1].global_position
+        statements = [
+            statement for envelope in batch for statement in self.statements(envelope)
+        ]
+        async with self._pool.connection() as conn:
+            if not statements:
+                # Nothing to write: only the checkpoint moves (one round trip).
+                await self._checkpoints.advance(self.subscriber, position, conn=conn)
+                return
+            # One round trip for the whole transaction: rows and checkpoint.
+            async with conn.pipeline(), conn.transaction():
+                async with conn.cursor() as cursor:
+                    for query, params in statements:
                         await cursor.execute(query, params)
-            await self._checkpoints.advance(
-                self.subscriber, batch[-1].global_position, conn=conn
-            )
+                await self._checkpoints.advance(self.subscriber, position, conn=conn)
