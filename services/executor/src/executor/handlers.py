@@ -234,8 +234,12 @@ class ExecuteOrders:
             while True:
                 now = time.monotonic()
                 if now >= next_broadcast:
-                    next_broadcast = now + self._rebroadcast_s
-                    await self._broadcast(state, tx)
+                    sent = await self._broadcast(state, tx)
+                    # A send that failed is retried at the next poll, not after a
+                    # whole rebroadcast interval.
+                    next_broadcast = now + (
+                        self._rebroadcast_s if sent else self._poll_s
+                    )
                 try:
                     status = await self._confirmations.next_status(tx.signature)
                     if await self._settle(state, tx, status, cause):
@@ -251,7 +255,8 @@ class ExecuteOrders:
         finally:
             self._watching.discard(tx.signature)
 
-    async def _broadcast(self, state: OrderState, tx: TransactionSubmitted) -> None:
+    async def _broadcast(self, state: OrderState, tx: TransactionSubmitted) -> bool:
+        """Send the recorded bytes; False if the RPC call failed."""
         try:
             await self._chain.send_transaction(tx.signed_transaction)
         except ChainUnavailableError:
@@ -261,6 +266,8 @@ class ExecuteOrders:
                 "send failed; will rebroadcast",
                 extra={"kind": "rebroadcast", "order_id": str(state.order_id)},
             )
+            return False
+        return True
 
     async def _settle(
         self,

@@ -4,6 +4,7 @@ X is the pair's base token and Y its quote token. Bins below the active bin hold
 Y, bins above only X; selling X walks the active id down, buying X walks it up.
 """
 
+import bisect
 import math
 from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
@@ -223,17 +224,22 @@ def _walk(
         raise ValueError("amount must be non-negative")
     params = book.params
     vol = _update_references(book, now_s)
-    index = {b.id: i for i, b in enumerate(book.bins)}
     bins = list(book.bins)
-    ids = sorted(index, reverse=x_to_y)
-    walk = [k for k in ids if (k <= book.active_id if x_to_y else k >= book.active_id)]
+    # Bins are sorted by id: walk down from the active bin (X in, Y out) or up.
+    if x_to_y:
+        walk: range = range(
+            bisect.bisect_right(bins, book.active_id, key=_bin_id) - 1, -1, -1
+        )
+    else:
+        walk = range(bisect.bisect_left(bins, book.active_id, key=_bin_id), len(bins))
     start_price = bin_price_q64(book.active_id, params.bin_step)
     remaining, total_in, total_out, total_fee, total_net = amount, 0, 0, 0, 0
     active, accumulator = book.active_id, vol.accumulator
-    for k in walk:
+    for i in walk:
         if remaining == 0:
             break
-        b = bins[index[k]]
+        b = bins[i]
+        k = b.id
         available = b.y if x_to_y else b.x
         if available == 0:
             continue
@@ -262,7 +268,7 @@ def _walk(
         remaining -= used
         total_in, total_out = total_in + net + fee, total_out + out
         total_fee, total_net = total_fee + fee, total_net + net
-        bins[index[k]] = (
+        bins[i] = (
             Bin(k, b.x + net, b.y - out) if x_to_y else Bin(k, b.x - out, b.y + net)
         )
     if remaining > 0:
@@ -272,6 +278,10 @@ def _walk(
     vol = replace(vol, accumulator=accumulator, last_update_s=now_s)
     new_book = DlmmBook(params, active, tuple(bins), vol)
     return DlmmSwap(total_in, total_out, total_fee, total_net, start_price, new_book)
+
+
+def _bin_id(b: Bin) -> int:
+    return b.id
 
 
 def _net_in_for(out: int, price_q64: int, *, x_to_y: bool) -> int:

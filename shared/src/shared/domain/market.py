@@ -15,6 +15,7 @@ the displacement back with ``reversion_half_life_ms``. The same (seed, time) alw
 gives the same fair prices, so a test can replay a market exactly.
 """
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, replace
@@ -150,6 +151,12 @@ def _ou(seed: int, key: str, at_ms: int, profile: PriceProfile) -> float:
     return previous + (value - previous) * frac / step_ms
 
 
+# The market is a pure function of (seed, key, time), read many times a second at
+# nearby times: neighbouring reads share most of their draws, so both are memoized.
+_MEMO = 1 << 16
+
+
+@functools.lru_cache(maxsize=_MEMO)
 def _bridge(seed: int, key: str, n: int) -> float:
     """Standard Brownian motion at integer time ``n`` via dyadic Brownian bridges."""
     left, right = 0, 1 << _BRIDGE_LEVELS
@@ -171,5 +178,6 @@ def _uniform(seed: int, *keys: object) -> float:
     return (int.from_bytes(digest) + 0.5) / 2**64
 
 
+@functools.lru_cache(maxsize=_MEMO)
 def _normal(seed: int, *keys: object) -> float:
     return _STANDARD_NORMAL.inv_cdf(_uniform(seed, *keys))

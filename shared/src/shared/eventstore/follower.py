@@ -11,6 +11,7 @@ over as soon as the leader's session drops.
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from shared.domain.envelope import EventEnvelope
@@ -22,6 +23,9 @@ from shared.eventstore.port import EventStore
 logger = logging.getLogger(__name__)
 
 Handle = Callable[[Sequence[EventEnvelope]], Awaitable[None]]
+
+# How often an idle leader makes sure its lock session is still alive.
+LEADERSHIP_CHECK_S = 1.0
 
 
 def lock_key(subscriber: str) -> int:
@@ -79,16 +83,22 @@ class Follower:
     async def _follow(self, session: Session) -> None:
         async with Wakeups(self._conninfo) as wakeups:
             position = await self._checkpoints.get(self.subscriber)
+            checked = time.monotonic()
             while True:
                 batch = await self._store.read_all(position, self._batch_size)
-                if not batch:
+                if batch:
+                    await self._handle(batch)
+                    position = batch[-1].global_position
+                    self.handled += len(batch)
+                    if len(batch) == self._batch_size:
+                        continue  # a backlog: read on at once
+                # A short batch was the end of the log when read; anything
+                # appended since has notified, so the wait returns at once.
+                if time.monotonic() - checked >= LEADERSHIP_CHECK_S:
                     # A dead session means another replica may lead now: stop.
                     await still_leader(session)
-                    await wakeups.wait(self._poll_s)
-                    continue
-                await self._handle(batch)
-                position = batch[-1].global_position
-                self.handled += len(batch)
+                    checked = time.monotonic()
+                await wakeups.wait(self._poll_s)
 
     async def position(self) -> int:
         """The checkpoint, as committed (the same on every replica)."""
