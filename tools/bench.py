@@ -599,6 +599,10 @@ async def s3(env: Env, args: argparse.Namespace) -> Result:
     plan = LoadPlan(
         orders=orders,
         rate=rate,
+        # Two-sided flow: one-sided orders at this rate would move the pool past
+        # their own slippage bound while they wait 2-3 s to land, and measure the
+        # market's impact instead of the engine.
+        sides=("sell", "buy"),
         run_id=f"bench-{env.run_id}-S3",
         timeout_s=120,
     )

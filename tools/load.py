@@ -79,6 +79,9 @@ class LoadPlan:
     body: dict[str, Any] = field(
         default_factory=lambda: {"amount": 1, "tokenPair": "SOL-USDC", "type": "market"}
     )
+    # Sides taken in turn, order by order: ("sell", "buy") is two-sided flow that
+    # leaves the pools where the market puts them; empty keeps the body's side.
+    sides: tuple[str, ...] = ()
     late_connect_s: float = 0.0  # subscribers connect after U(0, late_connect_s)
     resume_share: float = 0.0  # share of subscribers that drop and resume mid-stream
     timeout_s: float = 120.0  # per order, submit to terminal
@@ -132,6 +135,8 @@ class Load:
 
     async def _submit(self, http: httpx.AsyncClient, run: OrderRun) -> None:
         body = {**self._plan.body, "clientOrderId": run.client_order_id}
+        if self._plan.sides:
+            body["side"] = self._plan.sides[run.index % len(self._plan.sides)]
         run.submitted_at = time.monotonic()
         delay = 0.05
         while True:
