@@ -187,7 +187,7 @@ async def test_order_submitted_from_the_form_confirms_with_full_timeline(
     await expect(row.get_by_test_id("status")).to_have_text(
         "confirmed", timeout=ORDER_DONE
     )
-    await expect(row.get_by_test_id("pair")).to_have_text("SOL-USDT")
+    await expect(row.get_by_test_id("row-pair")).to_have_text("SOL-USDT")
     await expect(row.locator("td").nth(3)).to_have_text("buy")
 
     await row.click()

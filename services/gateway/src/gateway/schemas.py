@@ -26,7 +26,13 @@ class OrderCreate(Message):
 
     model_config = ConfigDict(json_schema_extra={"examples": [SELL_ORDER, BUY_ORDER]})
 
-    token_pair: str = Field(examples=["SOL-USDC"], description=f"One of: {SUPPORTED}")
+    token_pair: str = Field(
+        examples=["SOL-USDC"],
+        description=f"One of: {SUPPORTED}",
+        # Published as an enum so generated clients know the pairs; the validator
+        # below still answers anything else with a 422 that lists them.
+        json_schema_extra={"enum": list(SUPPORTED_PAIRS)},
+    )
     amount: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=30, examples=[10])
     order_type: Literal["market"] = Field(alias="type", examples=["market"])
     side: Side = Side.SELL

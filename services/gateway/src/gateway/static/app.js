@@ -342,7 +342,7 @@ function fillRow(tr, order) {
   tr.replaceChildren(
     h("td", { dataset: { testid: "status" }, "data-status": order.status }, statusBadge(order.status)),
     h("td", { class: "oid", title: order.orderId }, shortId(order.orderId)),
-    h("td", { dataset: { testid: "pair" } }, order.tokenPair ?? "—"),
+    h("td", { dataset: { testid: "row-pair" } }, order.tokenPair ?? "—"),
     h("td", { class: order.side ? `side-${order.side}` : "" }, order.side ?? "—"),
     numCell(order.amount),
     routeCell(order),
