@@ -53,8 +53,13 @@ class Confirmations:
                 self._asked.clear()
                 waiting, self._waiting = self._waiting, {}
                 await self._answer(waiting)
-                # The next poll waits for a landing, or the interval at most.
-                await landed.wait(self._poll_s)
+                try:
+                    # The next poll waits for a landing, or the interval at most.
+                    await landed.wait(self._poll_s)
+                except Exception:
+                    # Watchers must never wait on a dead loop: poll on a timer.
+                    logger.exception("landing notices failed; polling")
+                    await asyncio.sleep(self._poll_s)
 
     async def _answer(self, waiting: Waiters) -> None:
         signatures = list(waiting)

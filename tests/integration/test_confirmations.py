@@ -1,0 +1,110 @@
+"""The executor's confirmation loop: one status query answers every watcher."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+import psycopg
+import pytest
+
+from executor.confirmations import Confirmations
+from shared.chain.port import (
+    Blockhash,
+    ChainUnavailableError,
+    SignatureStatus,
+    TxExpired,
+    TxPending,
+    TxUnknown,
+)
+from shared.chain.simulated import LANDED_CHANNEL
+
+pytestmark = pytest.mark.integration
+
+
+class StatusBoard:
+    """A chain that only answers status queries, from a dict, and counts them."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, SignatureStatus] = {}
+        self.queries: list[list[str]] = []
+        self.unreachable = False
+
+    async def signature_statuses(
+        self, signatures: Sequence[str]
+    ) -> list[SignatureStatus]:
+        self.queries.append(list(signatures))
+        if self.unreachable:
+            raise ChainUnavailableError("RPC unreachable")
+        return [self.statuses.get(s, TxUnknown()) for s in signatures]
+
+    async def signature_status(self, signature: str) -> SignatureStatus:
+        raise NotImplementedError
+
+    async def latest_blockhash(self) -> Blockhash:
+        raise NotImplementedError
+
+    async def send_transaction(self, encoded: str) -> str:
+        raise NotImplementedError
+
+    async def block_height(self) -> int:
+        raise NotImplementedError
+
+
+@contextlib.asynccontextmanager
+async def running(confirmations: Confirmations) -> AsyncIterator[None]:
+    task = asyncio.create_task(confirmations.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def announce_landing(database_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True
+    ) as conn:
+        await conn.execute(f"NOTIFY {LANDED_CHANNEL}")
+
+
+async def test_one_query_answers_every_waiting_signature(database_url: str) -> None:
+    board = StatusBoard()
+    board.statuses = {f"sig{i}": TxPending() for i in range(50)}
+    confirmations = Confirmations(board, conninfo=database_url, poll_s=5.0)
+
+    async with running(confirmations):
+        answers = await asyncio.gather(
+            *(confirmations.next_status(f"sig{i}") for i in range(50))
+        )
+
+    assert answers == [TxPending()] * 50
+    assert len(board.queries) == 1
+    assert sorted(board.queries[0]) == sorted(board.statuses)
+
+
+async def test_a_landing_notice_answers_before_the_poll_interval(
+    database_url: str,
+) -> None:
+    board = StatusBoard()
+    board.statuses = {"sig": TxPending()}
+    confirmations = Confirmations(board, conninfo=database_url, poll_s=30.0)
+
+    async with running(confirmations):
+        assert await confirmations.next_status("sig") == TxPending()
+        board.statuses["sig"] = TxExpired()
+        waiting = asyncio.create_task(confirmations.next_status("sig"))
+        await asyncio.sleep(0.2)  # the loop now waits for a notice (or 30 s)
+        await announce_landing(database_url)
+        async with asyncio.timeout(5):
+            assert await waiting == TxExpired()
+
+
+async def test_an_unreachable_chain_answers_pending(database_url: str) -> None:
+    board = StatusBoard()
+    board.unreachable = True
+    confirmations = Confirmations(board, conninfo=database_url, poll_s=0.05)
+
+    async with running(confirmations):
+        async with asyncio.timeout(5):
+            assert await confirmations.next_status("sig") == TxPending()
