@@ -91,10 +91,14 @@ async def test_a_landing_notice_answers_before_the_poll_interval(
     confirmations = Confirmations(board, conninfo=database_url, poll_s=30.0)
 
     async with running(confirmations):
+        # Two rounds: after the first the loop connects its listener, after the
+        # second it waits for a notice (or 30 s).
+        assert await confirmations.next_status("sig") == TxPending()
         assert await confirmations.next_status("sig") == TxPending()
         board.statuses["sig"] = TxExpired()
         waiting = asyncio.create_task(confirmations.next_status("sig"))
-        await asyncio.sleep(0.2)  # the loop now waits for a notice (or 30 s)
+        await asyncio.sleep(0.3)
+        assert not waiting.done(), "answered without a notice"
         await announce_landing(database_url)
         async with asyncio.timeout(5):
             assert await waiting == TxExpired()

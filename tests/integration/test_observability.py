@@ -127,6 +127,7 @@ async def test_readiness_reports_consumers_attached(
     assert response.json()["checks"] == {
         "store": True,
         "broker": True,
+        "background": True,
         "consumers": True,
     }
 
@@ -137,7 +138,7 @@ async def test_gateway_readiness_checks_store_and_broker(system: System) -> None
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "checks": {"store": True, "broker": True},
+        "checks": {"store": True, "broker": True, "background": True},
     }
 
 

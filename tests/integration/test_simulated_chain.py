@@ -322,10 +322,17 @@ async def test_only_one_lander_leads_and_a_standby_takes_over(
     """A second lander waits; when the leader stops, it lands what arrives next."""
     one, two = make_chain(db, settings), make_chain(db, settings)
     first, second = await swap(one), await swap(one)
-    async with landing(one, chain_db):
+    leader = asyncio.create_task(one.run_lander(chain_db))
+    try:
+        await one.send_transaction(first.encoded)
+        assert isinstance(await settle(one, first.signature), TxLanded)
         async with landing(two, chain_db):
-            await one.send_transaction(first.encoded)
-            assert isinstance(await settle(one, first.signature), TxLanded)
-        # ``two`` stopped; whichever led, ``one`` keeps landing.
-        await two.send_transaction(second.encoded)
-        assert isinstance(await settle(two, second.signature, timeout=8), TxLanded)
+            await asyncio.sleep(0.5)  # ``two`` is up and waiting for the lock
+            leader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leader
+            await two.send_transaction(second.encoded)
+            status = await settle(two, second.signature, timeout=8)
+    finally:
+        leader.cancel()
+    assert isinstance(status, TxLanded)

@@ -28,10 +28,6 @@ class Confirmations:
         self._waiting: dict[str, list[asyncio.Future[SignatureStatus]]] = {}
         self._asked = asyncio.Event()
 
-    @property
-    def watched(self) -> int:
-        return len(self._waiting)
-
     async def next_status(self, signature: str) -> SignatureStatus:
         """The signature's status as of the next poll.
 
@@ -64,16 +60,18 @@ class Confirmations:
     async def _answer(self, waiting: Waiters) -> None:
         signatures = list(waiting)
         try:
-            statuses = await self._chain.signature_statuses(signatures)
-        except ChainUnavailableError:
-            statuses = [TxPending()] * len(signatures)
-        except Exception as error:
+            try:
+                statuses = await self._chain.signature_statuses(signatures)
+            except ChainUnavailableError:
+                statuses = [TxPending()] * len(signatures)
+            answers = dict(zip(signatures, statuses, strict=True))
+        except Exception as error:  # handed to every watcher, each decides
             for futures in waiting.values():
                 for future in futures:
                     if not future.done():
                         future.set_exception(error)
             return
-        for signature, status in zip(signatures, statuses, strict=True):
-            for future in waiting[signature]:
+        for signature, futures in waiting.items():
+            for future in futures:
                 if not future.done():
-                    future.set_result(status)
+                    future.set_result(answers[signature])

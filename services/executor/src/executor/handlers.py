@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# A failed RPC call or a briefly unreachable store: try again, never re-sign.
+TRANSIENT_RPC: tuple[type[BaseException], ...] = (ChainUnavailableError, *TRANSIENT)
+
 
 class AttemptFailedError(Exception):
     def __init__(self, failure: FailureClass, reason: str) -> None:
@@ -91,8 +94,9 @@ class ExecuteOrders:
         self._rebroadcast_s = rebroadcast_s
         self._poll_s = poll_s
         self._rpc_retries = max(1, rpc_retries)
-        self._watching: set[str] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        # One watch per signature in this process, whoever started it (a delivery
+        # or reconciliation); everyone who needs its outcome awaits the same task.
+        self._watches: dict[str, asyncio.Task[None]] = {}
 
     # --- RouteSelected: build and record -----------------------------------------
 
@@ -150,12 +154,27 @@ class ExecuteOrders:
             await self._resume(state, cause)
 
     async def _resume(self, state: OrderState, routed: Cause) -> None:
-        """Send and watch the attempt's recorded transaction until its outcome."""
+        """Send and watch the attempt's recorded transaction until its outcome.
+
+        Returns only once the outcome is recorded, so the delivery that called it
+        is acknowledged only then, even when reconciliation started the watch.
+        """
         tx = state.transaction
         assert tx is not None  # noqa: S101 - SUBMITTED always has its transaction
-        if tx.signature in self._watching:
-            return  # this process already watches it (reconciliation)
-        await self._watch(state, tx, _submitted(state, tx, routed))
+        correlation_id = routed.correlation_id
+        # Shielded: a cancelled delivery (shutdown) must not stop a shared watch.
+        await asyncio.shield(self._watch_task(state, tx, correlation_id))
+
+    def _watch_task(
+        self, state: OrderState, tx: TransactionSubmitted, correlation_id: UUID
+    ) -> "asyncio.Task[None]":
+        task = self._watches.get(tx.signature)
+        if task is None:
+            cause = _submission(state.order_id, tx, correlation_id)
+            task = asyncio.create_task(self._watch(state, tx, cause))
+            self._watches[tx.signature] = task
+            task.add_done_callback(lambda _: self._watches.pop(tx.signature, None))
+        return task
 
     async def _fresh_route(
         self, state: OrderState, routed: RouteSelected
@@ -205,61 +224,52 @@ class ExecuteOrders:
                 continue
             tx = state.transaction
             assert tx is not None  # noqa: S101 - SUBMITTED always has its transaction
-            in_flight.append((state, tx, _submitted(state, tx, history[-1])))
+            cause = _submission(state.order_id, tx, history[-1].correlation_id)
+            in_flight.append((state, tx, cause))
         if not in_flight:
             return 0
         try:
             statuses = await self._chain.signature_statuses(
                 [tx.signature for _, tx, _ in in_flight]
             )
-        except ChainUnavailableError:
-            statuses = [TxPending()] * len(in_flight)
-        except TRANSIENT:
+        except TRANSIENT_RPC:
             statuses = [TxPending()] * len(in_flight)
         for (state, tx, cause), status in zip(in_flight, statuses, strict=True):
             with contextlib.suppress(*TRANSIENT):
                 if await self._settle(state, tx, status, cause):
                     continue
-            task = asyncio.create_task(self._watch(state, tx, cause))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._watch_task(state, tx, cause.correlation_id)
         return len(in_flight)
 
     async def _watch(
         self, state: OrderState, tx: TransactionSubmitted, cause: Cause
     ) -> None:
-        self._watching.add(tx.signature)
-        try:
-            next_broadcast = 0.0
-            while True:
-                now = time.monotonic()
-                if now >= next_broadcast:
-                    sent = await self._broadcast(state, tx)
-                    # A send that failed is retried at the next poll, not after a
-                    # whole rebroadcast interval.
-                    next_broadcast = now + (
-                        self._rebroadcast_s if sent else self._poll_s
-                    )
-                try:
-                    status = await self._confirmations.next_status(tx.signature)
-                    if await self._settle(state, tx, status, cause):
-                        return
-                except TRANSIENT:
-                    # The store or the chain is briefly away: the signature is
-                    # still the only one allowed, so keep watching it.
-                    logger.warning(
-                        "cannot settle yet; retrying",
-                        extra={"kind": "settle_retry", "order_id": str(state.order_id)},
-                    )
-                    await asyncio.sleep(self._poll_s)
-        finally:
-            self._watching.discard(tx.signature)
+        next_broadcast = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_broadcast:
+                sent = await self._broadcast(state, tx)
+                # A send that failed is retried at the next poll, not after a
+                # whole rebroadcast interval.
+                next_broadcast = now + (self._rebroadcast_s if sent else self._poll_s)
+            try:
+                status = await self._confirmations.next_status(tx.signature)
+                if await self._settle(state, tx, status, cause):
+                    return
+            except TRANSIENT:
+                # The store or the chain is briefly away: the signature is still
+                # the only one allowed, so keep watching it.
+                logger.warning(
+                    "cannot settle yet; retrying",
+                    extra={"kind": "settle_retry", "order_id": str(state.order_id)},
+                )
+                await asyncio.sleep(self._poll_s)
 
     async def _broadcast(self, state: OrderState, tx: TransactionSubmitted) -> bool:
-        """Send the recorded bytes; False if the RPC call failed."""
+        """Send the recorded bytes; False if the send did not go through."""
         try:
             await self._chain.send_transaction(tx.signed_transaction)
-        except ChainUnavailableError:
+        except TRANSIENT_RPC:
             # Ambiguous: the chain may or may not have the bytes. Resending the
             # same bytes later is harmless; signing new ones is not.
             logger.debug(
@@ -295,7 +305,7 @@ class ExecuteOrders:
                     f"not landed before block height {tx.last_valid_block_height}",
                 )
                 return True
-            case TxUnknown() if await self._past_valid_height(tx):
+            case TxUnknown() if await self._can_never_land(tx):
                 # The chain never got the bytes and their blockhash has expired:
                 # they can never land, so a new attempt may sign new ones.
                 await self._fail(
@@ -308,11 +318,20 @@ class ExecuteOrders:
                 return True
         return False
 
-    async def _past_valid_height(self, tx: TransactionSubmitted) -> bool:
+    async def _can_never_land(self, tx: TransactionSubmitted) -> bool:
+        """Past its last valid height, and still unknown to the chain after that.
+
+        The height is read first: from then on the chain refuses these bytes, so
+        a status read afterwards that still does not know them is final, even if
+        another executor was rebroadcasting them meanwhile.
+        """
         try:
-            return await self._chain.block_height() > tx.last_valid_block_height
+            if await self._chain.block_height() <= tx.last_valid_block_height:
+                return False
+            status = await self._chain.signature_status(tx.signature)
         except ChainUnavailableError:
             return False
+        return isinstance(status, TxUnknown | TxExpired)
 
     # --- outcomes ----------------------------------------------------------------
 
@@ -388,20 +407,14 @@ class ExecuteOrders:
         return await call()
 
 
-def _in_flight_with(state: OrderState, signature: str) -> bool:
-    return (
-        state.phase is Phase.SUBMITTED
-        and state.transaction is not None
-        and state.transaction.signature == signature
-    )
-
-
-def _submitted(state: OrderState, tx: TransactionSubmitted, known: Cause) -> Cause:
+def _submission(
+    order_id: UUID, tx: TransactionSubmitted, correlation_id: UUID
+) -> Cause:
     """The recorded ``TransactionSubmitted``: the cause of the attempt's outcome.
 
     Its id is deterministic, so the outcome names it without reading it back.
     """
     return CauseRef(
-        event_id=event_id_for(state.order_id, tx.type, tx.attempt),
-        correlation_id=known.correlation_id,
+        event_id=event_id_for(order_id, tx.type, tx.attempt),
+        correlation_id=correlation_id,
     )

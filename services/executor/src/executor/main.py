@@ -28,6 +28,13 @@ from shared.venues.simulated import simulated_venues
 logger = logging.getLogger(__name__)
 
 CATCH_UP_TIMEOUT_S = 30
+# Landings are announced, so polling is only the fallback for a lost notice: about
+# half a slot, within these bounds.
+POLL_MIN_S, POLL_MAX_S = 0.05, 0.2
+
+
+def confirmation_poll_s(settings: Settings) -> float:
+    return min(POLL_MAX_S, max(POLL_MIN_S, settings.slot_ms / 2000))
 
 
 async def reconcile_in_flight(runtime: Runtime, execute: ExecuteOrders) -> None:
@@ -59,8 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             chain = SimulatedChain(runtime.pool, settings, random.Random())
             await chain.ensure_genesis()
             runtime.spawn(chain.run_lander(settings.database_url), "chain-lander")
-            # Landings are announced; polling is the fallback when a notice is lost.
-            poll_s = min(0.2, max(0.05, settings.slot_ms / 2000))
+            poll_s = confirmation_poll_s(settings)
             confirmations = Confirmations(
                 chain, conninfo=settings.database_url, poll_s=poll_s
             )

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import math
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,7 +47,7 @@ from shared.domain.pairs import SUPPORTED_PAIRS, Pair, Side, Token
 from shared.domain.pools import POOL_STATE, CpPool, DlmmPool
 from shared.domain.quotes import RouteLeg, Venue
 from shared.domain.retry import FailureClass
-from shared.eventstore.follower import lock_key
+from shared.eventstore.follower import LEADERSHIP_CHECK_S, lock_key
 from shared.eventstore.leadership import leadership, still_leader
 from shared.eventstore.listener import Wakeups
 from shared.settings import Settings
@@ -62,17 +63,26 @@ LANDER_LOCK = "chain:lander"
 RECEIVED_CHANNEL = "chain_received"  # a transaction arrived: the lander may have work
 LANDED_CHANNEL = "chain_landed"  # transactions landed or expired: statuses changed
 
+# The chain's clock is the database's: every process that sends, lands or asks
+# for the block height reads the same one, so they agree on when a blockhash
+# expires whatever their own clocks say.
 _RECEIVE = f"""
-WITH received AS (
+WITH now AS (SELECT clock_timestamp() AS t),
+received AS (
     INSERT INTO chain.transactions (signature, encoded, order_id, attempt,
         received_at, lands_at, last_valid_block_height, status)
-    VALUES (%(signature)s, %(encoded)s, %(order_id)s, %(attempt)s, %(now)s,
-        %(lands_at)s, %(lvbh)s, %(status)s)
+    SELECT %(signature)s, %(encoded)s, %(order_id)s, %(attempt)s, now.t,
+        now.t + %(delay_ms)s * interval '1 millisecond', %(lvbh)s,
+        CASE WHEN floor(extract(epoch FROM now.t - %(started)s) * 1000
+                        / %(slot_ms)s) > %(lvbh)s
+             THEN 'expired' ELSE 'pending' END
+      FROM now
     ON CONFLICT (signature) DO NOTHING
     RETURNING 1
 )
 SELECT pg_notify('{RECEIVED_CHANNEL}', '') FROM received
 """  # noqa: S608 - composed from constants only
+_CLOCK = "SELECT clock_timestamp()"
 _STATUSES = """
 SELECT signature, status, slot, result FROM chain.transactions
 WHERE signature = ANY(%s)
@@ -179,14 +189,14 @@ class SimulatedChain:
 
     async def latest_blockhash(self) -> Blockhash:
         self._maybe_fault()
-        slot = self._slot(_now(), await self._genesis())
+        slot = await self._current_slot()
         return Blockhash(
             self._blockhash(slot), slot + self._settings.blockhash_valid_slots
         )
 
     async def block_height(self) -> int:
         self._maybe_fault()
-        return self._slot(_now(), await self._genesis())
+        return await self._current_slot()
 
     async def send_transaction(self, encoded: str) -> str:
         """Accept signed bytes; the same bytes again are a harmless no-op.
@@ -207,12 +217,9 @@ class SimulatedChain:
             # The RPC answers with the signature, but the leader never gets the
             # bytes: the chain will not know this signature, whatever is resent.
             return signature
-        started = await self._genesis()
-        now = _now()
         delay_ms = self._rng.uniform(
             self._settings.confirm_min_ms, self._settings.confirm_max_ms
         )
-        expired = self._slot(now, started) > instruction.last_valid_block_height
         async with self._db.connection() as conn:
             await conn.execute(
                 _RECEIVE,
@@ -221,10 +228,10 @@ class SimulatedChain:
                     "encoded": encoded,
                     "order_id": instruction.order_id,
                     "attempt": instruction.attempt,
-                    "now": now,
-                    "lands_at": now + timedelta(milliseconds=delay_ms),
+                    "delay_ms": delay_ms,
                     "lvbh": instruction.last_valid_block_height,
-                    "status": "expired" if expired else "pending",
+                    "started": await self._genesis(),
+                    "slot_ms": self._settings.slot_ms,
                 },
             )
         if fault:
@@ -260,8 +267,10 @@ class SimulatedChain:
             row = await cursor.fetchone()
         if row is None:
             raise LookupError(f"no {venue} pool for {pair.symbol}")
+        # The market as of now on this process's clock: a quote, not a landing.
         return self._drifted(
-            POOL_STATE.validate_python(row[0]), self._slot(_now(), started)
+            POOL_STATE.validate_python(row[0]),
+            self._slot(datetime.now(UTC), started),
         )
 
     # --- the validator -----------------------------------------------------------
@@ -278,11 +287,13 @@ class SimulatedChain:
                         "landing transactions",
                         extra={"kind": "leader", "subscriber": LANDER_LOCK},
                     )
+                    checked = time.monotonic()
                     while True:
                         wait_s = await self.land_due()
-                        if wait_s >= _IDLE_S:
+                        if time.monotonic() - checked >= LEADERSHIP_CHECK_S:
                             # A dead session means another process may land now.
                             await still_leader(session)
+                            checked = time.monotonic()
                         await received.wait(min(wait_s, _IDLE_S))
             except asyncio.CancelledError:
                 raise
@@ -300,8 +311,9 @@ class SimulatedChain:
         transaction twice, and announces itself on ``LANDED_CHANNEL`` at commit.
         """
         started = await self._genesis()
-        now = _now()
         async with self._db.connection() as conn:
+            now = await _clock(conn)
+            measured = time.monotonic()
             while True:
                 async with conn.transaction():
                     cursor = await conn.execute(_DUE, {"now": now, "limit": _BATCH})
@@ -328,8 +340,8 @@ class SimulatedChain:
         expires = started + timedelta(
             milliseconds=(lowest_valid_height + 1) * self._settings.slot_ms
         )
-        wait: timedelta = min(next_lands, expires) - _now()
-        return max(wait.total_seconds(), 0.0)
+        wait: timedelta = min(next_lands, expires) - now
+        return max(wait.total_seconds() - (time.monotonic() - measured), 0.0)
 
     async def _land_batch(
         self, conn: Connection, due: Sequence[TupleRow], started: datetime
@@ -427,6 +439,11 @@ class SimulatedChain:
             }
         )
 
+    async def _current_slot(self) -> int:
+        async with self._db.connection() as conn:
+            now = await _clock(conn)
+        return self._slot(now, await self._genesis())
+
     async def _genesis(self) -> datetime:
         """When slot 0 began: read once, it never changes."""
         if self._started is None:
@@ -468,8 +485,13 @@ class SimulatedChain:
             raise ChainUnavailableError("RPC unreachable")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+async def _clock(conn: Connection) -> datetime:
+    cursor = await conn.execute(_CLOCK)
+    row = await cursor.fetchone()
+    if row is None:  # pragma: no cover - SELECT without FROM returns one row
+        raise RuntimeError("no clock")
+    now: datetime = row[0]
+    return now
 
 
 def _rival_row(
@@ -498,8 +520,12 @@ def _status(
 ) -> SignatureStatus:
     if status == "pending":
         return TxPending()
-    if status == "expired" or slot is None or result is None:
+    if status == "expired":
         return TxExpired()
+    if slot is None or result is None:
+        # Never answer "expired" for a landed row: that would let a new attempt
+        # sign again although a swap may have landed.
+        raise RuntimeError(f"landed transaction without slot or result: {status}")
     return _landed(slot, result)
 
 

@@ -156,7 +156,7 @@ def _ou(seed: int, key: str, at_ms: int, profile: PriceProfile) -> float:
 _MEMO = 1 << 16
 
 
-@functools.lru_cache(maxsize=_MEMO)
+@functools.lru_cache(maxsize=_MEMO, typed=True)
 def _bridge(seed: int, key: str, n: int) -> float:
     """Standard Brownian motion at integer time ``n`` via dyadic Brownian bridges."""
     left, right = 0, 1 << _BRIDGE_LEVELS
@@ -178,6 +178,6 @@ def _uniform(seed: int, *keys: object) -> float:
     return (int.from_bytes(digest) + 0.5) / 2**64
 
 
-@functools.lru_cache(maxsize=_MEMO)
+@functools.lru_cache(maxsize=_MEMO, typed=True)
 def _normal(seed: int, *keys: object) -> float:
     return _STANDARD_NORMAL.inv_cdf(_uniform(seed, *keys))

@@ -210,10 +210,11 @@ def _cp_terms(pool: CpPool, order: _Order) -> tuple[Decimal, Decimal, Decimal]:
 def _golden_section(f: Callable[[int], int], lo: int, hi: int) -> int:
     """Argmax of a concave function over the integers in [lo, hi].
 
-    The search stops once the bracket is a millionth of the range: the allocation
-    is then that close to optimal, and the output it gives up is second order in
-    that distance (far below a raw unit for any order size), for a third fewer
-    pool evaluations than narrowing to single raw units.
+    The search stops once the bracket is a millionth of the range, for a third
+    fewer pool evaluations than narrowing to single raw units. The allocation is
+    then that close to optimal; a DLMM leg is piecewise linear across bins, so
+    the output given up can be first order in that distance, at most about a
+    millionth of the order's output: far below the 1 bp a split must gain.
     """
     resolution = max(3, (hi - lo) // _SPLIT_RESOLUTION)
     a, b = lo, hi

@@ -1,8 +1,8 @@
 """Leader election through a PostgreSQL session advisory lock.
 
-Only the process holding the lock does the work (relay, projections). The lock
-lives as long as the dedicated session, so a killed leader releases it the moment
-its connection drops and a standby takes over.
+Only the process holding the lock does the work (relay, projections, the chain's
+lander). The lock lives as long as the dedicated session, so a killed leader
+releases it the moment its connection drops and a standby takes over.
 """
 
 import asyncio

@@ -23,6 +23,9 @@ from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 ROUTER_EVENTS: tuple[str, ...] = ("OrderAccepted", "RetryScheduled")
 EXECUTOR_EVENTS: tuple[str, ...] = ("RouteSelected",)
+# Bound by earlier versions and no longer consumed: unbound at every start so a
+# broker declared by an older release stops filling the queue with them.
+RETIRED_EXECUTOR_EVENTS: tuple[str, ...] = ("TransactionSubmitted",)
 
 
 def routing_key(event_type: str) -> str:
@@ -115,11 +118,13 @@ async def declare_topology(
     parking = await broker.declare_queue(topology.parking)
     await parking.bind(dead_letters)
     events = await broker.declare_exchange(topology.events)
-    for queue, event_types in (
-        (topology.router, ROUTER_EVENTS),
-        (topology.executor, EXECUTOR_EVENTS),
+    for queue, event_types, retired in (
+        (topology.router, ROUTER_EVENTS, ()),
+        (topology.executor, EXECUTOR_EVENTS, RETIRED_EXECUTOR_EVENTS),
     ):
         declared = await broker.declare_queue(queue)
         for event_type in event_types:
             await declared.bind(events, routing_key=routing_key(event_type))
+        for event_type in retired:  # unbinding a missing binding is a no-op
+            await declared.unbind(events, routing_key=routing_key(event_type))
     return events

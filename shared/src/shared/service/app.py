@@ -1,10 +1,15 @@
 """The HTTP shell every service shares: ops endpoints, contracts, docs, and serving."""
 
+import asyncio
+import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
+import psycopg
+import psycopg_pool
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from shared.service.asyncapi import asyncapi_api
 from shared.service.docs import mount_docs
@@ -12,6 +17,8 @@ from shared.service.ops import ops_api, runtime_readiness
 from shared.settings import Settings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+logger = logging.getLogger(__name__)
 
 
 def service_app(
@@ -34,10 +41,35 @@ def service_app(
         docs_url=None,
         redoc_url=None,
     )
+    app.add_exception_handler(psycopg.OperationalError, _store_unavailable)
+    app.add_exception_handler(psycopg_pool.PoolTimeout, _store_unavailable)
     app.include_router(ops_api(runtime_readiness(app)))
     app.include_router(asyncapi_api(settings.broker_namespace))
     mount_docs(app)
     return app
+
+
+async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """The store is briefly away (a restart, say): 503, never a 500.
+
+    The pool hands out a recently used connection without checking it, so after
+    a server restart each one fails once; checking the idle ones now replaces
+    the rest before the next requests get them.
+    """
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        task = asyncio.create_task(runtime.pool.check())
+        _CHECKS.add(task)
+        task.add_done_callback(_CHECKS.discard)
+    logger.warning("store unavailable: %s", error, extra={"kind": "store_unavailable"})
+    return JSONResponse(
+        {"detail": "the event store is unavailable; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+_CHECKS: set["asyncio.Task[None]"] = set()
 
 
 def serve(app: FastAPI, settings: Settings, port: int) -> None:

@@ -35,14 +35,24 @@ READY_RESPONSES: dict[int | str, dict[str, Any]] = {
         "Ready: every check passed",
         {
             "status": "ready",
-            "checks": {"store": True, "broker": True, "consumers": True},
+            "checks": {
+                "store": True,
+                "broker": True,
+                "background": True,
+                "consumers": True,
+            },
         },
     ),
     503: _example(
         "Not ready: the failing checks are false",
         {
             "status": "unavailable",
-            "checks": {"store": True, "broker": True, "consumers": False},
+            "checks": {
+                "store": True,
+                "broker": True,
+                "background": True,
+                "consumers": False,
+            },
         },
     ),
 }
@@ -63,7 +73,9 @@ def ops_api(readiness: Readiness) -> APIRouter:
         "/readyz",
         summary="Store and broker reachable; consumers attached to their queues",
         description="`store`: a pooled connection answers; `broker`: the AMQP"
-        " connection is up; `consumers` (router, executor, notifier): every"
+        " connection is up; `background`: every background loop of the process"
+        " (relay, projections, a service's own) still runs;"
+        " `consumers` (router, executor, notifier): every"
         " subscriber is consuming and a passive declare of its queue reports at"
         " least one consumer.",
         responses=READY_RESPONSES,

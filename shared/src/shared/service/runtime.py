@@ -82,9 +82,12 @@ class Runtime:
         self.subscribers.append(subscriber)
 
     async def readiness(self) -> dict[str, bool]:
-        """Store and broker reachable; every subscriber consuming its queue.
+        """Store and broker reachable; background work alive; subscribers consuming.
 
-        ``consumers`` (services that consume only) is true when each subscriber is
+        ``background`` is true while every spawned task (relay, followers, sampler,
+        a service's own loops) still runs: they loop forever, so one that ended
+        has failed and the process needs a restart. ``consumers`` (services that
+        consume only) is true when each subscriber is
         running with a consumer tag and a passive declare of its queue reports at
         least one consumer. After a broker restart a consumer may not come back
         (FastStream issue #2758) while the connection does: this check catches it.
@@ -96,6 +99,7 @@ class Runtime:
             checks["store"] = True
         with contextlib.suppress(Exception):
             checks["broker"] = bool(await self.broker.ping(timeout=_CHECK_TIMEOUT_S))
+        checks["background"] = not any(task.done() for task in self.tasks)
         if self.subscribers:
             checks["consumers"] = checks["broker"] and await self._consumers_attached()
         return checks
