@@ -144,7 +144,12 @@ def test_response_examples_are_what_the_models_accept() -> None:
     # Checked at the source: FastAPI drops null members when it serves examples.
     OrderReceipt.model_validate(examples.RECEIPT_ACCEPTED)
     OrderReceipt.model_validate(examples.RECEIPT_REPLAYED)
-    for problem in (examples.CONFLICT, examples.TOO_LARGE, examples.NOT_FOUND):
+    for problem in (
+        examples.CONFLICT,
+        examples.TOO_LARGE,
+        examples.NOT_FOUND,
+        examples.STORE_UNAVAILABLE,
+    ):
         Problem.model_validate(problem)
     ValidationProblem.model_validate(examples.INVALID)
     OrderPublic.model_validate(examples.ORDER)

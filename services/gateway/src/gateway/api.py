@@ -107,6 +107,20 @@ EXECUTE_RESPONSES: Responses = {
             "Invalid field; `loc` names it. Nothing is recorded", examples.INVALID
         ),
     },
+    503: {
+        "model": Problem,
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before retrying",
+                "schema": {"type": "string", "enum": ["1"]},
+            }
+        },
+        **json_example(
+            "The event store is briefly unreachable: retry (with the same"
+            " `clientOrderId`, it is safe)",
+            examples.STORE_UNAVAILABLE,
+        ),
+    },
 }
 
 

@@ -8,6 +8,10 @@ the bodies against their response models.
 from typing import Any, Final
 
 from shared.domain.pairs import SUPPORTED_PAIRS
+from shared.service import app
+
+# What every service answers (503) while the event store is unreachable.
+STORE_UNAVAILABLE: Final = app.STORE_UNAVAILABLE
 
 ORDER_ID: Final = "3f0d8a4e-5b7c-4e21-9a3f-7c1d2e4b5a60"
 BUY_ORDER_ID: Final = "8c2b6f1a-0d3e-5a47-b9c8-1e2f3a4b5c6d"

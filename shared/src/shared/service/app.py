@@ -20,6 +20,8 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 logger = logging.getLogger(__name__)
 
+STORE_UNAVAILABLE = {"detail": "the event store is unavailable; retry shortly"}
+
 
 def service_app(
     title: str,
@@ -63,7 +65,7 @@ async def _store_unavailable(request: Request, error: Exception) -> JSONResponse
         task.add_done_callback(_CHECKS.discard)
     logger.warning("store unavailable: %s", error, extra={"kind": "store_unavailable"})
     return JSONResponse(
-        {"detail": "the event store is unavailable; retry shortly"},
+        STORE_UNAVAILABLE,
         status_code=503,
         headers={"Retry-After": "1"},
     )
