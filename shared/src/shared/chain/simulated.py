@@ -8,9 +8,7 @@ lock), woken by a notification when a transaction arrives and announcing every
 landing on another channel, so clients waiting for a signature need not spin.
 """
 
-import asyncio
 import hashlib
-import logging
 import math
 import random
 import time
@@ -47,12 +45,9 @@ from shared.domain.pairs import SUPPORTED_PAIRS, Pair, Side, Token
 from shared.domain.pools import POOL_STATE, CpPool, DlmmPool
 from shared.domain.quotes import RouteLeg, Venue
 from shared.domain.retry import FailureClass
-from shared.eventstore.follower import LEADERSHIP_CHECK_S, lock_key
-from shared.eventstore.leadership import leadership, still_leader
+from shared.eventstore.leadership import Leader, lead_forever
 from shared.eventstore.listener import Wakeups
 from shared.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 Connection = AsyncConnection[TupleRow]
 _BATCH = 200
@@ -276,32 +271,16 @@ class SimulatedChain:
     # --- the validator -----------------------------------------------------------
 
     async def run_lander(self, conninfo: str) -> None:
-        """Land due transactions forever while this process holds the lander lock."""
-        while True:
-            try:
-                async with (
-                    leadership(conninfo, lock_key(LANDER_LOCK)) as session,
-                    Wakeups(conninfo, channel=RECEIVED_CHANNEL) as received,
-                ):
-                    logger.info(
-                        "landing transactions",
-                        extra={"kind": "leader", "subscriber": LANDER_LOCK},
-                    )
-                    checked = time.monotonic()
-                    while True:
-                        wait_s = await self.land_due()
-                        if time.monotonic() - checked >= LEADERSHIP_CHECK_S:
-                            # A dead session means another process may land now.
-                            await still_leader(session)
-                            checked = time.monotonic()
-                        await received.wait(min(wait_s, _IDLE_S))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception(
-                    "lander stopped; retrying", extra={"kind": "lander_error"}
-                )
-            await asyncio.sleep(1.0)
+        """Land due transactions forever, one process at a time (a leader lock)."""
+
+        async def land(leader: Leader) -> None:
+            async with Wakeups(conninfo, channel=RECEIVED_CHANNEL) as received:
+                while True:
+                    wait_s = await self.land_due()
+                    await leader.still_leading()
+                    await received.wait(min(wait_s, _IDLE_S))
+
+        await lead_forever(conninfo, LANDER_LOCK, land)
 
     async def land_due(self) -> float:
         """Land or expire everything due now; return seconds until more is due.

@@ -9,29 +9,15 @@ over as soon as the leader's session drops.
 """
 
 import asyncio
-import hashlib
-import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.leadership import Session, leadership, still_leader
+from shared.eventstore.leadership import Leader, lead_forever
 from shared.eventstore.listener import Wakeups
 from shared.eventstore.port import EventStore
 
-logger = logging.getLogger(__name__)
-
 Handle = Callable[[Sequence[EventEnvelope]], Awaitable[None]]
-
-# How often an idle leader makes sure its lock session is still alive.
-LEADERSHIP_CHECK_S = 1.0
-
-
-def lock_key(subscriber: str) -> int:
-    """A stable 63-bit advisory lock key for a subscriber name."""
-    digest = hashlib.blake2b(subscriber.encode(), digest_size=8).digest()
-    return int.from_bytes(digest) >> 1
 
 
 class Follower:
@@ -58,32 +44,16 @@ class Follower:
 
     async def run(self) -> None:
         """Compete for leadership forever; follow the log while leader."""
-        while True:
-            try:
-                async with leadership(
-                    self._conninfo, lock_key(self.subscriber)
-                ) as session:
-                    self.is_leader = True
-                    logger.info(
-                        "following the store",
-                        extra={"kind": "leader", "subscriber": self.subscriber},
-                    )
-                    await self._follow(session)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception(
-                    "follower stopped; retrying",
-                    extra={"kind": "follower_error", "subscriber": self.subscriber},
-                )
-            finally:
-                self.is_leader = False
-            await asyncio.sleep(1.0)
+        await lead_forever(
+            self._conninfo, self.subscriber, self._follow, on_change=self._leading
+        )
 
-    async def _follow(self, session: Session) -> None:
+    def _leading(self, leading: bool) -> None:
+        self.is_leader = leading
+
+    async def _follow(self, leader: Leader) -> None:
         async with Wakeups(self._conninfo) as wakeups:
             position = await self._checkpoints.get(self.subscriber)
-            checked = time.monotonic()
             while True:
                 batch = await self._store.read_all(position, self._batch_size)
                 if batch:
@@ -94,10 +64,7 @@ class Follower:
                         continue  # a backlog: read on at once
                 # A short batch was the end of the log when read; anything
                 # appended since has notified, so the wait returns at once.
-                if time.monotonic() - checked >= LEADERSHIP_CHECK_S:
-                    # A dead session means another replica may lead now: stop.
-                    await still_leader(session)
-                    checked = time.monotonic()
+                await leader.still_leading()
                 await wakeups.wait(self._poll_s)
 
     async def position(self) -> int:
