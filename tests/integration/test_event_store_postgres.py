@@ -14,7 +14,6 @@ import pytest
 from psycopg import sql
 
 from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.listener import Wakeups
 from shared.eventstore.pool import Pool, open_pool
 from shared.eventstore.port import (
     ANY_VERSION,
@@ -24,6 +23,7 @@ from shared.eventstore.port import (
 )
 from shared.eventstore.postgres import PostgresEventStore
 from shared.migrations import migrate
+from shared.postgres.wakeups import Wakeups
 from tests.contracts.event_store import EventStoreContract, new_events
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from shared.chain.port import Chain, ChainUnavailableError, SignatureStatus, TxPending
 from shared.chain.simulated import LANDED_CHANNEL
-from shared.eventstore.listener import Wakeups
+from shared.postgres.wakeups import Wakeups
 
 logger = logging.getLogger(__name__)
 

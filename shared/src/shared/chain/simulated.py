@@ -45,8 +45,8 @@ from shared.domain.pairs import SUPPORTED_PAIRS, Pair, Side, Token
 from shared.domain.pools import POOL_STATE, CpPool, DlmmPool
 from shared.domain.quotes import RouteLeg, Venue
 from shared.domain.retry import FailureClass
-from shared.eventstore.leadership import Leader, lead_forever
-from shared.eventstore.listener import Wakeups
+from shared.postgres.leadership import Leader, lead_forever
+from shared.postgres.wakeups import Wakeups
 from shared.settings import Settings
 
 Connection = AsyncConnection[TupleRow]

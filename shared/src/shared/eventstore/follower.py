@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.leadership import Leader, lead_forever
-from shared.eventstore.listener import Wakeups
 from shared.eventstore.port import EventStore
+from shared.postgres.leadership import Leader, lead_forever
+from shared.postgres.wakeups import Wakeups
 
 Handle = Callable[[Sequence[EventEnvelope]], Awaitable[None]]
 

@@ -19,10 +19,10 @@ from aio_pika.abc import AbstractExchange
 from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.follower import Follower
-from shared.eventstore.leadership import lock_key
 from shared.eventstore.port import EventStore
 from shared.messaging.topology import Topology, routing_key
 from shared.metrics import RELAY_PUBLISHED
+from shared.postgres.leadership import lock_key
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)

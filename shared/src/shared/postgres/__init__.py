@@ -1,0 +1,1 @@
+"""PostgreSQL as a coordinator: leader election by advisory lock, LISTEN wake-ups."""
