@@ -68,6 +68,7 @@ class EventStoreContract:
         assert result.stream_version == 3
         assert result.last_position - result.first_position == 2
         assert result.first_position > head
+        assert not result.replayed
         recorded = await store.read_stream(stream)
         assert [e.stream_version for e in recorded] == [1, 2, 3]
         assert [e.global_position for e in recorded] == list(
@@ -162,9 +163,42 @@ class EventStoreContract:
 
         again = await store.append(stream, events, NO_STREAM)
 
-        assert again == first
+        assert (again.first_position, again.last_position, again.stream_version) == (
+            first.first_position,
+            first.last_position,
+            first.stream_version,
+        )
+        assert again.replayed
+        assert not first.replayed
         assert await store.head_position() == head
         assert len(await store.read_stream(stream)) == 3
+
+    async def test_a_racing_writer_of_the_same_ids_learns_it_recorded_nothing(
+        self, store: EventStore
+    ) -> None:
+        """Same ids, other content, same expected version: a replay of the winner's.
+
+        The loser's content is not recorded, and the result says so, so the loser
+        can act on what was recorded instead of on its own copy.
+        """
+        stream = uuid4()
+        await store.append(stream, new_events(1), NO_STREAM)
+        winner = new_events(1, first_attempt=7)
+        loser = [
+            NewEvent(
+                event_id=winner[0].event_id,
+                event=RoutingStarted(attempt=8),
+                correlation_id=uuid4(),
+            )
+        ]
+        won = await store.append(stream, winner, 1)
+
+        lost = await store.append(stream, loser, 1)
+
+        assert lost.replayed
+        assert lost.stream_version == won.stream_version == 2
+        recorded = await store.read_stream(stream)
+        assert [e.event for e in recorded[1:]] == [RoutingStarted(attempt=7)]
 
     async def test_retry_after_the_stream_moved_on_still_returns_the_original(
         self, store: EventStore
@@ -177,7 +211,9 @@ class EventStoreContract:
 
         again = await store.append(stream, events, NO_STREAM)
 
-        assert again == first
+        assert again.first_position == first.first_position
+        assert again.stream_version == first.stream_version
+        assert again.replayed
         assert len(await store.read_stream(stream)) == 3
 
     async def test_event_id_reused_in_another_stream_conflicts(

@@ -40,19 +40,20 @@ async def place_order(
         correlation_id=correlation_id,
     )
     try:
-        await store.append(accepted.order_id, [new_event], expected_version=NO_STREAM)
+        appended = await store.append(
+            accepted.order_id, [new_event], expected_version=NO_STREAM
+        )
     except WrongExpectedVersionError:
-        replayed = True
+        pass
     else:
-        if accepted.client_order_id is None:
+        if not appended.replayed:
             return Placed(
                 accepted.order_id,
                 OrderStatus.PENDING,
                 replayed=False,
                 correlation_id=correlation_id,
             )
-        # An idempotent re-append of the same event id also lands here.
-        replayed = False
+    # The key was used before: the first order stands, if it is this order.
     history = await store.read_stream(accepted.order_id)
     first = history[0].event
     if first != accepted:
@@ -65,7 +66,7 @@ async def place_order(
     return Placed(
         accepted.order_id,
         state.status,
-        replayed=replayed or len(history) > 1,
+        replayed=True,
         correlation_id=history[0].correlation_id,
     )
 

@@ -48,10 +48,18 @@ class Subscription:
             # its connection is closed and it resumes with ?after= when it can.
             self.overflow.set()
 
-    async def next(self) -> EventEnvelope:
+    async def next(self) -> list[EventEnvelope]:
+        """Every event buffered so far (waiting for the first), oldest first.
+
+        Taking the whole backlog per wake-up keeps a burst of events to one task
+        switch per subscriber rather than one per event.
+        """
         if self.overflowed and self._queue.empty():
             raise SlowSubscriberError
-        return await self._queue.get()
+        batch = [await self._queue.get()]
+        while not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
 
 
 class Hub:

@@ -70,6 +70,7 @@ class InMemoryEventStore:
             first_position=first,
             last_position=len(self._log),
             stream_version=len(recorded),
+            replayed=False,
         )
 
     def _recorded_append(
@@ -88,6 +89,7 @@ class InMemoryEventStore:
                 first_position=present[0].global_position,
                 last_position=present[-1].global_position,
                 stream_version=present[-1].stream_version,
+                replayed=True,
             )
         raise EventIdConflictError(
             f"event ids already recorded, but not as this append to stream {stream}"

@@ -59,7 +59,9 @@ class Orders:
         Returns the new state and the events this call recorded (empty when the
         step had already been taken). ``history``, when the caller has just read
         the stream, saves reading it again; the append's expected version still
-        guards it. A concurrent writer makes it reload and decide again.
+        guards it. A concurrent writer makes it reload and decide again, and so
+        does one that recorded the same step first: the state returned is then
+        the recorded one, never this call's own copy of the step.
         """
         known = history
         for _ in range(_CONFLICT_RETRIES):
@@ -83,10 +85,14 @@ class Orders:
                 for event in events
             ]
             try:
-                await self._store.append(
+                appended = await self._store.append(
                     order_id, new_events, expected_version=state.version
                 )
             except WrongExpectedVersionError:
+                continue
+            if appended.replayed:
+                # Another writer recorded this very step first, perhaps with other
+                # content (another signed transaction): reload and act on that.
                 continue
             # Outcomes are counted here, where they are recorded, not by replaying.
             observe_recorded(history, events, datetime.now(UTC))

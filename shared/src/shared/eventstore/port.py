@@ -19,6 +19,9 @@ class AppendResult:
     first_position: int
     last_position: int
     stream_version: int
+    replayed: bool
+    """The events were already recorded by an earlier append, which may have
+    carried other content under the same ids: the caller recorded nothing."""
 
 
 class EventStoreError(Exception):
@@ -47,7 +50,8 @@ class EventStore(Protocol):
     - ``append`` records events at ``expected_version + 1 …`` atomically, or raises
       ``WrongExpectedVersionError``. Appending event ids that are already recorded
       as the same consecutive run in that stream succeeds and returns the original
-      positions (idempotent retry).
+      positions with ``replayed`` set (idempotent retry, or a racing writer that
+      took the same step first).
     - Global positions are dense and become visible in order: a reader that has seen
       position ``n`` will never later find a new event below ``n``.
     """

@@ -24,7 +24,7 @@ EVENT_ID_CONFLICT: Final = "ES002"
 # None has no element type) and the statement's text never varies: it is prepared
 # once per connection after a few calls.
 _APPEND = """
-SELECT first_position, last_position, stream_version
+SELECT first_position, last_position, stream_version, replayed
   FROM es.append_events(
        %s, %s, %s::uuid[], %s::text[], %s::jsonb[], %s::uuid[], %s::uuid[])
 """
@@ -120,9 +120,12 @@ class PostgresEventStore:
             raise
         if row is None:  # the function always returns one row
             raise RuntimeError("es.append_events returned no row")
-        first, last, version = row
+        first, last, version, replayed = row
         return AppendResult(
-            first_position=first, last_position=last, stream_version=version
+            first_position=first,
+            last_position=last,
+            stream_version=version,
+            replayed=replayed,
         )
 
     async def read_stream(

@@ -1,0 +1,138 @@
+"""Orders.decide when two writers take the same step at once.
+
+Two executors can hold the same ``RouteSelected`` (a broker connection lost while
+the first still works on it). Each signs its own transaction; one records it.
+The other must send the recorded one, never its own: two different transactions
+for one attempt could both land.
+"""
+
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+from prometheus_client import REGISTRY
+
+from shared.domain.envelope import CauseRef, EventEnvelope, NewEvent
+from shared.domain.events import OrderAccepted, OrderType
+from shared.domain.order import (
+    Phase,
+    decide_attempt_failed,
+    decide_route,
+    decide_start_routing,
+    decide_submit,
+)
+from shared.domain.pairs import Side
+from shared.domain.quotes import RouteLeg, RoutePlan, Venue
+from shared.domain.retry import FailureClass, RetryPolicy
+from shared.eventstore.memory import InMemoryEventStore
+from shared.eventstore.orders import Orders
+from shared.eventstore.port import NO_STREAM
+
+
+def plan() -> RoutePlan:
+    leg = RouteLeg(
+        venue=Venue.RAYDIUM, bps=10_000, in_amount=Decimal(10), out_amount=Decimal(1800)
+    )
+    return RoutePlan(
+        legs=(leg,),
+        in_amount=Decimal(10),
+        out_amount=Decimal(1800),
+        min_amount_out=Decimal(1791),
+        max_amount_in=Decimal(10),
+        gain_bps_over_best_single=Decimal(0),
+        reason="raydium alone",
+    )
+
+
+async def routed_order() -> tuple[Orders, UUID, list[EventEnvelope], CauseRef]:
+    store = InMemoryEventStore()
+    orders = Orders(store)
+    order_id = uuid4()
+    accepted = OrderAccepted(
+        order_id=order_id,
+        order_type=OrderType.MARKET,
+        token_pair="SOL-USDC",
+        side=Side.SELL,
+        amount=Decimal(10),
+        slippage_bps=50,
+    )
+    await store.append(
+        order_id,
+        [NewEvent(event_id=uuid4(), event=accepted, correlation_id=order_id)],
+        NO_STREAM,
+    )
+    cause = CauseRef(event_id=uuid4(), correlation_id=order_id)
+    await orders.decide(order_id, decide_start_routing, cause=cause)
+    await orders.decide(
+        order_id,
+        lambda s: decide_route(s, attempt=1, quotes=(), plan=plan()),
+        cause=cause,
+    )
+    return orders, order_id, await orders.history(order_id), cause
+
+
+def submit(signature: str) -> Any:
+    def decide(state: Any) -> Any:
+        return decide_submit(
+            state,
+            attempt=1,
+            signature=signature,
+            blockhash=f"hash-of-{signature}",
+            last_valid_block_height=150,
+            signed_transaction=f"bytes-of-{signature}",
+        )
+
+    return decide
+
+
+async def test_the_writer_that_loses_the_race_gets_the_recorded_transaction() -> None:
+    orders, order_id, history, cause = await routed_order()
+    # Both executors read the order as routed and each signs its own transaction.
+    _, recorded = await orders.decide(
+        order_id, submit("sig-A"), cause=cause, history=history
+    )
+
+    second, recorded_by_second = await orders.decide(
+        order_id, submit("sig-B"), cause=cause, history=history
+    )
+
+    assert [e.type for e in recorded] == ["TransactionSubmitted"]
+    assert recorded_by_second == []
+    assert second.phase is Phase.SUBMITTED
+    assert second.transaction is not None
+    assert second.transaction.signature == "sig-A"
+    assert second.transaction.signed_transaction == "bytes-of-sig-A"
+    stream = await orders.history(order_id)
+    assert [e.type for e in stream].count("TransactionSubmitted") == 1
+
+
+async def test_an_outcome_raced_by_two_replicas_is_counted_once() -> None:
+    orders, order_id, history, cause = await routed_order()
+    failure = FailureClass.QUOTE_EXPIRED
+    labels = {"outcome": "failed", "failure_class": failure.value}
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("oe_orders_completed_total", labels) or 0.0
+
+    def fail(reason: str) -> Any:
+        def decide(state: Any) -> Any:
+            return decide_attempt_failed(
+                state,
+                attempt=1,
+                failure=failure,
+                reason=reason,
+                policy=RetryPolicy(max_attempts=1),
+            )
+
+        return decide
+
+    before = count()
+    await orders.decide(order_id, fail("seen by A"), cause=cause, history=history)
+    state, recorded = await orders.decide(
+        order_id, fail("seen by B"), cause=cause, history=history
+    )
+
+    assert recorded == []
+    assert state.failure is not None
+    assert state.failure.reason.startswith("seen by A")
+    assert count() == before + 1
