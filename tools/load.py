@@ -44,12 +44,14 @@ class OrderRun:
     index: int
     client_order_id: str
     submitted_at: float = 0.0
+    admitted_post_at: float | None = None  # when the POST that was accepted was sent
     accepted_at: float | None = None
     order_id: str | None = None
     frames: list[Frame] = field(default_factory=list)
     connections: int = 0
     reconnects: int = 0
     refused: str | None = None
+    unavailable: int = 0  # 503 answers before acceptance (at capacity, store down)
 
     @property
     def terminal(self) -> str | None:
@@ -140,12 +142,16 @@ class Load:
         run.submitted_at = time.monotonic()
         delay = 0.05
         while True:
+            sent = time.monotonic()
             try:
                 answer = await http.post("/api/orders/execute", json=body)
             except httpx.TransportError:
                 answer = None
+            if answer is not None and answer.status_code == 503:  # noqa: PLR2004
+                run.unavailable += 1
             if answer is not None and answer.status_code < 500:  # noqa: PLR2004
                 if answer.status_code in {200, 202}:
+                    run.admitted_post_at = sent
                     run.accepted_at = time.monotonic()
                     run.order_id = answer.json()["orderId"]
                 else:

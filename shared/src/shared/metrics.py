@@ -80,6 +80,14 @@ ORDERS_ACCEPTED = Counter(
     "Orders recorded by the gateway (OrderAccepted appended; idempotent replays"
     " are not counted).",
 )
+ORDERS_IN_FLIGHT = Gauge(
+    "oe_orders_in_flight",
+    "Orders neither confirmed nor failed, as the gateway counts them for admission.",
+)
+ORDERS_REFUSED = Counter(
+    "oe_orders_refused",
+    "New orders refused with 503 because the engine was at its in-flight limit.",
+)
 ORDERS_COMPLETED = Counter(
     "oe_orders_completed",
     "Orders that reached a terminal status, counted by the handler that recorded"

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     router_http_port: int = 3002  # health and metrics of the router
     executor_http_port: int = 3003  # health and metrics of the executor
     max_body_bytes: int = 16_384
+    max_orders_in_flight: int = Field(
+        default=500,
+        ge=0,
+        description="New orders are refused (503, Retry-After) while this many are"
+        " neither confirmed nor failed; 0 admits every order",
+    )
     ws_subscriber_buffer: int = Field(
         default=1024,
         description="Events buffered per WebSocket subscriber before it is closed",

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, sta
 from fastapi.exceptions import RequestValidationError
 
 from gateway import examples
+from gateway.admission import Admission
 from gateway.examples import json_example
 from gateway.handlers import (
     IdempotencyConflictError,
@@ -38,7 +39,7 @@ from shared.domain.quotes import RoutePlan, VenueQuote
 from shared.domain.views import status_frame
 from shared.eventstore.follower import Follower
 from shared.eventstore.port import EventStore
-from shared.metrics import ORDERS_ACCEPTED
+from shared.metrics import ORDERS_ACCEPTED, ORDERS_REFUSED
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -115,11 +116,17 @@ EXECUTE_RESPONSES: Responses = {
                 "schema": {"type": "string", "enum": ["1"]},
             }
         },
-        **json_example(
-            "The event store is briefly unreachable: retry (with the same"
-            " `clientOrderId`, it is safe)",
-            examples.STORE_UNAVAILABLE,
-        ),
+        "description": "The engine is at its in-flight limit, or the event store"
+        " is briefly unreachable: retry after `Retry-After` seconds (with the same"
+        " `clientOrderId`, it is safe). Nothing is recorded",
+        "content": {
+            "application/json": {
+                "examples": {
+                    "at capacity": {"value": examples.AT_CAPACITY},
+                    "store unavailable": {"value": examples.STORE_UNAVAILABLE},
+                }
+            }
+        },
     },
 }
 
@@ -130,6 +137,7 @@ def orders_api(  # noqa: C901 - one nested function per route
     store: EventStore,
     view: OrdersView,
     projector: Follower,
+    admission: Admission,
 ) -> APIRouter:
     api = APIRouter(prefix="/api", tags=["orders"])
 
@@ -187,6 +195,18 @@ def orders_api(  # noqa: C901 - one nested function per route
         with structlog.contextvars.bound_contextvars(
             order_id=str(order_id), correlation_id=str(correlation_id)
         ):
+            if not admission.has_room and not (
+                client_order_id and await store.read_stream(order_id)
+            ):
+                # A repeated clientOrderId still gets its order back, full or not.
+                ORDERS_REFUSED.inc()
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE,
+                    f"engine at capacity: {admission.in_flight} orders in flight,"
+                    f" limit {admission.limit}; retry later (with the same"
+                    " clientOrderId, it is safe)",
+                    headers={"Retry-After": str(admission.retry_after_s())},
+                )
             try:
                 placed = await place_order(
                     store, accepted, correlation_id=correlation_id
@@ -205,6 +225,7 @@ def orders_api(  # noqa: C901 - one nested function per route
                 response.headers["Idempotent-Replayed"] = "true"
             else:
                 ORDERS_ACCEPTED.inc()
+                admission.accepted()
             logger.info(
                 "order replayed" if placed.replayed else "order accepted",
                 extra={

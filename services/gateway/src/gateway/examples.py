@@ -72,6 +72,10 @@ CONFLICT: Final = {
     "detail": "clientOrderId 'desk-7:2026-11-26:0042' was already used for another"
     " order"
 }
+AT_CAPACITY: Final = {
+    "detail": "engine at capacity: 500 orders in flight, limit 500; retry later"
+    " (with the same clientOrderId, it is safe)"
+}
 TOO_LARGE: Final = {"detail": "request body too large: 20480 bytes, limit 16384"}
 INVALID: Final = {
     "detail": [

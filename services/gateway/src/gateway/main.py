@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from fastapi import FastAPI
 
+from gateway.admission import Admission
 from gateway.api import orders_api
 from gateway.limits import BodySizeLimit
 from gateway.readmodel import OrdersProjection, OrdersView
@@ -50,9 +51,14 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
             store=InMemoryEventStore(),
             view=OrdersView(cast("Pool", None)),
             projector=cast("Follower", None),
+            admission=Admission(_never_counted, limit=settings.max_orders_in_flight),
         )
     )
     return app.openapi()
+
+
+async def _never_counted() -> int:
+    raise NotImplementedError("the OpenAPI document is built without counting")
 
 
 def _build_app(settings: Settings) -> FastAPI:
@@ -65,12 +71,19 @@ def _build_app(settings: Settings) -> FastAPI:
                 pool=runtime.pool, checkpoints=runtime.checkpoints
             )
             projector = runtime.follow(projection.subscriber, projection.apply)
+            view = OrdersView(runtime.pool)
+            admission = Admission(
+                view.count_in_flight, limit=settings.max_orders_in_flight
+            )
+            await admission.refresh()
+            runtime.spawn(admission.run(), "admission")
             app.include_router(
                 orders_api(
                     settings=settings,
                     store=runtime.store,
-                    view=OrdersView(runtime.pool),
+                    view=view,
                     projector=projector,
+                    admission=admission,
                 )
             )
             app.state.runtime = runtime

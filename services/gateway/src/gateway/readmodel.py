@@ -11,8 +11,10 @@ from psycopg.rows import dict_row
 
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import (
+    TERMINAL_STATUSES,
     OrderAccepted,
     OrderFailed,
+    OrderStatus,
     RetryScheduled,
     RouteSelected,
     RoutingStarted,
@@ -109,6 +111,16 @@ class OrdersView:
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
+
+    async def count_in_flight(self) -> int:
+        """Orders neither confirmed nor failed (an index range per status)."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM gateway.orders_view WHERE status = ANY(%s)",
+                ([s.value for s in OrderStatus if s not in TERMINAL_STATUSES],),
+            )
+            row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])
 
     async def recent(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
         async with (

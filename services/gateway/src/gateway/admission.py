@@ -1,0 +1,71 @@
+"""Admission control: refuse new orders while too many are still in flight.
+
+An engine that accepts more than it carries queues the excess, and a market order
+that waits a minute for its route is worse for the client than a prompt refusal it
+can retry. So the gateway keeps the number of orders in flight (neither confirmed
+nor failed) under a limit and answers 503 with ``Retry-After`` above it.
+
+The count comes from the gateway's own read model, refreshed in the background,
+plus the orders this process accepted since: a burst cannot overshoot the limit
+by more than what the read model has not projected yet.
+"""
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+
+from shared.metrics import ORDERS_IN_FLIGHT
+
+logger = logging.getLogger(__name__)
+
+CountInFlight = Callable[[], Awaitable[int]]
+
+
+class Admission:
+    def __init__(
+        self, count_in_flight: CountInFlight, *, limit: int, refresh_s: float = 0.25
+    ) -> None:
+        self._count_in_flight = count_in_flight
+        self.limit = limit
+        self._refresh_s = refresh_s
+        self._counted = 0
+        self._accepted_since = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._counted + self._accepted_since
+
+    @property
+    def has_room(self) -> bool:
+        """Whether a new order may be accepted now (a limit of 0 admits all)."""
+        return self.limit <= 0 or self.in_flight < self.limit
+
+    def accepted(self) -> None:
+        self._accepted_since += 1
+
+    async def refresh(self) -> None:
+        accepted_before = self._accepted_since
+        counted = await self._count_in_flight()
+        # Orders accepted while counting may or may not be in the count: keep
+        # them, overcounting briefly rather than letting a burst through.
+        self._counted = counted
+        self._accepted_since -= accepted_before
+        ORDERS_IN_FLIGHT.set(self.in_flight)
+
+    async def run(self) -> None:
+        """Refresh the count forever; a failed count keeps the last one."""
+        failing = False
+        while True:
+            try:
+                await self.refresh()
+            except Exception:
+                if not failing:
+                    logger.warning("cannot count orders in flight", exc_info=True)
+                failing = True
+            else:
+                failing = False
+            await asyncio.sleep(self._refresh_s)
+
+    def retry_after_s(self) -> int:
+        return max(1, math.ceil(self._refresh_s))
