@@ -218,18 +218,22 @@ def _golden_section(f: Callable[[int], int], lo: int, hi: int) -> int:
     """
     resolution = max(3, (hi - lo) // _SPLIT_RESOLUTION)
     a, b = lo, hi
-    while b - a > resolution:
-        step = round((b - a) * _INVPHI)
-        c, d = b - step, a + step
-        if c >= d:
-            c, d = (a + b) // 2, (a + b) // 2 + 1
-        if f(c) >= f(d):
-            b = d
+    # The interior point that survives a step is reused, so each step costs one
+    # evaluation of both pools, not two.
+    c, d = b - round((b - a) * _INVPHI), a + round((b - a) * _INVPHI)
+    fc, fd = f(c), f(d)
+    while b - a > resolution and c < d:
+        if fc >= fd:
+            b, d, fd = d, c, fc
+            c = b - round((b - a) * _INVPHI)
+            fc = f(c)
         else:
-            a = c
-    if b - a <= 3:  # noqa: PLR2004 - below four points, just look at them all
+            a, c, fc = c, d, fd
+            d = a + round((b - a) * _INVPHI)
+            fd = f(d)
+    if b - a <= 8:  # noqa: PLR2004 - a few points left: look at them all
         return max(range(a, b + 1), key=f)
-    return max((a, (a + b) // 2, b), key=f)
+    return max((a, c, (a + b) // 2, d, b), key=f)
 
 
 def _venue_quote(  # noqa: PLR0917 - private helper, called once with names
