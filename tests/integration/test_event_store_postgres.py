@@ -5,7 +5,8 @@ triggers, the migrations, checkpoints and the LISTEN wake-ups.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID, uuid4
 
@@ -13,7 +14,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
+from shared.eventstore.follower import Follower
 from shared.eventstore.pool import Pool, open_pool
 from shared.eventstore.port import (
     ANY_VERSION,
@@ -274,3 +277,48 @@ async def test_wakeups_survive_a_lost_connection(
         await pg_store.append(uuid4(), new_events(1), NO_STREAM)
         async with asyncio.timeout(5):
             await waiter
+
+
+async def test_a_lingering_follower_takes_events_close_together_in_one_batch(
+    pg_store: PostgresEventStore, es_pool: Pool, database_url: str
+) -> None:
+    """A read model waits briefly after a wake-up: an order's statuses, arriving
+    milliseconds apart, are applied with one read and one commit, not one each."""
+    subscriber = f"test-linger:{uuid4()}"
+    checkpoints = Checkpoints(es_pool)
+    await checkpoints.advance(subscriber, await pg_store.head_position())
+    batches: list[int] = []
+
+    async def handle(batch: Sequence[EventEnvelope]) -> None:
+        batches.append(len(batch))
+        await checkpoints.advance(subscriber, batch[-1].global_position)
+
+    follower = Follower(
+        subscriber=subscriber,
+        conninfo=database_url,
+        store=pg_store,
+        checkpoints=checkpoints,
+        handle=handle,
+        linger_s=0.5,
+    )
+    following = asyncio.create_task(follower.run())
+    try:
+        async with asyncio.timeout(10):
+            while not follower.is_leader:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.7)  # caught up and waiting
+        stream = uuid4()
+        for version in range(3):
+            await pg_store.append(
+                stream, new_events(1, first_attempt=version + 1), version
+            )
+            await asyncio.sleep(0.05)
+        async with asyncio.timeout(10):
+            while sum(batches) < 3:
+                await asyncio.sleep(0.05)
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+
+    assert batches == [3]

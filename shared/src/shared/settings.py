@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     relay_poll_ms: int = 200
     relay_publish_concurrency: int = 64
 
+    # Read models (gateway orders view, executor in-flight view)
+    projection_linger_ms: int = Field(
+        default=50,
+        ge=0,
+        description="Read models wait this long after a wake-up so that events"
+        " close together are applied in one batch (they trail the log by as much)",
+    )
+
     # Consumers
     router_prefetch: int = 64
     executor_concurrency: int = 32

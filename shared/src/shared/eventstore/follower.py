@@ -31,6 +31,7 @@ class Follower:
         handle: Handle,
         poll_s: float = 0.2,
         batch_size: int = 500,
+        linger_s: float = 0.0,
     ) -> None:
         self.subscriber = subscriber
         self._conninfo = conninfo
@@ -39,6 +40,7 @@ class Follower:
         self._handle = handle
         self._poll_s = poll_s
         self._batch_size = batch_size
+        self._linger_s = linger_s
         self.is_leader = False
         self.handled = 0
 
@@ -66,6 +68,11 @@ class Follower:
                 # appended since has notified, so the wait returns at once.
                 await leader.still_leading()
                 await wakeups.wait(self._poll_s)
+                if self._linger_s:
+                    # Let the events that follow this one arrive: an order's
+                    # statuses come milliseconds apart, and one batch for all of
+                    # them is one read and one commit instead of one each.
+                    await asyncio.sleep(self._linger_s)
 
     async def position(self) -> int:
         """The checkpoint, as committed (the same on every replica)."""

@@ -73,6 +73,7 @@ class Runtime:
             checkpoints=self.checkpoints,
             handle=handle,
             poll_s=self.settings.relay_poll_ms / 1000,
+            linger_s=self.settings.projection_linger_ms / 1000,
         )
         self.spawn(follower.run(), subscriber)
         self.followers.append(follower)
