@@ -1,7 +1,8 @@
 """Admission control on a running system: refused promptly above the limit.
 
 A chain that takes 1.5-2 s to land keeps orders in flight long enough to fill a
-limit of two.
+limit of two, and a read model that trails by a second shows that orders it has
+not projected yet still count.
 """
 
 import asyncio
@@ -28,6 +29,9 @@ def small_system(
         "CONFIRM_MIN_MS": "1500",
         "CONFIRM_MAX_MS": "2000",
         "BLOCKHASH_VALID_SLOTS": "400",
+        # The read model trails by a second: the count must not forget orders
+        # accepted after the position it is as of.
+        "PROJECTION_LINGER_MS": "1000",
     }
     with isolated_system(
         infrastructure, broker_namespace, "admission", settings

@@ -6,8 +6,9 @@ can retry. So the gateway keeps the number of orders in flight (neither confirme
 nor failed) under a limit and answers 503 with ``Retry-After`` above it.
 
 The count comes from the gateway's own read model, refreshed in the background,
-plus the orders this process accepted since: a burst cannot overshoot the limit
-by more than what the read model has not projected yet.
+together with the position the read model had reached; orders this process
+accepted after that position are added to it, so a burst cannot overshoot the
+limit however far the read model trails.
 """
 
 import asyncio
@@ -19,7 +20,8 @@ from shared.metrics import ORDERS_IN_FLIGHT
 
 logger = logging.getLogger(__name__)
 
-CountInFlight = Callable[[], Awaitable[int]]
+# (orders in flight, the log position the count is as of), read in one snapshot
+CountInFlight = Callable[[], Awaitable[tuple[int, int]]]
 
 
 class Admission:
@@ -30,27 +32,25 @@ class Admission:
         self.limit = limit
         self._refresh_s = refresh_s
         self._counted = 0
-        self._accepted_since = 0
+        self._uncounted: list[int] = []  # positions of orders accepted here
 
     @property
     def in_flight(self) -> int:
-        return self._counted + self._accepted_since
+        return self._counted + len(self._uncounted)
 
     @property
     def has_room(self) -> bool:
         """Whether a new order may be accepted now (a limit of 0 admits all)."""
         return self.limit <= 0 or self.in_flight < self.limit
 
-    def accepted(self) -> None:
-        self._accepted_since += 1
+    def accepted(self, position: int) -> None:
+        """An order this process recorded, at this global position."""
+        self._uncounted.append(position)
 
     async def refresh(self) -> None:
-        accepted_before = self._accepted_since
-        counted = await self._count_in_flight()
-        # Orders accepted while counting may or may not be in the count: keep
-        # them, overcounting briefly rather than letting a burst through.
+        counted, as_of = await self._count_in_flight()
         self._counted = counted
-        self._accepted_since -= accepted_before
+        self._uncounted = [p for p in self._uncounted if p > as_of]
         ORDERS_IN_FLIGHT.set(self.in_flight)
 
     async def run(self) -> None:

@@ -225,7 +225,7 @@ def orders_api(  # noqa: C901 - one nested function per route
                 response.headers["Idempotent-Replayed"] = "true"
             else:
                 ORDERS_ACCEPTED.inc()
-                admission.accepted()
+                admission.accepted(placed.position)
             logger.info(
                 "order replayed" if placed.replayed else "order accepted",
                 extra={

@@ -22,6 +22,7 @@ class Placed:
     status: OrderStatus
     replayed: bool
     correlation_id: UUID  # the order's: the first request's, also on a replay
+    position: int  # OrderAccepted's global position
 
 
 def order_id_for(client_order_id: str | None) -> UUID:
@@ -52,6 +53,7 @@ async def place_order(
                 OrderStatus.PENDING,
                 replayed=False,
                 correlation_id=correlation_id,
+                position=appended.first_position,
             )
     # The key was used before: the first order stands, if it is this order.
     history = await store.read_stream(accepted.order_id)
@@ -68,6 +70,7 @@ async def place_order(
         state.status,
         replayed=True,
         correlation_id=history[0].correlation_id,
+        position=history[0].global_position,
     )
 
 

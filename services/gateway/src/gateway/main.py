@@ -57,7 +57,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
     return app.openapi()
 
 
-async def _never_counted() -> int:
+async def _never_counted() -> tuple[int, int]:
     raise NotImplementedError("the OpenAPI document is built without counting")
 
 

@@ -112,15 +112,26 @@ class OrdersView:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    async def count_in_flight(self) -> int:
-        """Orders neither confirmed nor failed (an index range per status)."""
+    async def count_in_flight(self) -> tuple[int, int]:
+        """Orders neither confirmed nor failed, and the log position that is as of.
+
+        One statement, so one snapshot: the projection commits its rows and its
+        checkpoint together, so the count holds exactly the orders at or below
+        that position.
+        """
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT count(*) FROM gateway.orders_view WHERE status = ANY(%s)",
-                ([s.value for s in OrderStatus if s not in TERMINAL_STATUSES],),
+                "SELECT (SELECT count(*) FROM gateway.orders_view"
+                "         WHERE status = ANY(%s)),"
+                " coalesce((SELECT position FROM es.checkpoints"
+                "            WHERE subscriber = %s), 0)",
+                (
+                    [s.value for s in OrderStatus if s not in TERMINAL_STATUSES],
+                    OrdersProjection.subscriber,
+                ),
             )
             row = await cursor.fetchone()
-        return 0 if row is None else int(row[0])
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     async def recent(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
         async with (
