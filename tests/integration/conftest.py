@@ -6,6 +6,13 @@ import pytest
 
 from tests.integration.system import System, isolated_system
 
+# A chain that takes 1.5-2 s to land, with blockhashes valid for 20 s.
+SLOW_CHAIN = {
+    "CONFIRM_MIN_MS": "1500",
+    "CONFIRM_MAX_MS": "2000",
+    "BLOCKHASH_VALID_SLOTS": "400",
+}
+
 
 @pytest.fixture(scope="session")
 def system(infrastructure: tuple[str, str], broker_namespace: str) -> Iterator[System]:
@@ -34,12 +41,27 @@ def slow_chain_system(
     Blockhashes stay valid for 20 s, so an executor restart while transactions
     are in flight does not expire them: every order should land on attempt 1.
     """
+    with isolated_system(
+        infrastructure, broker_namespace, "slowchain", SLOW_CHAIN
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def admission_system(
+    infrastructure: tuple[str, str], broker_namespace: str
+) -> Iterator[System]:
+    """The slow chain with room for two orders in flight.
+
+    The read model trails by a second, so orders it has not projected yet must
+    still count against the limit.
+    """
     settings = {
-        "CONFIRM_MIN_MS": "1500",
-        "CONFIRM_MAX_MS": "2000",
-        "BLOCKHASH_VALID_SLOTS": "400",
+        **SLOW_CHAIN,
+        "MAX_ORDERS_IN_FLIGHT": "2",
+        "PROJECTION_LINGER_MS": "1000",
     }
     with isolated_system(
-        infrastructure, broker_namespace, "slowchain", settings
+        infrastructure, broker_namespace, "admission", settings
     ) as running:
         yield running

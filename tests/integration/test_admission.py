@@ -7,7 +7,6 @@ not projected yet still count.
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -15,28 +14,9 @@ import pytest
 from gateway.handlers import order_id_for
 from tests.integration import probes
 from tests.integration.clients import submit, wait_for_status
-from tests.integration.system import System, isolated_system
+from tests.integration.system import System
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def small_system(
-    infrastructure: tuple[str, str], broker_namespace: str
-) -> Iterator[System]:
-    settings = {
-        "MAX_ORDERS_IN_FLIGHT": "2",
-        "CONFIRM_MIN_MS": "1500",
-        "CONFIRM_MAX_MS": "2000",
-        "BLOCKHASH_VALID_SLOTS": "400",
-        # The read model trails by a second: the count must not forget orders
-        # accepted after the position it is as of.
-        "PROJECTION_LINGER_MS": "1000",
-    }
-    with isolated_system(
-        infrastructure, broker_namespace, "admission", settings
-    ) as running:
-        yield running
 
 
 def body(key: str) -> dict[str, object]:
@@ -44,9 +24,9 @@ def body(key: str) -> dict[str, object]:
 
 
 async def test_a_new_order_above_the_limit_is_refused_with_retry_after(
-    small_system: System,
+    admission_system: System,
 ) -> None:
-    system = small_system
+    system = admission_system
     keys = [f"adm-{uuid.uuid4()}" for _ in range(3)]
     first = await submit(system, body(keys[0]))
     second = await submit(system, body(keys[1]))

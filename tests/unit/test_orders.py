@@ -6,14 +6,12 @@ The other must send the recorded one, never its own: two different transactions
 for one attempt could both land.
 """
 
-from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
 from prometheus_client import REGISTRY
 
 from shared.domain.envelope import CauseRef, EventEnvelope, NewEvent
-from shared.domain.events import OrderAccepted, OrderType
 from shared.domain.order import (
     Phase,
     decide_attempt_failed,
@@ -21,44 +19,21 @@ from shared.domain.order import (
     decide_start_routing,
     decide_submit,
 )
-from shared.domain.pairs import Side
-from shared.domain.quotes import RouteLeg, RoutePlan, Venue
 from shared.domain.retry import FailureClass, RetryPolicy
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.orders import Orders
 from shared.eventstore.port import NO_STREAM
-
-
-def plan() -> RoutePlan:
-    leg = RouteLeg(
-        venue=Venue.RAYDIUM, bps=10_000, in_amount=Decimal(10), out_amount=Decimal(1800)
-    )
-    return RoutePlan(
-        legs=(leg,),
-        in_amount=Decimal(10),
-        out_amount=Decimal(1800),
-        min_amount_out=Decimal(1791),
-        max_amount_in=Decimal(10),
-        gain_bps_over_best_single=Decimal(0),
-        reason="raydium alone",
-    )
+from tests.unit.order_events import accepted, plan
 
 
 async def routed_order() -> tuple[Orders, UUID, list[EventEnvelope], CauseRef]:
     store = InMemoryEventStore()
     orders = Orders(store)
-    order_id = uuid4()
-    accepted = OrderAccepted(
-        order_id=order_id,
-        order_type=OrderType.MARKET,
-        token_pair="SOL-USDC",
-        side=Side.SELL,
-        amount=Decimal(10),
-        slippage_bps=50,
-    )
+    order = accepted()
+    order_id = order.order_id
     await store.append(
         order_id,
-        [NewEvent(event_id=uuid4(), event=accepted, correlation_id=order_id)],
+        [NewEvent(event_id=uuid4(), event=order, correlation_id=order_id)],
         NO_STREAM,
     )
     cause = CauseRef(event_id=uuid4(), correlation_id=order_id)

@@ -1,0 +1,99 @@
+"""Builders of one order's events for unit tests: a SOL-USDC sell routed to Meteora."""
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from shared.domain.events import (
+    OrderAccepted,
+    OrderEvent,
+    RetryScheduled,
+    RouteSelected,
+    RoutingStarted,
+    SwapConfirmed,
+    TransactionSubmitted,
+)
+from shared.domain.quotes import RouteLeg, RoutePlan, Venue, VenueQuote
+from shared.domain.retry import FailureClass
+
+
+def accepted(side: str = "sell") -> OrderAccepted:
+    return OrderAccepted(
+        order_id=uuid.uuid4(),
+        order_type="market",
+        token_pair="SOL-USDC",
+        side=side,
+        amount=Decimal(10),
+        slippage_bps=50,
+    )
+
+
+def plan() -> RoutePlan:
+    leg = RouteLeg(
+        venue=Venue.METEORA, bps=10_000, in_amount=Decimal(10), out_amount=Decimal(1630)
+    )
+    return RoutePlan(
+        legs=(leg,),
+        in_amount=Decimal(10),
+        out_amount=Decimal(1630),
+        min_amount_out=Decimal("1621.85"),
+        max_amount_in=Decimal(10),
+        gain_bps_over_best_single=Decimal(0),
+        reason="meteora is best",
+    )
+
+
+def quote() -> VenueQuote:
+    return VenueQuote(
+        venue=Venue.METEORA,
+        in_amount=Decimal(10),
+        out_amount=Decimal(1630),
+        min_amount_out=Decimal("1621.85"),
+        max_amount_in=Decimal(10),
+        fee=Decimal("0.004"),
+        price_impact_pct=Decimal("0.0001"),
+        slot=1,
+        expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+
+
+def routed(attempt: int = 1) -> RouteSelected:
+    return RouteSelected(attempt=attempt, quotes=(quote(),), plan=plan())
+
+
+def submitted(attempt: int = 1) -> TransactionSubmitted:
+    return TransactionSubmitted(
+        attempt=attempt,
+        signature=f"sig{attempt}",
+        blockhash="bh",
+        last_valid_block_height=150,
+        signed_transaction="AA==",
+    )
+
+
+def confirmed(attempt: int = 1) -> SwapConfirmed:
+    return SwapConfirmed(
+        attempt=attempt,
+        tx_hash=f"sig{attempt}",
+        slot=3,
+        amount_in=Decimal(10),
+        amount_out=Decimal(1629),
+        final_price=Decimal("162.9"),
+        quoted_amount_in=Decimal(10),
+        quoted_amount_out=Decimal(1630),
+        legs=plan().legs,
+    )
+
+
+def retry(attempt: int) -> RetryScheduled:
+    return RetryScheduled(
+        attempt=attempt,
+        failed_attempt=attempt - 1,
+        failure=FailureClass.SLIPPAGE_EXCEEDED,
+        reason="moved",
+        delay_ms=500,
+    )
+
+
+def happy_path() -> list[OrderEvent]:
+    return [accepted(), RoutingStarted(attempt=1), routed(), submitted(), confirmed()]
