@@ -37,9 +37,6 @@ class StatusBoard:
             raise ChainUnavailableError("RPC unreachable")
         return [self.statuses.get(s, TxUnknown()) for s in signatures]
 
-    async def signature_status(self, signature: str) -> SignatureStatus:
-        raise NotImplementedError
-
     async def latest_blockhash(self) -> Blockhash:
         raise NotImplementedError
 

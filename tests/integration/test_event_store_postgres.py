@@ -24,7 +24,7 @@ from shared.eventstore.port import (
     AppendResult,
     WrongExpectedVersionError,
 )
-from shared.eventstore.postgres import PostgresEventStore
+from shared.eventstore.postgres import STORE_CHANNEL, PostgresEventStore
 from shared.migrations import migrate
 from shared.postgres.wakeups import Wakeups
 from tests.contracts.event_store import EventStoreContract, new_events
@@ -243,7 +243,7 @@ async def test_wakeups_return_early_on_an_append(
     pg_store: PostgresEventStore, database_url: str
 ) -> None:
     """A waiting reader wakes on an append instead of sleeping out its poll interval."""
-    async with Wakeups(database_url) as wakeups:
+    async with Wakeups(database_url, channel=STORE_CHANNEL) as wakeups:
         await wakeups.wait(0.01)  # connects and listens
         await wakeups.wait(0.01)  # drains anything earlier tests notified
         waiter = asyncio.create_task(wakeups.wait(30))
@@ -260,7 +260,7 @@ async def test_wakeups_survive_a_lost_connection(
     pg_store: PostgresEventStore, database_url: str
 ) -> None:
     """After the listener's connection dies, waiting reconnects and works again."""
-    async with Wakeups(database_url) as wakeups:
+    async with Wakeups(database_url, channel=STORE_CHANNEL) as wakeups:
         await wakeups.wait(0.01)
         assert wakeups._conn is not None
         pid = wakeups._conn.info.backend_pid

@@ -117,7 +117,7 @@ async def settle(
     """Poll until the status is no longer pending."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        status = await chain.signature_status(signature)
+        [status] = await chain.signature_statuses([signature])
         if not isinstance(status, TxPending):
             return status
         assert asyncio.get_running_loop().time() < deadline, "still pending"
@@ -265,7 +265,7 @@ async def test_blockhash_expiry(db: Db, settings: Settings, chain_db: str) -> No
 
 async def test_unknown_signature(chain: SimulatedChain) -> None:
     """A signature the chain never received is unknown."""
-    assert isinstance(await chain.signature_status("1" * 88), TxUnknown)
+    assert isinstance((await chain.signature_statuses(["1" * 88]))[0], TxUnknown)
 
 
 async def test_network_fault_on_send_is_ambiguous(

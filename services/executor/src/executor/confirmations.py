@@ -59,19 +59,19 @@ class Confirmations:
 
     async def _answer(self, waiting: Waiters) -> None:
         signatures = list(waiting)
+        answers: dict[str, SignatureStatus] | Exception
         try:
-            try:
-                statuses = await self._chain.signature_statuses(signatures)
-            except ChainUnavailableError:
-                statuses = [TxPending()] * len(signatures)
+            statuses = await self._chain.signature_statuses(signatures)
             answers = dict(zip(signatures, statuses, strict=True))
+        except ChainUnavailableError:
+            answers = dict.fromkeys(signatures, TxPending())
         except Exception as error:  # handed to every watcher, each decides
-            for futures in waiting.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(error)
-            return
+            answers = error
         for signature, futures in waiting.items():
             for future in futures:
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(answers, Exception):
+                    future.set_exception(answers)
+                else:
                     future.set_result(answers[signature])

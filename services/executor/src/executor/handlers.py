@@ -323,14 +323,15 @@ class ExecuteOrders:
 
         The height is read first: from then on the chain refuses these bytes, so
         a status read afterwards that still does not know them is final, even if
-        another executor was rebroadcasting them meanwhile.
+        another executor was rebroadcasting them meanwhile. That status comes
+        from the next batched poll, which starts after this call asks for it.
         """
         try:
             if await self._chain.block_height() <= tx.last_valid_block_height:
                 return False
-            status = await self._chain.signature_status(tx.signature)
         except ChainUnavailableError:
             return False
+        status = await self._confirmations.next_status(tx.signature)
         return isinstance(status, TxUnknown | TxExpired)
 
     # --- outcomes ----------------------------------------------------------------

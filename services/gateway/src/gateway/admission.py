@@ -13,8 +13,8 @@ limit however far the read model trails.
 
 import asyncio
 import logging
-import math
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from shared.metrics import ORDERS_IN_FLIGHT
 
@@ -23,14 +23,14 @@ logger = logging.getLogger(__name__)
 # (orders in flight, the log position the count is as of), read in one snapshot
 CountInFlight = Callable[[], Awaitable[tuple[int, int]]]
 
+REFRESH_S: Final = 0.25
+RETRY_AFTER_S: Final = 1  # a few refreshes: room shows up as soon as orders finish
+
 
 class Admission:
-    def __init__(
-        self, count_in_flight: CountInFlight, *, limit: int, refresh_s: float = 0.25
-    ) -> None:
+    def __init__(self, count_in_flight: CountInFlight, *, limit: int) -> None:
         self._count_in_flight = count_in_flight
         self.limit = limit
-        self._refresh_s = refresh_s
         self._counted = 0
         self._uncounted: list[int] = []  # positions of orders accepted here
 
@@ -54,9 +54,11 @@ class Admission:
         ORDERS_IN_FLIGHT.set(self.in_flight)
 
     async def run(self) -> None:
-        """Refresh the count forever; a failed count keeps the last one."""
+        """Refresh the count forever (after the first, taken at start); a failed
+        count keeps the last one."""
         failing = False
         while True:
+            await asyncio.sleep(REFRESH_S)
             try:
                 await self.refresh()
             except Exception:
@@ -65,7 +67,3 @@ class Admission:
                 failing = True
             else:
                 failing = False
-            await asyncio.sleep(self._refresh_s)
-
-    def retry_after_s(self) -> int:
-        return max(1, math.ceil(self._refresh_s))

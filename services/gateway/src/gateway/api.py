@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, sta
 from fastapi.exceptions import RequestValidationError
 
 from gateway import examples
-from gateway.admission import Admission
+from gateway.admission import RETRY_AFTER_S, Admission
 from gateway.examples import json_example
 from gateway.handlers import (
     IdempotencyConflictError,
@@ -205,7 +205,7 @@ def orders_api(  # noqa: C901 - one nested function per route
                     f"engine at capacity: {admission.in_flight} orders in flight,"
                     f" limit {admission.limit}; retry later (with the same"
                     " clientOrderId, it is safe)",
-                    headers={"Retry-After": str(admission.retry_after_s())},
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
                 )
             try:
                 placed = await place_order(

@@ -60,9 +60,8 @@ _FRAMES = _Frames()
 _SENT = {kind: WEBSOCKET_FRAMES.labels(kind) for kind in (ORDER, FIREHOSE)}
 
 
-async def _send(ws: WebSocket, envelope: EventEnvelope, kind: str) -> None:
+async def _send(ws: WebSocket, envelope: EventEnvelope) -> None:
     await ws.send_text(_FRAMES.text(envelope))
-    _SENT[kind].inc()
 
 
 async def _refuse(ws: WebSocket, code: int, message: str, order_id: str) -> None:
@@ -218,7 +217,8 @@ async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
             if envelope.stream_version > last + 1:
                 hole = True  # never skip: what lies between comes from the store
                 break
-            await _send(ws, envelope, ORDER)
+            await _send(ws, envelope)
+            _SENT[ORDER].inc()
             last = envelope.stream_version
             if envelope.status in TERMINAL_STATUSES:
                 await ws.close(code=CLOSE_NORMAL)
@@ -242,6 +242,7 @@ async def _push_firehose(
     subscription: Subscription,
     after: int | None,
 ) -> None:
+    sent = _SENT[FIREHOSE]
     last = hub.watermark if after is None else after
     catch_up_to = hub.watermark
     while last < catch_up_to:
@@ -249,9 +250,9 @@ async def _push_firehose(
         if not batch:
             break
         for envelope in batch:
-            await _send(ws, envelope, FIREHOSE)
+            await _send(ws, envelope)
             last = envelope.global_position
-    sent = _SENT[FIREHOSE]
+        sent.inc(len(batch))
     while True:
         try:
             batch = await subscription.next()
@@ -263,7 +264,7 @@ async def _push_firehose(
         count = 0
         for envelope in batch:
             if envelope.global_position > last:
-                await ws.send_text(_FRAMES.text(envelope))
+                await _send(ws, envelope)
                 last = envelope.global_position
                 count += 1
         sent.inc(count)

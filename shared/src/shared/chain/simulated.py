@@ -233,10 +233,6 @@ class SimulatedChain:
             raise ChainUnavailableError("RPC connection reset after send")
         return signature
 
-    async def signature_status(self, signature: str) -> SignatureStatus:
-        [status] = await self.signature_statuses([signature])
-        return status
-
     async def signature_statuses(
         self, signatures: Sequence[str]
     ) -> list[SignatureStatus]:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.port import EventStore
+from shared.eventstore.postgres import STORE_CHANNEL
 from shared.postgres.leadership import Leader, lead_forever
 from shared.postgres.wakeups import Wakeups
 
@@ -54,7 +55,7 @@ class Follower:
         self.is_leader = leading
 
     async def _follow(self, leader: Leader) -> None:
-        async with Wakeups(self._conninfo) as wakeups:
+        async with Wakeups(self._conninfo, channel=STORE_CHANNEL) as wakeups:
             position = await self._checkpoints.get(self.subscriber)
             while True:
                 batch = await self._store.read_all(position, self._batch_size)

@@ -17,6 +17,7 @@ from shared.eventstore.port import (
     WrongExpectedVersionError,
 )
 
+STORE_CHANNEL: Final = "es_events"  # es.append_events notifies it on every commit
 WRONG_EXPECTED_VERSION: Final = "ES001"
 EVENT_ID_CONFLICT: Final = "ES002"
 

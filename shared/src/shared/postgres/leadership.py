@@ -66,14 +66,14 @@ async def lead_forever(
             async with leadership(conninfo, lock_key(name)) as session:
                 if on_change is not None:
                     on_change(True)
-                logger.info("leading", extra={"kind": "leader", "subscriber": name})
+                logger.info("leading", extra={"kind": "leader", "lock": name})
                 await work(Leader(session))
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception(
                 "leader stopped; retrying",
-                extra={"kind": "leader_error", "subscriber": name},
+                extra={"kind": "leader_error", "lock": name},
             )
         finally:
             if on_change is not None:

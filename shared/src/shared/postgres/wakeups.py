@@ -3,14 +3,12 @@
 import asyncio
 import logging
 from types import TracebackType
-from typing import Final, Self
+from typing import Self
 
 import psycopg
 from psycopg import sql
 
 logger = logging.getLogger(__name__)
-
-STORE_CHANNEL: Final = "es_events"  # es.append_events notifies it on every commit
 
 
 class Wakeups:
@@ -29,7 +27,7 @@ class Wakeups:
         self,
         conninfo: str,
         *,
-        channel: str = STORE_CHANNEL,
+        channel: str,
         connect_timeout: int = 5,
     ) -> None:
         self._conninfo = conninfo

@@ -56,10 +56,11 @@ async def _store_unavailable(request: Request, error: Exception) -> JSONResponse
 
     The pool hands out a recently used connection without checking it, so after
     a server restart each one fails once; checking the idle ones now replaces
-    the rest before the next requests get them.
+    the rest before the next requests get them. One check at a time: a burst of
+    failing requests needs no more.
     """
     runtime = getattr(request.app.state, "runtime", None)
-    if runtime is not None:
+    if runtime is not None and not _CHECKS:
         task = asyncio.create_task(runtime.pool.check())
         _CHECKS.add(task)
         task.add_done_callback(_CHECKS.discard)
