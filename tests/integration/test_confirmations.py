@@ -17,6 +17,7 @@ from shared.chain.port import (
     TxUnknown,
 )
 from shared.chain.simulated import LANDED_CHANNEL
+from shared.postgres.wakeups import Wakeups
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.integration
 class StatusBoard:
     """A chain that only answers status queries, from a dict, and counts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, database_url: str) -> None:
+        self._database_url = database_url
         self.statuses: dict[str, SignatureStatus] = {}
         self.queries: list[list[str]] = []
         self.unreachable = False
@@ -46,6 +48,9 @@ class StatusBoard:
     async def block_height(self) -> int:
         raise NotImplementedError
 
+    def landings(self) -> Wakeups:
+        return Wakeups(self._database_url, channel=LANDED_CHANNEL)
+
 
 @contextlib.asynccontextmanager
 async def running(confirmations: Confirmations) -> AsyncIterator[None]:
@@ -66,9 +71,9 @@ async def announce_landing(database_url: str) -> None:
 
 
 async def test_one_query_answers_every_waiting_signature(database_url: str) -> None:
-    board = StatusBoard()
+    board = StatusBoard(database_url)
     board.statuses = {f"sig{i}": TxPending() for i in range(50)}
-    confirmations = Confirmations(board, conninfo=database_url, poll_s=5.0)
+    confirmations = Confirmations(board, poll_s=5.0)
 
     async with running(confirmations):
         answers = await asyncio.gather(
@@ -83,9 +88,9 @@ async def test_one_query_answers_every_waiting_signature(database_url: str) -> N
 async def test_a_landing_notice_answers_before_the_poll_interval(
     database_url: str,
 ) -> None:
-    board = StatusBoard()
+    board = StatusBoard(database_url)
     board.statuses = {"sig": TxPending()}
-    confirmations = Confirmations(board, conninfo=database_url, poll_s=30.0)
+    confirmations = Confirmations(board, poll_s=30.0)
 
     async with running(confirmations):
         # Two rounds: after the first the loop connects its listener, after the
@@ -102,9 +107,9 @@ async def test_a_landing_notice_answers_before_the_poll_interval(
 
 
 async def test_an_unreachable_chain_answers_pending(database_url: str) -> None:
-    board = StatusBoard()
+    board = StatusBoard(database_url)
     board.unreachable = True
-    confirmations = Confirmations(board, conninfo=database_url, poll_s=0.05)
+    confirmations = Confirmations(board, poll_s=0.05)
 
     async with running(confirmations):
         async with asyncio.timeout(5):

@@ -2,8 +2,8 @@
 
 A Solana client confirms its transactions with one batched status call per tick,
 not one call per transaction. Each watcher asks for the next answer about its
-signature; the loop polls when the chain announces landings (LISTEN on
-``chain_landed``) or every ``poll_s`` otherwise, so confirming costs one query per
+signature; the loop polls when the chain announces landings
+(``Chain.landings``) or every ``poll_s`` otherwise, so confirming costs one query per
 tick whether one order or hundreds are in flight.
 """
 
@@ -12,8 +12,6 @@ import logging
 from collections.abc import Mapping
 
 from shared.chain.port import Chain, ChainUnavailableError, SignatureStatus, TxPending
-from shared.chain.simulated import LANDED_CHANNEL
-from shared.postgres.wakeups import Wakeups
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +19,8 @@ Waiters = Mapping[str, list[asyncio.Future[SignatureStatus]]]
 
 
 class Confirmations:
-    def __init__(self, chain: Chain, *, conninfo: str, poll_s: float) -> None:
+    def __init__(self, chain: Chain, *, poll_s: float) -> None:
         self._chain = chain
-        self._conninfo = conninfo
         self._poll_s = poll_s
         self._waiting: dict[str, list[asyncio.Future[SignatureStatus]]] = {}
         self._asked = asyncio.Event()
@@ -43,7 +40,7 @@ class Confirmations:
 
     async def run(self) -> None:
         """Answer watchers forever (one task per executor process)."""
-        async with Wakeups(self._conninfo, channel=LANDED_CHANNEL) as landed:
+        async with self._chain.landings() as landed:
             while True:
                 await self._asked.wait()
                 self._asked.clear()

@@ -67,9 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await chain.ensure_genesis()
             runtime.spawn(chain.run_lander(settings.database_url), "chain-lander")
             poll_s = confirmation_poll_s(settings)
-            confirmations = Confirmations(
-                chain, conninfo=settings.database_url, poll_s=poll_s
-            )
+            confirmations = Confirmations(chain, poll_s=poll_s)
             runtime.spawn(confirmations.run(), "confirmations")
             execute = ExecuteOrders(
                 orders=runtime.orders,

@@ -1,6 +1,7 @@
 """The chain port: the RPC calls the executor needs, and their answers."""
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -56,6 +57,12 @@ class TxUnknown:
 SignatureStatus = TxPending | TxLanded | TxExpired | TxUnknown
 
 
+class Notices(Protocol):
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109 - a bounded wait by design
+        """Return when something may have changed, or after ``timeout`` seconds."""
+        ...
+
+
 class Chain(Protocol):
     async def latest_blockhash(self) -> Blockhash: ...
 
@@ -66,3 +73,8 @@ class Chain(Protocol):
     ) -> list[SignatureStatus]: ...
 
     async def block_height(self) -> int: ...
+
+    def landings(self) -> AbstractAsyncContextManager[Notices]:
+        """Hints that transactions landed or expired (a slot subscription, say):
+        statuses are worth asking for again. Not a delivery: poll after each."""
+        ...

@@ -233,6 +233,10 @@ class SimulatedChain:
             raise ChainUnavailableError("RPC connection reset after send")
         return signature
 
+    def landings(self) -> Wakeups:
+        """The lander's ``NOTIFY`` at each batch it commits."""
+        return Wakeups(self._settings.database_url, channel=LANDED_CHANNEL)
+
     async def signature_statuses(
         self, signatures: Sequence[str]
     ) -> list[SignatureStatus]:
