@@ -54,3 +54,28 @@ async def test_a_new_order_above_the_limit_is_refused_with_retry_after(
             await asyncio.sleep(0.2)
     assert retried.status_code == 202
     await wait_for_status(system, retried.json()["orderId"], {"confirmed"})
+
+
+async def test_a_burst_of_concurrent_orders_gets_exactly_the_room_left(
+    admission_system: System,
+) -> None:
+    """Six orders sent at once, before any append answers: two are accepted, four
+    are refused, and nothing is recorded for the four."""
+    system = admission_system
+    async with (
+        httpx.AsyncClient(base_url=system.base_url) as client,
+        asyncio.timeout(30),
+    ):
+        # Start from an idle engine: earlier tests' orders must have ended.
+        while "oe_orders_in_flight 0.0" not in (await client.get("/metrics")).text:
+            await asyncio.sleep(0.2)
+
+    keys = [f"burst-{uuid.uuid4()}" for _ in range(6)]
+    answers = await asyncio.gather(*(submit(system, body(key)) for key in keys))
+
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [202, 202, 503, 503, 503, 503]
+    async with httpx.AsyncClient(base_url=system.base_url) as client:
+        for key, answer in zip(keys, answers, strict=True):
+            shown = await client.get(f"/api/orders/{order_id_for(key)}")
+            assert shown.status_code == (404 if answer.status_code == 503 else 200)

@@ -243,6 +243,30 @@ def test_load_reports_every_order_terminal(system: System) -> None:
     assert summary["ordersPerSecond"] > 0
 
 
+def test_load_waits_for_capacity_instead_of_giving_up(
+    admission_system: System,
+) -> None:
+    """With room for two orders in flight, six at once get 503s with Retry-After:
+    load waits them out and submits again, so every order ends and none is refused."""
+    run = orders(
+        admission_system,
+        "load",
+        "--count",
+        "6",
+        "--concurrency",
+        "6",
+        "--json",
+        timeout=120,
+    )
+
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["terminal"] == summary["confirmed"] + summary["failed"] == 6
+    assert summary["rejected"] == summary["timedOut"] == 0
+    assert summary["waitedForCapacity"] >= 1
+    assert len({o["orderId"] for o in summary["orders"]}) == 6
+
+
 def test_load_prints_a_progress_bar_and_summary_table(system: System) -> None:
     """Without --json, load ends with the summary table and its percentiles."""
     run = orders(system, "load", "--count", "3", "--concurrency", "3", timeout=60)

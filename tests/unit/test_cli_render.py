@@ -1,13 +1,14 @@
 """The CLI's pure parts: percentiles, load summaries, error text and rich renderings."""
 
 import statistics
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from rich.console import Console, RenderableType
 
 from orders_cli.client import ApiError, field_error
-from orders_cli.load import OrderOutcome, percentile, summarize
+from orders_cli.load import OrderOutcome, one_order, percentile, summarize
 from orders_cli.main import Side, order_body
 from orders_cli.render import (
     elapsed,
@@ -368,3 +369,50 @@ def test_a_firehose_line_names_position_order_status_and_event() -> None:
     assert "confirmed" in shown
     assert "SwapConfirmed" in shown
     assert "[meteora+raydium]" in shown
+
+
+class _BusyEngine:
+    """Answers 503 with Retry-After ``busy`` times, then accepts the order."""
+
+    def __init__(self, busy: int, *, retry_after: float = 0.01) -> None:
+        self.busy = busy
+        self.retry_after = retry_after
+        self.submits = 0
+
+    async def submit(self, body: Any) -> dict[str, Any]:
+        self.submits += 1
+        if self.submits <= self.busy:
+            raise ApiError(
+                "engine at capacity: 2 orders in flight, limit 2",
+                status=503,
+                retry_after=self.retry_after,
+            )
+        return {"orderId": "o1", "status": "pending"}
+
+    async def follow(self, order_id: str) -> AsyncIterator[dict[str, Any]]:
+        for status in ("pending", "confirmed"):
+            yield {"orderId": order_id, "status": status}
+
+
+async def test_load_waits_out_a_busy_engine_and_submits_again() -> None:
+    """503 + Retry-After records nothing: the order is sent again, then followed."""
+    engine = _BusyEngine(busy=3)
+
+    outcome = await one_order(engine, {"amount": 1}, give_up_after=5)  # type: ignore[arg-type]
+
+    assert engine.submits == 4
+    assert outcome.status == "confirmed"
+    assert outcome.waited_for_capacity == 3
+    assert summarize([outcome], elapsed=1, concurrency=1).waited_for_capacity == 1
+
+
+async def test_load_gives_up_on_a_busy_engine_at_its_deadline() -> None:
+    engine = _BusyEngine(busy=1_000, retry_after=0.2)
+
+    outcome = await one_order(engine, {"amount": 1}, give_up_after=0.5)  # type: ignore[arg-type]
+
+    assert outcome.status == "rejected"
+    assert outcome.http_status == 503
+    assert outcome.reason is not None
+    assert "capacity" in outcome.reason
+    assert 1 <= engine.submits <= 3

@@ -30,19 +30,34 @@ class ApiError(Exception):
     """The system refused a request or could not be reached.
 
     ``status`` is the HTTP status (``None`` when nothing answered); ``detail`` is
-    the API's ``detail`` (a message, or FastAPI's list of field errors).
+    the API's ``detail`` (a message, or FastAPI's list of field errors);
+    ``retry_after`` is the seconds a 503 asked to wait before trying again.
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, detail: object = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        detail: object = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.detail = detail
+        self.retry_after = retry_after
 
     def as_json(self) -> dict[str, Any]:
         return {"error": self.message, "status": self.status, "detail": self.detail}
+
+
+def _seconds(header: str | None) -> float | None:
+    """``Retry-After`` in seconds (the API sends delta-seconds, never a date)."""
+    try:
+        return None if header is None else max(0.0, float(header))
+    except ValueError:
+        return None
 
 
 def _error_message(status: int, detail: object) -> str:
@@ -110,6 +125,7 @@ class OrdersClient:
                 _error_message(response.status_code, detail),
                 status=response.status_code,
                 detail=detail,
+                retry_after=_seconds(response.headers.get("retry-after")),
             )
         answer: dict[str, Any] = response.json()
         return answer

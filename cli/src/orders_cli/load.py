@@ -4,6 +4,7 @@
 """
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -17,14 +18,17 @@ CONFIRMED = "confirmed"
 FAILED = "failed"
 TIMED_OUT = "timed-out"
 REJECTED = "rejected"  # the submit itself was refused or did not reach the API
+HTTP_UNAVAILABLE = 503
 
 
 @dataclass(frozen=True)
 class OrderOutcome:
     """What happened to one order of a load run, seen from the client.
 
-    ``latency`` is seconds from just before the POST to the terminal frame's arrival
-    (``None`` when the order never reached a terminal status).
+    ``latency`` is seconds from just before the first POST to the terminal frame's
+    arrival (``None`` when the order never reached a terminal status);
+    ``waited_for_capacity`` counts the 503 answers it waited out before it was
+    accepted.
     """
 
     order_id: str | None
@@ -32,6 +36,7 @@ class OrderOutcome:
     latency: float | None = None
     reason: str | None = None
     http_status: int | None = None
+    waited_for_capacity: int = 0
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -58,6 +63,7 @@ class LoadSummary:
     failed: int
     timed_out: int
     rejected: int
+    waited_for_capacity: int
     latency: Mapping[str, float | None]
     failure_reasons: Mapping[str, int]
     outcomes: Sequence[OrderOutcome] = field(default_factory=tuple)
@@ -79,6 +85,7 @@ class LoadSummary:
             "failed": self.failed,
             "timedOut": self.timed_out,
             "rejected": self.rejected,
+            "waitedForCapacity": self.waited_for_capacity,
             "terminal": self.terminal,
             "ordersPerSecond": round(self.orders_per_second, 3),
             "latencyMs": {
@@ -123,6 +130,7 @@ def summarize(
         failed=by_status[FAILED],
         timed_out=by_status[TIMED_OUT],
         rejected=by_status[REJECTED],
+        waited_for_capacity=sum(1 for o in outcomes if o.waited_for_capacity),
         latency={
             "min": min(confirmed, default=None),
             "p50": percentile(confirmed, 50),
@@ -139,25 +147,55 @@ def summarize(
 async def one_order(
     client: OrdersClient, body: Mapping[str, Any], *, give_up_after: float
 ) -> OrderOutcome:
-    """Submit one order and follow it over its WebSocket until it ends."""
+    """Submit one order and follow it over its WebSocket until it ends.
+
+    A 503 with ``Retry-After`` (the engine at capacity, or its store briefly
+    away) recorded nothing: the same order is submitted again after the wait, for
+    as long as ``give_up_after`` allows.
+    """
     started = time.monotonic()
-    try:
-        receipt = await client.submit(body)
-    except ApiError as error:
-        return OrderOutcome(
-            None, REJECTED, reason=error.message, http_status=error.status
-        )
-    order_id = str(receipt["orderId"])
+    deadline = started + give_up_after
+    waits = 0
+    while True:
+        try:
+            receipt = await client.submit(body)
+            break
+        except ApiError as error:
+            wait = error.retry_after
+            if (
+                error.status != HTTP_UNAVAILABLE
+                or wait is None
+                or time.monotonic() + wait > deadline
+            ):
+                return OrderOutcome(
+                    None,
+                    REJECTED,
+                    reason=error.message,
+                    http_status=error.status,
+                    waited_for_capacity=waits,
+                )
+            waits += 1
+            await asyncio.sleep(wait)
+    outcome = await _follow(
+        client, str(receipt["orderId"]), started=started, deadline=deadline
+    )
+    return dataclasses.replace(outcome, waited_for_capacity=waits)
+
+
+async def _follow(
+    client: OrdersClient, order_id: str, *, started: float, deadline: float
+) -> OrderOutcome:
     last: Mapping[str, Any] = {}
     try:
-        async with asyncio.timeout(give_up_after):
+        async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
             async for frame in client.follow(order_id):
                 last = frame
     except TimeoutError:
         return OrderOutcome(
             order_id,
             TIMED_OUT,
-            reason=f"still {last.get('status', 'pending')} after {give_up_after:g}s",
+            reason=f"still {last.get('status', 'pending')} after"
+            f" {deadline - started:g}s",
         )
     except ApiError as error:
         return OrderOutcome(order_id, TIMED_OUT, reason=error.message)

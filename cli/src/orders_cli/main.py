@@ -399,7 +399,11 @@ def load(  # noqa: PLR0917 - one parameter per CLI option
         int | None, typer.Option("--slippage-bps", show_default=False)
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds per order before timed-out.")
+        float,
+        typer.Option(
+            "--timeout",
+            help="Seconds per order (waits for capacity included) before timed-out.",
+        ),
     ] = 120,
     as_json: JsonOption = False,
     api_url: ApiUrlOption = DEFAULT_API_URL,
@@ -407,6 +411,8 @@ def load(  # noqa: PLR0917 - one parameter per CLI option
 ) -> None:
     """Submit many orders with bounded concurrency, follow each, summarize.
 
+    An order the engine has no room for yet (503 with Retry-After) waits as asked
+    and is submitted again; the summary counts the orders that waited.
     Exits 0 when every order reached confirmed or failed, 1 when some timed out or
     were refused, 2 when the API refused the order's parameters (422).
     """

@@ -391,6 +391,7 @@ def load_table(summary: LoadSummary) -> Group:
     counts.add_row(status_text("failed"), str(summary.failed))
     counts.add_row(status_text("timed-out"), str(summary.timed_out))
     counts.add_row(status_text("rejected"), str(summary.rejected))
+    counts.add_row("waited for capacity (503)", str(summary.waited_for_capacity))
     counts.add_row("elapsed", f"{summary.elapsed:.2f} s")
     counts.add_row("orders/s (terminal)", f"{summary.orders_per_second:.2f}")
     latency = summary.latency

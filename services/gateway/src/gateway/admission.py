@@ -8,7 +8,8 @@ nor failed) under a limit and answers 503 with ``Retry-After`` above it.
 The count comes from the gateway's own read model, refreshed in the background,
 together with the position the read model had reached; orders this process
 accepted after that position are added to it, so a burst cannot overshoot the
-limit however far the read model trails.
+limit however far the read model trails. A request holds its room from the check
+until its append has answered, so concurrent requests never share one free slot.
 """
 
 import asyncio
@@ -33,19 +34,28 @@ class Admission:
         self.limit = limit
         self._counted = 0
         self._uncounted: list[int] = []  # positions of orders accepted here
+        self._held = 0  # room held by requests whose append has not answered yet
 
     @property
     def in_flight(self) -> int:
-        return self._counted + len(self._uncounted)
+        return self._counted + len(self._uncounted) + self._held
 
-    @property
-    def has_room(self) -> bool:
-        """Whether a new order may be accepted now (a limit of 0 admits all)."""
-        return self.limit <= 0 or self.in_flight < self.limit
+    def hold(self) -> bool:
+        """Hold room for one order about to be recorded; False when there is none.
 
-    def accepted(self, position: int) -> None:
-        """An order this process recorded, at this global position."""
-        self._uncounted.append(position)
+        A limit of 0 admits every order. Each hold is given back by ``release``.
+        """
+        if self.limit > 0 and self.in_flight >= self.limit:
+            return False
+        self._held += 1
+        return True
+
+    def release(self, recorded_at: int | None) -> None:
+        """Give back held room: the order was recorded at this global position,
+        or nothing was recorded (a replay, a refusal, an error)."""
+        self._held -= 1
+        if recorded_at is not None:
+            self._uncounted.append(recorded_at)
 
     async def refresh(self) -> None:
         counted, as_of = await self._count_in_flight()

@@ -14,6 +14,7 @@ from gateway.admission import RETRY_AFTER_S, Admission
 from gateway.examples import json_example
 from gateway.handlers import (
     IdempotencyConflictError,
+    Placed,
     accepted_order,
     fold,
     order_id_for,
@@ -32,7 +33,12 @@ from gateway.schemas import (
     ValidationProblem,
 )
 from shared.domain.envelope import EventEnvelope
-from shared.domain.events import OrderStatus, RouteSelected, TransactionSubmitted
+from shared.domain.events import (
+    OrderAccepted,
+    OrderStatus,
+    RouteSelected,
+    TransactionSubmitted,
+)
 from shared.domain.order import OrderState
 from shared.domain.pairs import SUPPORTED_PAIRS
 from shared.domain.quotes import RoutePlan, VenueQuote
@@ -131,6 +137,49 @@ EXECUTE_RESPONSES: Responses = {
 }
 
 
+async def _record_admitted(
+    store: EventStore,
+    admission: Admission,
+    accepted: OrderAccepted,
+    *,
+    correlation_id: UUID,
+) -> Placed:
+    """Record the order if the engine has room for it, or return it if repeated.
+
+    The room is held from the check until the append has answered, so concurrent
+    requests cannot all take the same free slot. Raises 503 (at capacity) or 409
+    (an idempotency key reused for another order).
+    """
+    held = admission.hold()
+    if not held and not (
+        accepted.client_order_id and await store.read_stream(accepted.order_id)
+    ):
+        # A repeated clientOrderId still gets its order back, full or not.
+        ORDERS_REFUSED.inc()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"engine at capacity: {admission.in_flight} orders in flight,"
+            f" limit {admission.limit}; retry later (with the same"
+            " clientOrderId, it is safe)",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    recorded_at: int | None = None
+    try:
+        placed = await place_order(store, accepted, correlation_id=correlation_id)
+        if not placed.replayed:
+            recorded_at = placed.position
+    except IdempotencyConflictError as error:
+        logger.warning(
+            "idempotency key reused for another order",
+            extra={"kind": "idempotency_conflict"},
+        )
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    finally:
+        if held:
+            admission.release(recorded_at)
+    return placed
+
+
 def orders_api(  # noqa: C901 - one nested function per route
     *,
     settings: Settings,
@@ -195,28 +244,9 @@ def orders_api(  # noqa: C901 - one nested function per route
         with structlog.contextvars.bound_contextvars(
             order_id=str(order_id), correlation_id=str(correlation_id)
         ):
-            if not admission.has_room and not (
-                client_order_id and await store.read_stream(order_id)
-            ):
-                # A repeated clientOrderId still gets its order back, full or not.
-                ORDERS_REFUSED.inc()
-                raise HTTPException(
-                    status.HTTP_503_SERVICE_UNAVAILABLE,
-                    f"engine at capacity: {admission.in_flight} orders in flight,"
-                    f" limit {admission.limit}; retry later (with the same"
-                    " clientOrderId, it is safe)",
-                    headers={"Retry-After": str(RETRY_AFTER_S)},
-                )
-            try:
-                placed = await place_order(
-                    store, accepted, correlation_id=correlation_id
-                )
-            except IdempotencyConflictError as error:
-                logger.warning(
-                    "idempotency key reused for another order",
-                    extra={"kind": "idempotency_conflict"},
-                )
-                raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+            placed = await _record_admitted(
+                store, admission, accepted, correlation_id=correlation_id
+            )
             structlog.contextvars.bind_contextvars(
                 correlation_id=str(placed.correlation_id)
             )
@@ -225,7 +255,6 @@ def orders_api(  # noqa: C901 - one nested function per route
                 response.headers["Idempotent-Replayed"] = "true"
             else:
                 ORDERS_ACCEPTED.inc()
-                admission.accepted(placed.position)
             logger.info(
                 "order replayed" if placed.replayed else "order accepted",
                 extra={
