@@ -21,9 +21,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
+from psycopg import AsyncConnection
 
 from shared.domain.errors import InvalidTransitionError
 from shared.domain.events import TERMINAL_STATUSES
@@ -54,6 +56,7 @@ FAULTY_MARKET = {
     "DB_POOL_SIZE": "6",
 }
 KILLABLE = ("router", "executor", "notifier", "gateway")
+_PUBLISHED_WITHIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,26 @@ async def _settle(database_url: str, order_ids: list[str], deadline_s: float) ->
     return time.monotonic() - started
 
 
+async def _published(conn: AsyncConnection[Any], namespace: str, head: int) -> int:
+    """How far the relay recorded publishing, once it reached ``head`` (or gave up).
+
+    The relay writes its checkpoint every RELAY_CHECKPOINT_MS, and after a failover
+    only once a new leader has republished: it gets that long after the last order
+    ended.
+    """
+    published_by = time.monotonic() + _PUBLISHED_WITHIN_S
+    while True:
+        cursor = await conn.execute(
+            "SELECT position FROM es.checkpoints WHERE subscriber = %s",
+            (relay_subscriber(namespace),),
+        )
+        row = await cursor.fetchone()
+        published = int(row[0]) if row else 0
+        if published >= head or time.monotonic() > published_by:
+            return published
+        await asyncio.sleep(0.1)
+
+
 async def _audit(  # noqa: C901 - one audit, one pass over the orders
     system: System, runs: list[OrderRun], report: ChaosReport, namespace: str
 ) -> None:
@@ -298,12 +321,9 @@ async def _audit(  # noqa: C901 - one audit, one pass over the orders
             )
             row = await cursor.fetchone()
             report.in_store = int(row[0]) if row else 0
-            cursor = await conn.execute(
-                "SELECT position FROM es.checkpoints WHERE subscriber = %s",
-                (relay_subscriber(namespace),),
+            report.events_published = await _published(
+                conn, namespace, report.events_appended
             )
-            row = await cursor.fetchone()
-            report.events_published = int(row[0]) if row else 0
             cursor = await conn.execute(
                 "SELECT order_id::text, array_agg(signature) FILTER (WHERE ok)"
                 " FROM chain.ledger WHERE kind = 'order' GROUP BY order_id"

@@ -337,9 +337,18 @@ def test_stage_latencies_come_from_recorded_at() -> None:
         "oe_orders_completed_total", outcome="confirmed", failure_class="none"
     )
 
-    metrics.observe_recorded(history, [confirmed], t0 + timedelta(seconds=2))
-    metrics.observe_recorded(history[:1], [routed], t0 + timedelta(milliseconds=40))
-    metrics.observe_recorded(history[:2], [submitted], t0 + timedelta(milliseconds=90))
+    def recorded_at(envelopes: list[EventEnvelope]) -> dict[str, datetime]:
+        return {e.type: e.recorded_at for e in envelopes}
+
+    metrics.observe_recorded(
+        recorded_at(history), [confirmed], t0 + timedelta(seconds=2)
+    )
+    metrics.observe_recorded(
+        recorded_at(history[:1]), [routed], t0 + timedelta(milliseconds=40)
+    )
+    metrics.observe_recorded(
+        recorded_at(history[:2]), [submitted], t0 + timedelta(milliseconds=90)
+    )
 
     def added(stage: str) -> float:
         return _value("oe_order_stage_seconds_sum", stage=stage) - before[stage]

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 
 from prometheus_client import REGISTRY
 
-from shared.domain.envelope import CauseRef, EventEnvelope, NewEvent
+from shared.domain.envelope import CauseRef, NewEvent
 from shared.domain.order import (
     Phase,
     decide_attempt_failed,
@@ -21,12 +21,12 @@ from shared.domain.order import (
 )
 from shared.domain.retry import FailureClass, RetryPolicy
 from shared.eventstore.memory import InMemoryEventStore
-from shared.eventstore.orders import Orders
+from shared.eventstore.orders import KnownOrder, Orders
 from shared.eventstore.port import NO_STREAM
 from tests.unit.order_events import accepted, plan
 
 
-async def routed_order() -> tuple[Orders, UUID, list[EventEnvelope], CauseRef]:
+async def routed_order() -> tuple[Orders, UUID, KnownOrder, CauseRef]:
     store = InMemoryEventStore()
     orders = Orders(store)
     order = accepted()
@@ -43,7 +43,9 @@ async def routed_order() -> tuple[Orders, UUID, list[EventEnvelope], CauseRef]:
         lambda s: decide_route(s, attempt=1, quotes=(), plan=plan()),
         cause=cause,
     )
-    return orders, order_id, await orders.history(order_id), cause
+    known = await orders.read(order_id)
+    assert known is not None
+    return orders, order_id, known, cause
 
 
 def submit(signature: str) -> Any:
@@ -61,28 +63,28 @@ def submit(signature: str) -> Any:
 
 
 async def test_the_writer_that_loses_the_race_gets_the_recorded_transaction() -> None:
-    orders, order_id, history, cause = await routed_order()
+    orders, order_id, known, cause = await routed_order()
     # Both executors read the order as routed and each signs its own transaction.
     _, recorded = await orders.decide(
-        order_id, submit("sig-A"), cause=cause, history=history
+        order_id, submit("sig-A"), cause=cause, known=known
     )
 
     second, recorded_by_second = await orders.decide(
-        order_id, submit("sig-B"), cause=cause, history=history
+        order_id, submit("sig-B"), cause=cause, known=known
     )
 
     assert [e.type for e in recorded] == ["TransactionSubmitted"]
     assert recorded_by_second == []
-    assert second.phase is Phase.SUBMITTED
-    assert second.transaction is not None
-    assert second.transaction.signature == "sig-A"
-    assert second.transaction.signed_transaction == "bytes-of-sig-A"
+    assert second.state.phase is Phase.SUBMITTED
+    assert second.state.transaction is not None
+    assert second.state.transaction.signature == "sig-A"
+    assert second.state.transaction.signed_transaction == "bytes-of-sig-A"
     stream = await orders.history(order_id)
     assert [e.type for e in stream].count("TransactionSubmitted") == 1
 
 
 async def test_an_outcome_raced_by_two_replicas_is_counted_once() -> None:
-    orders, order_id, history, cause = await routed_order()
+    orders, order_id, known, cause = await routed_order()
     failure = FailureClass.QUOTE_EXPIRED
     labels = {"outcome": "failed", "failure_class": failure.value}
 
@@ -102,12 +104,12 @@ async def test_an_outcome_raced_by_two_replicas_is_counted_once() -> None:
         return decide
 
     before = count()
-    await orders.decide(order_id, fail("seen by A"), cause=cause, history=history)
-    state, recorded = await orders.decide(
-        order_id, fail("seen by B"), cause=cause, history=history
+    await orders.decide(order_id, fail("seen by A"), cause=cause, known=known)
+    order, recorded = await orders.decide(
+        order_id, fail("seen by B"), cause=cause, known=known
     )
 
     assert recorded == []
-    assert state.failure is not None
-    assert state.failure.reason.startswith("seen by A")
+    assert order.state.failure is not None
+    assert order.state.failure.reason.startswith("seen by A")
     assert count() == before + 1

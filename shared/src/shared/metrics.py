@@ -28,13 +28,12 @@ WebSocket
     ``oe_websocket_frames_sent_total{kind}``
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from shared.domain.envelope import EventEnvelope
 from shared.domain.events import (
     OrderEvent,
     OrderFailed,
@@ -207,33 +206,33 @@ def _seconds(later: datetime, earlier: datetime) -> float:
 
 
 def observe_recorded(
-    history: Sequence[EventEnvelope], recorded: Sequence[OrderEvent], now: datetime
+    recorded_at: Mapping[str, datetime],
+    recorded: Sequence[OrderEvent],
+    now: datetime,
 ) -> None:
     """Count outcomes and observe stage latencies for events just appended.
 
-    ``history`` is the stream the decision was made on (with its ``recorded_at``),
-    ``recorded`` the events the append recorded; ``now`` stands in for their
-    ``recorded_at``, which the append does not return (no extra round trip).
+    ``recorded_at`` says when each event type was last recorded in the stream the
+    decision was made on, ``recorded`` lists the events the append recorded;
+    ``now`` stands in for their ``recorded_at``, which the append does not return
+    (no extra round trip).
     """
-    latest: dict[str, EventEnvelope] = {}
-    for envelope in history:
-        latest[envelope.type] = envelope
-    accepted = latest.get("OrderAccepted")
+    accepted = recorded_at.get("OrderAccepted")
     for event in recorded:
         match event:
             case RouteSelected() if accepted is not None and event.attempt == 1:
                 ORDER_STAGE_SECONDS.labels("accepted_to_routed").observe(
-                    _seconds(now, accepted.recorded_at)
+                    _seconds(now, accepted)
                 )
-            case TransactionSubmitted() if routed := latest.get("RouteSelected"):
+            case TransactionSubmitted() if routed := recorded_at.get("RouteSelected"):
                 ORDER_STAGE_SECONDS.labels("routed_to_submitted").observe(
-                    _seconds(now, routed.recorded_at)
+                    _seconds(now, routed)
                 )
             case SwapConfirmed():
                 ORDERS_COMPLETED.labels("confirmed", NO_FAILURE).inc()
-                if (submitted := latest.get("TransactionSubmitted")) is not None:
+                if (submitted := recorded_at.get("TransactionSubmitted")) is not None:
                     ORDER_STAGE_SECONDS.labels("submitted_to_confirmed").observe(
-                        _seconds(now, submitted.recorded_at)
+                        _seconds(now, submitted)
                     )
             case OrderFailed():
                 ORDERS_COMPLETED.labels("failed", event.failure.value).inc()
@@ -241,7 +240,7 @@ def observe_recorded(
                 ORDER_RETRIES.labels(event.failure.value).inc()
         if accepted is not None and isinstance(event, SwapConfirmed | OrderFailed):
             ORDER_STAGE_SECONDS.labels("accepted_to_terminal").observe(
-                _seconds(now, accepted.recorded_at)
+                _seconds(now, accepted)
             )
 
 

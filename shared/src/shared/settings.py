@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     relay_batch_size: int = 500
     relay_poll_ms: int = 200
     relay_publish_concurrency: int = 64
+    relay_checkpoint_ms: int = Field(
+        default=100,
+        ge=0,
+        description="The relay records how far it has published at most this often;"
+        " after a failover, up to this much is published again (consumers are"
+        " idempotent)",
+    )
 
     # Read models (gateway orders view, executor in-flight view)
     projection_linger_ms: int = Field(

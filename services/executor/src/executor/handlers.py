@@ -43,14 +43,13 @@ from shared.domain.order import (
     decide_attempt_failed,
     decide_confirm,
     decide_submit,
-    replay,
 )
 from shared.domain.pairs import SUPPORTED_PAIRS
 from shared.domain.quotes import RoutePlan, Venue, VenueQuote
 from shared.domain.retry import FailureClass, RetryPolicy
 from shared.domain.routing import InsufficientLiquidityError
 from shared.domain.staleness import drifted_too_far, route_expired
-from shared.eventstore.orders import Orders
+from shared.eventstore.orders import KnownOrder, Orders
 from shared.logging import annotate
 from shared.messaging.delivery import TRANSIENT
 from shared.venues.port import QuoteUnavailableError, VenueClient
@@ -103,13 +102,13 @@ class ExecuteOrders:
     async def on_route_selected(self, cause: EventEnvelope) -> None:
         routed = cause.event
         assert isinstance(routed, RouteSelected)  # noqa: S101 - the queue binding guarantees it
-        history = await self._orders.history(cause.order_id)
-        state = replay(envelope.event for envelope in history)
-        if state is None or state.attempt != routed.attempt:
+        order = await self._orders.read(cause.order_id)
+        if order is None or order.state.attempt != routed.attempt:
             return
+        state = order.state
         if state.phase is Phase.SUBMITTED:
             # Redelivered: whoever held this message died before the outcome.
-            await self._resume(state, cause)
+            await self._resume(order, cause)
             return
         if state.phase is not Phase.ROUTED:
             return
@@ -117,11 +116,11 @@ class ExecuteOrders:
             requoted, plan = await self._fresh_route(state, routed)
             blockhash = await self._with_rpc_retries(self._chain.latest_blockhash)
         except AttemptFailedError as failed:
-            await self._fail(state, cause, failed.failure, failed.reason)
+            await self._fail(order, cause, failed.failure, failed.reason)
             return
         except ChainUnavailableError as error:
             await self._fail(
-                state, cause, FailureClass.NETWORK_ERROR, f"no blockhash: {error}"
+                order, cause, FailureClass.NETWORK_ERROR, f"no blockhash: {error}"
             )
             return
         transaction = build_swap_transaction(
@@ -134,7 +133,7 @@ class ExecuteOrders:
             last_valid_block_height=blockhash.last_valid_block_height,
         )
         attempt = state.attempt
-        state, _ = await self._orders.decide(
+        order, _ = await self._orders.decide(
             state.order_id,
             lambda s: decide_submit(
                 s,
@@ -147,31 +146,31 @@ class ExecuteOrders:
                 plan=plan if requoted else None,
             ),
             cause=cause,
-            history=history,
+            known=order,
         )
         # Whatever was recorded first (ours, or a racing replica's) is sent.
-        if state.phase is Phase.SUBMITTED and state.attempt == attempt:
-            await self._resume(state, cause)
+        if order.state.phase is Phase.SUBMITTED and order.state.attempt == attempt:
+            await self._resume(order, cause)
 
-    async def _resume(self, state: OrderState, routed: Cause) -> None:
+    async def _resume(self, order: KnownOrder, routed: Cause) -> None:
         """Send and watch the attempt's recorded transaction until its outcome.
 
         Returns only once the outcome is recorded, so the delivery that called it
         is acknowledged only then, even when reconciliation started the watch.
         """
-        tx = state.transaction
+        tx = order.state.transaction
         assert tx is not None  # noqa: S101 - SUBMITTED always has its transaction
         correlation_id = routed.correlation_id
         # Shielded: a cancelled delivery (shutdown) must not stop a shared watch.
-        await asyncio.shield(self._watch_task(state, tx, correlation_id))
+        await asyncio.shield(self._watch_task(order, tx, correlation_id))
 
     def _watch_task(
-        self, state: OrderState, tx: TransactionSubmitted, correlation_id: UUID
+        self, order: KnownOrder, tx: TransactionSubmitted, correlation_id: UUID
     ) -> "asyncio.Task[None]":
         task = self._watches.get(tx.signature)
         if task is None:
-            cause = _submission(state.order_id, tx, correlation_id)
-            task = asyncio.create_task(self._watch(state, tx, cause))
+            cause = _submission(order.state.order_id, tx, correlation_id)
+            task = asyncio.create_task(self._watch(order, tx, cause))
             self._watches[tx.signature] = task
             task.add_done_callback(lambda _: self._watches.pop(tx.signature, None))
         return task
@@ -216,16 +215,16 @@ class ExecuteOrders:
         the ones still pending are watched in the background. Returns how many
         orders were found in flight.
         """
-        in_flight: list[tuple[OrderState, TransactionSubmitted, Cause]] = []
+        in_flight: list[tuple[KnownOrder, TransactionSubmitted, Cause]] = []
         for order_id in order_ids:
             history = await self._orders.history(order_id)
-            state = replay(envelope.event for envelope in history)
-            if state is None or state.phase is not Phase.SUBMITTED:
+            order = KnownOrder.of(history)
+            if order is None or order.state.phase is not Phase.SUBMITTED:
                 continue
-            tx = state.transaction
+            tx = order.state.transaction
             assert tx is not None  # noqa: S101 - SUBMITTED always has its transaction
-            cause = _submission(state.order_id, tx, history[-1].correlation_id)
-            in_flight.append((state, tx, cause))
+            cause = _submission(order_id, tx, history[-1].correlation_id)
+            in_flight.append((order, tx, cause))
         if not in_flight:
             return 0
         try:
@@ -234,34 +233,37 @@ class ExecuteOrders:
             )
         except TRANSIENT_RPC:
             statuses = [TxPending()] * len(in_flight)
-        for (state, tx, cause), status in zip(in_flight, statuses, strict=True):
+        for (order, tx, cause), status in zip(in_flight, statuses, strict=True):
             with contextlib.suppress(*TRANSIENT):
-                if await self._settle(state, tx, status, cause):
+                if await self._settle(order, tx, status, cause):
                     continue
-            self._watch_task(state, tx, cause.correlation_id)
+            self._watch_task(order, tx, cause.correlation_id)
         return len(in_flight)
 
     async def _watch(
-        self, state: OrderState, tx: TransactionSubmitted, cause: Cause
+        self, order: KnownOrder, tx: TransactionSubmitted, cause: Cause
     ) -> None:
         next_broadcast = 0.0
         while True:
             now = time.monotonic()
             if now >= next_broadcast:
-                sent = await self._broadcast(state, tx)
+                sent = await self._broadcast(order.state, tx)
                 # A send that failed is retried at the next poll, not after a
                 # whole rebroadcast interval.
                 next_broadcast = now + (self._rebroadcast_s if sent else self._poll_s)
             try:
                 status = await self._confirmations.next_status(tx.signature)
-                if await self._settle(state, tx, status, cause):
+                if await self._settle(order, tx, status, cause):
                     return
             except TRANSIENT:
                 # The store or the chain is briefly away: the signature is still
                 # the only one allowed, so keep watching it.
                 logger.warning(
                     "cannot settle yet; retrying",
-                    extra={"kind": "settle_retry", "order_id": str(state.order_id)},
+                    extra={
+                        "kind": "settle_retry",
+                        "order_id": str(order.state.order_id),
+                    },
                 )
                 await asyncio.sleep(self._poll_s)
 
@@ -281,7 +283,7 @@ class ExecuteOrders:
 
     async def _settle(
         self,
-        state: OrderState,
+        order: KnownOrder,
         tx: TransactionSubmitted,
         status: SignatureStatus,
         cause: Cause,
@@ -289,17 +291,17 @@ class ExecuteOrders:
         """Record a final answer about the signature. True if it was final."""
         match status:
             case TxLanded(ok=True):
-                await self._confirm(state, tx, status, cause)
+                await self._confirm(order, tx, status, cause)
                 return True
             case TxLanded(ok=False):
                 failure = status.error or FailureClass.SLIPPAGE_EXCEEDED
                 await self._fail(
-                    state, cause, failure, f"{failure} on chain at slot {status.slot}"
+                    order, cause, failure, f"{failure} on chain at slot {status.slot}"
                 )
                 return True
             case TxExpired():
                 await self._fail(
-                    state,
+                    order,
                     cause,
                     FailureClass.BLOCKHASH_EXPIRED,
                     f"not landed before block height {tx.last_valid_block_height}",
@@ -309,7 +311,7 @@ class ExecuteOrders:
                 # The chain never got the bytes and their blockhash has expired:
                 # they can never land, so a new attempt may sign new ones.
                 await self._fail(
-                    state,
+                    order,
                     cause,
                     FailureClass.BLOCKHASH_EXPIRED,
                     "never reached the chain before block height "
@@ -338,11 +340,12 @@ class ExecuteOrders:
 
     async def _confirm(
         self,
-        state: OrderState,
+        order: KnownOrder,
         tx: TransactionSubmitted,
         landed: TxLanded,
         cause: Cause,
     ) -> None:
+        state = order.state
         await self._orders.decide(
             state.order_id,
             lambda s: decide_confirm(
@@ -354,6 +357,7 @@ class ExecuteOrders:
                 legs=landed.legs,
             ),
             cause=cause,
+            known=order,
         )
         annotate(signature=tx.signature, slot=landed.slot)
         logger.debug(
@@ -368,19 +372,22 @@ class ExecuteOrders:
 
     async def _fail(
         self,
-        state: OrderState,
+        order: KnownOrder,
         cause: Cause,
         failure: FailureClass,
         reason: str,
     ) -> None:
+        state = order.state
         attempt = state.attempt
-        new_state, _ = await self._orders.decide(
+        decided, _ = await self._orders.decide(
             state.order_id,
             lambda s: decide_attempt_failed(
                 s, attempt=attempt, failure=failure, reason=reason, policy=self._policy
             ),
             cause=cause,
+            known=order,
         )
+        new_state = decided.state
         annotate(
             attempt=attempt,
             failure=failure.value,

@@ -4,6 +4,7 @@ A projection of the store the executor reads when it starts, so that every
 signature a crashed executor left behind is reconciled against the chain.
 """
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from shared.domain.envelope import EventEnvelope
@@ -31,7 +32,12 @@ _SETTLE = "DELETE FROM executor.in_flight WHERE order_id = %s"
 class InFlight(TableProjection):
     subscriber = "projection:executor.in_flight"
 
-    def statements(self, envelope: EventEnvelope) -> list[Statement]:
+    def statements(self, batch: Sequence[EventEnvelope]) -> list[Statement]:
+        return [
+            statement for envelope in batch for statement in self._statements(envelope)
+        ]
+
+    def _statements(self, envelope: EventEnvelope) -> list[Statement]:
         match envelope.event:
             case TransactionSubmitted() as tx:
                 return [

@@ -5,7 +5,9 @@ its checkpoint in one transaction, so a crash never applies an event twice or sk
 one. One gateway replica projects at a time.
 """
 
+from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from psycopg.rows import dict_row
 
@@ -24,12 +26,16 @@ from shared.domain.events import (
 from shared.eventstore.pool import Pool
 from shared.eventstore.projection import Statement, TableProjection
 
+# An order first seen in a batch is inserted with everything the batch says about
+# it; one seen before gets one update per batch, however many of its events the
+# batch holds (an order's statuses come milliseconds apart and share batches).
 _INSERT = """
 INSERT INTO gateway.orders_view
     (order_id, status, token_pair, side, amount, client_order_id, version,
-     created_at, updated_at)
+     created_at, updated_at, attempts, venue, tx_hash, final_price, failure_reason)
 VALUES (%(order_id)s, %(status)s, %(token_pair)s, %(side)s, %(amount)s,
-        %(client_order_id)s, %(version)s, %(at)s, %(at)s)
+        %(client_order_id)s, %(version)s, %(created_at)s, %(at)s, %(attempt)s,
+        %(venue)s, %(tx_hash)s, %(final_price)s, %(failure_reason)s)
 ON CONFLICT (order_id) DO NOTHING
 """
 
@@ -46,49 +52,54 @@ UPDATE gateway.orders_view SET
 WHERE order_id = %(order_id)s AND version < %(version)s
 """
 
+# Columns an event may set; a later event's value replaces an earlier one, and an
+# event that says nothing of a column leaves it as it was.
+_LATEST_WINS = ("venue", "tx_hash", "final_price", "failure_reason")
 
-def _row(envelope: EventEnvelope) -> tuple[str, dict[str, Any]]:
+
+def _changes(envelope: EventEnvelope) -> dict[str, Any]:
+    """What one event says about the order's row."""
     event = envelope.event
-    params: dict[str, Any] = {
-        "order_id": envelope.order_id,
+    changes: dict[str, Any] = {
         "status": envelope.status.value,
         "version": envelope.stream_version,
         "at": envelope.recorded_at,
         "attempt": 0,
-        "venue": None,
-        "tx_hash": None,
-        "final_price": None,
-        "failure_reason": None,
     }
     match event:
         case OrderAccepted():
-            params |= {
+            changes |= {
                 "token_pair": event.token_pair,
                 "side": event.side.value,
                 "amount": event.amount,
                 "client_order_id": event.client_order_id,
+                "created_at": envelope.recorded_at,
             }
-            return _INSERT, params
-        case (
-            RoutingStarted()
-            | RouteSelected()
-            | TransactionSubmitted()
-            | RetryScheduled()
-        ):
-            params["attempt"] = event.attempt
-            if isinstance(event, RouteSelected):
-                params["venue"] = _venues(event)
-            if isinstance(event, TransactionSubmitted):
-                params["tx_hash"] = event.signature
+        case RoutingStarted() | RetryScheduled():
+            changes["attempt"] = event.attempt
+        case RouteSelected():
+            changes |= {"attempt": event.attempt, "venue": _venues(event)}
+        case TransactionSubmitted():
+            changes |= {"attempt": event.attempt, "tx_hash": event.signature}
         case SwapConfirmed():
-            params |= {
+            changes |= {
                 "attempt": event.attempt,
                 "tx_hash": event.tx_hash,
                 "final_price": event.final_price,
             }
         case OrderFailed():
-            params |= {"attempt": event.failed_attempt, "failure_reason": event.reason}
-    return _UPDATE, params
+            changes |= {"attempt": event.failed_attempt, "failure_reason": event.reason}
+    return changes
+
+
+def _merge(row: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    merged = row | {
+        key: value
+        for key, value in later.items()
+        if value is not None or key not in _LATEST_WINS
+    }
+    merged["attempt"] = max(row["attempt"], later["attempt"])
+    return merged
 
 
 def _venues(event: RouteSelected) -> str:
@@ -102,8 +113,19 @@ class OrdersProjection(TableProjection):
 
     subscriber = "projection:gateway.orders_view"
 
-    def statements(self, envelope: EventEnvelope) -> list[Statement]:
-        return [_row(envelope)]
+    def statements(self, batch: Sequence[EventEnvelope]) -> list[Statement]:
+        rows: dict[UUID, dict[str, Any]] = {}
+        for envelope in batch:
+            changes = _changes(envelope)
+            row = rows.get(envelope.order_id)
+            rows[envelope.order_id] = changes if row is None else _merge(row, changes)
+        return [
+            (
+                _INSERT if "created_at" in row else _UPDATE,
+                dict.fromkeys(_LATEST_WINS) | row | {"order_id": order_id},
+            )
+            for order_id, row in rows.items()
+        ]
 
 
 class OrdersView:

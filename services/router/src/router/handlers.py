@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import RetryScheduled
 from shared.domain.order import (
-    OrderState,
     awaiting_route,
     decide_attempt_failed,
     decide_route,
@@ -22,7 +21,7 @@ from shared.domain.order import (
 from shared.domain.quotes import Venue
 from shared.domain.retry import FailureClass, RetryPolicy
 from shared.domain.routing import InsufficientLiquidityError
-from shared.eventstore.orders import Orders
+from shared.eventstore.orders import KnownOrder, Orders
 from shared.logging import annotate
 from shared.venues.port import QuoteUnavailableError, VenueClient
 from shared.venues.quoting import quote_and_plan
@@ -45,42 +44,46 @@ class RouteOrders:
         self._quote_validity = quote_validity
 
     async def on_order_accepted(self, cause: EventEnvelope) -> None:
-        state, _ = await self._orders.decide(
+        order, _ = await self._orders.decide(
             cause.order_id, decide_start_routing, cause=cause
         )
-        if awaiting_route(state, 1):
-            await self._route(state, cause)
+        if awaiting_route(order.state, 1):
+            await self._route(order, cause)
 
     async def on_retry_scheduled(self, cause: EventEnvelope) -> None:
         retry = cause.event
         assert isinstance(retry, RetryScheduled)  # noqa: S101 - the queue binding guarantees it
-        state = await self._orders.load(cause.order_id)
-        if state is None or not awaiting_route(state, retry.attempt):
+        order = await self._orders.read(cause.order_id)
+        if order is None or not awaiting_route(order.state, retry.attempt):
             return
         due = cause.recorded_at + timedelta(milliseconds=retry.delay_ms)
         wait = (due - datetime.now(UTC)).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)
-        await self._route(state, cause)
+        await self._route(order, cause)
 
-    async def _route(self, state: OrderState, cause: EventEnvelope) -> None:
+    async def _route(self, order: KnownOrder, cause: EventEnvelope) -> None:
+        state = order.state
         attempt = state.attempt
         try:
             quotes, plan = await quote_and_plan(
                 self._venues, state.spec, validity=self._quote_validity
             )
         except QuoteUnavailableError as error:
-            await self._fail(state, cause, FailureClass.QUOTE_UNAVAILABLE, str(error))
+            await self._fail(order, cause, FailureClass.QUOTE_UNAVAILABLE, str(error))
             return
         except InsufficientLiquidityError as error:
             await self._fail(
-                state, cause, FailureClass.INSUFFICIENT_LIQUIDITY, str(error)
+                order, cause, FailureClass.INSUFFICIENT_LIQUIDITY, str(error)
             )
             return
+        # Decided on the order as routing began (no second read): had anything
+        # been recorded since, the append's expected version makes it reload.
         _, recorded = await self._orders.decide(
             state.order_id,
             lambda s: decide_route(s, attempt=attempt, quotes=quotes, plan=plan),
             cause=cause,
+            known=order,
         )
         if recorded:
             annotate(attempt=attempt, route=plan.reason)
@@ -96,11 +99,12 @@ class RouteOrders:
 
     async def _fail(
         self,
-        state: OrderState,
+        order: KnownOrder,
         cause: EventEnvelope,
         failure: FailureClass,
         reason: str,
     ) -> None:
+        state = order.state
         attempt = state.attempt
         await self._orders.decide(
             state.order_id,
@@ -108,6 +112,7 @@ class RouteOrders:
                 s, attempt=attempt, failure=failure, reason=reason, policy=self._policy
             ),
             cause=cause,
+            known=order,
         )
         annotate(attempt=attempt, failure=failure.value, reason=reason)
         logger.debug(

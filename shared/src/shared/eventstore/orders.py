@@ -4,10 +4,17 @@ This is how every handler changes an order: read the stream, fold it, let a pure
 ``decide`` function say what happens, append with the version that was read.
 Event ids are deterministic per (order, event type, attempt), so a duplicate or
 racing decision is an idempotent no-op rather than a second fact.
+
+A handler that takes two steps in a row (the router records ``RoutingStarted``,
+quotes, then records ``RouteSelected``) decides the second on the ``KnownOrder``
+the first returned instead of reading the stream again; the append's expected
+version still guards it, and a stale copy makes the decision reload.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from uuid import UUID
 
 from shared.domain.envelope import Cause, EventEnvelope, NewEvent, event_id_for
@@ -34,6 +41,37 @@ class OrderNotFoundError(Exception):
         self.order_id = order_id
 
 
+@dataclass(frozen=True, slots=True)
+class KnownOrder:
+    """An order as this handler last read or recorded it.
+
+    ``recorded_at`` holds when each event type was last recorded: from the store,
+    or this process's clock for the events it appended itself (stage latencies
+    need no more precision than that).
+    """
+
+    state: OrderState
+    recorded_at: Mapping[str, datetime]
+
+    @classmethod
+    def of(cls, history: Iterable[EventEnvelope]) -> "KnownOrder | None":
+        """Fold a stream as read; None when it is empty."""
+        envelopes = list(history)
+        state = replay(envelope.event for envelope in envelopes)
+        if state is None:
+            return None
+        recorded_at = {envelope.type: envelope.recorded_at for envelope in envelopes}
+        return cls(state, MappingProxyType(recorded_at))
+
+    def after(self, events: Iterable[OrderEvent], at: datetime) -> "KnownOrder":
+        state = self.state
+        recorded_at = dict(self.recorded_at)
+        for event in events:
+            state = evolve(state, event)
+            recorded_at[event.type] = at
+        return KnownOrder(state, MappingProxyType(recorded_at))
+
+
 class Orders:
     def __init__(self, store: EventStore) -> None:
         self._store = store
@@ -41,10 +79,8 @@ class Orders:
     async def history(self, order_id: UUID) -> list[EventEnvelope]:
         return await self._store.read_stream(order_id)
 
-    async def load(self, order_id: UUID) -> OrderState | None:
-        return replay(
-            envelope.event for envelope in await self._store.read_stream(order_id)
-        )
+    async def read(self, order_id: UUID) -> KnownOrder | None:
+        return KnownOrder.of(await self._store.read_stream(order_id))
 
     async def decide(
         self,
@@ -52,29 +88,27 @@ class Orders:
         decide: Decide,
         *,
         cause: Cause,
-        history: Sequence[EventEnvelope] | None = None,
-    ) -> tuple[OrderState, list[OrderEvent]]:
+        known: KnownOrder | None = None,
+    ) -> tuple[KnownOrder, list[OrderEvent]]:
         """Apply ``decide`` to the current state and record what it returns.
 
-        Returns the new state and the events this call recorded (empty when the
-        step had already been taken). ``history``, when the caller has just read
-        the stream, saves reading it again; the append's expected version still
-        guards it. A concurrent writer makes it reload and decide again, and so
-        does one that recorded the same step first: the state returned is then
-        the recorded one, never this call's own copy of the step.
+        Returns the order as now known and the events this call recorded (empty
+        when the step had already been taken). ``known``, when the caller has
+        just read or recorded the order, saves reading it again; the append's
+        expected version still guards it. A concurrent writer makes it reload
+        and decide again, and so does one that recorded the same step first: the
+        state returned is then the recorded one, never this call's own copy of
+        the step.
         """
-        known = history
         for _ in range(_CONFLICT_RETRIES):
-            history = (
-                known if known is not None else await self._store.read_stream(order_id)
-            )
+            order = known if known is not None else await self.read(order_id)
             known = None
-            state = replay(envelope.event for envelope in history)
-            if state is None:
+            if order is None:
                 raise OrderNotFoundError(order_id)
+            state = order.state
             events = decide(state)
             if not events:
-                return state, []
+                return order, []
             new_events = [
                 NewEvent(
                     event_id=event_id_for(order_id, event.type, attempt_of(event)),
@@ -95,9 +129,8 @@ class Orders:
                 # content (another signed transaction): reload and act on that.
                 continue
             # Outcomes are counted here, where they are recorded, not by replaying.
-            observe_recorded(history, events, datetime.now(UTC))
+            now = datetime.now(UTC)
+            observe_recorded(order.recorded_at, events, now)
             annotate(recorded=[event.type for event in events])
-            for event in events:
-                state = evolve(state, event)
-            return state, events
+            return order.after(events, now), events
         raise WrongExpectedVersionError(order_id, -1, -1)

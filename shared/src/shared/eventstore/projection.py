@@ -1,7 +1,8 @@
 """Read models kept in tables, updated from the store exactly once per event.
 
-A projection turns each event into SQL statements; a batch's statements and the
-projection's checkpoint commit in one transaction, so a crash never applies an
+A projection turns each batch of events into SQL statements (it may fold several
+events of one row into one statement); those statements and the projection's
+checkpoint commit in one transaction, so a crash never applies an
 event twice or skips one. Run it as a follower (``Runtime.follow``).
 """
 
@@ -22,15 +23,13 @@ class TableProjection:
         self._pool = pool
         self._checkpoints = checkpoints
 
-    def statements(self, envelope: EventEnvelope) -> list[Statement]:
-        """The statements that apply this event to the read model (may be none)."""
+    def statements(self, batch: Sequence[EventEnvelope]) -> list[Statement]:
+        """The statements that apply these events, in log order (may be none)."""
         raise NotImplementedError
 
     async def apply(self, batch: Sequence[EventEnvelope]) -> None:
         position = batch[-1].global_position
-        statements = [
-            statement for envelope in batch for statement in self.statements(envelope)
-        ]
+        statements = self.statements(batch)
         async with self._pool.connection() as conn:
             if not statements:
                 # Nothing to write: only the checkpoint moves (one round trip).

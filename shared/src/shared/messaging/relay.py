@@ -2,9 +2,13 @@
 
 The append is the only write a handler makes; the relay follows the store by
 global position and publishes each event with publisher confirms, advancing its
-checkpoint only after every event of the batch is confirmed (at-least-once). It is
-a leader-elected follower, so one relay publishes at a time wherever replicas run.
-Events of one order are published in stream order; different orders concurrently.
+checkpoint only after every event of the batch is confirmed (at-least-once). The
+checkpoint is written at most every ``RELAY_CHECKPOINT_MS``, not once per batch:
+at one order at a time a batch is one event, and its checkpoint would cost as much
+as its read. A new leader republishes what was confirmed but not yet checkpointed;
+consumers take duplicates in their stride. It is a leader-elected follower, so one
+relay publishes at a time wherever replicas run. Events of one order are published
+in stream order; different orders concurrently.
 """
 
 import asyncio
@@ -67,6 +71,8 @@ class Relay:
         self._topology = topology
         self._slots = asyncio.Semaphore(settings.relay_publish_concurrency)
         self._exchange: AbstractExchange | None = None
+        self._confirmed = 0
+        self._checkpointing: asyncio.Task[None] | None = None
         self.subscriber = relay_subscriber(topology.namespace)
         self.follower = Follower(
             subscriber=self.subscriber,
@@ -110,7 +116,25 @@ class Relay:
         async with asyncio.TaskGroup() as group:
             for envelopes in by_order.values():
                 group.create_task(self._publish_in_order(exchange, envelopes))
-        await self._checkpoints.advance(self.subscriber, batch[-1].global_position)
+        self._confirmed = batch[-1].global_position
+        if self._checkpointing is None or self._checkpointing.done():
+            self._checkpointing = asyncio.create_task(self._checkpoint_soon())
+
+    async def _checkpoint_soon(self) -> None:
+        """Record the confirmed position once the interval has passed.
+
+        Only confirmed positions are written and a checkpoint never moves back, so
+        a write that outlives this process's leadership is harmless.
+        """
+        while True:
+            await asyncio.sleep(self._settings.relay_checkpoint_ms / 1000)
+            try:
+                await self._checkpoints.advance(self.subscriber, self._confirmed)
+            except Exception:
+                # Until it is recorded, a failover republishes a little more.
+                logger.warning("relay checkpoint not recorded; retrying", exc_info=True)
+            else:
+                return
 
     async def _publish_in_order(
         self, exchange: AbstractExchange, envelopes: Sequence[EventEnvelope]

@@ -1,0 +1,167 @@
+"""The gateway's order list on PostgreSQL: one row per order, whatever the batching.
+
+The projection folds an order's events within a batch into one statement; the row a
+user lists must be the same as if every event had been applied on its own.
+"""
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from psycopg.rows import dict_row
+
+from gateway.readmodel import OrdersProjection
+from shared.domain.envelope import EventEnvelope, NewEvent
+from shared.domain.events import OrderEvent, OrderFailed, RoutingStarted
+from shared.domain.retry import FailureClass
+from shared.eventstore.checkpoints import Checkpoints
+from shared.eventstore.pool import Pool, open_pool
+from shared.eventstore.postgres import PostgresEventStore
+from tests.unit.order_events import accepted, confirmed, retry, routed, submitted
+
+pytestmark = pytest.mark.integration
+
+_COLUMNS = (
+    "status, token_pair, side, amount, client_order_id, venue, final_price,"
+    " tx_hash, attempts, failure_reason, version, created_at, updated_at"
+)
+
+
+class _TestProjection(OrdersProjection):
+    # Its own checkpoint: a running system may share this database.
+    subscriber = f"test:orders_view:{uuid4()}"
+
+
+@pytest.fixture(scope="module")
+async def view_pool(database_url: str) -> AsyncIterator[Pool]:
+    pool = open_pool(database_url, min_size=1, max_size=4, name="view-tests")
+    await pool.open(wait=True)
+    yield pool
+    await pool.close()
+
+
+def retried_then_confirmed() -> list[OrderEvent]:
+    first = accepted()
+    return [
+        first,
+        RoutingStarted(attempt=1),
+        routed(1),
+        submitted(1),
+        retry(2),
+        RoutingStarted(attempt=2),
+        routed(2),
+        submitted(2),
+        confirmed(2),
+    ]
+
+
+def failed_after_retries() -> list[OrderEvent]:
+    return [
+        accepted(),
+        RoutingStarted(attempt=1),
+        retry(2),
+        RoutingStarted(attempt=2),
+        OrderFailed(
+            failed_attempt=2,
+            failure=FailureClass.QUOTE_UNAVAILABLE,
+            reason="every venue failed to quote",
+        ),
+    ]
+
+
+async def _recorded(
+    store: PostgresEventStore, events: Sequence[OrderEvent]
+) -> list[EventEnvelope]:
+    order_id = uuid4()
+    correlation = uuid4()
+    await store.append(
+        order_id,
+        [
+            NewEvent(event_id=uuid4(), event=event, correlation_id=correlation)
+            for event in events
+        ],
+        expected_version=0,
+    )
+    return await store.read_stream(order_id)
+
+
+async def _row(pool: Pool, order_id: UUID) -> dict[str, Any]:
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {_COLUMNS} FROM gateway.orders_view WHERE order_id = %s",  # noqa: S608 - constant columns
+            (order_id,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def _listed_row_by_batches(
+    pool: Pool, history: Sequence[EventEnvelope], batches: Sequence[int]
+) -> dict[str, Any]:
+    """Apply ``history`` in batches of these sizes; the row that results."""
+    projection = _TestProjection(pool=pool, checkpoints=Checkpoints(pool))
+    start = 0
+    for size in batches:
+        await projection.apply(history[start : start + size])
+        start += size
+    assert start == len(history)
+    row = await _row(pool, history[0].order_id)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "DELETE FROM gateway.orders_view WHERE order_id = %s",
+            (history[0].order_id,),
+        )
+    return row
+
+
+@pytest.mark.parametrize(
+    "lifecycle",
+    [retried_then_confirmed, failed_after_retries],
+    ids=lambda f: f.__name__,
+)
+async def test_a_batch_lists_the_order_as_event_by_event_does(
+    view_pool: Pool, lifecycle: Any
+) -> None:
+    store = PostgresEventStore(view_pool)
+    history = await _recorded(store, lifecycle())
+    count = len(history)
+
+    one_by_one = await _listed_row_by_batches(view_pool, history, [1] * count)
+    whole = await _listed_row_by_batches(view_pool, history, [count])
+    split = await _listed_row_by_batches(view_pool, history, [3, count - 3])
+
+    assert whole == one_by_one
+    assert split == one_by_one
+
+
+async def test_a_batch_keeps_the_latest_venue_hash_and_the_most_attempts(
+    view_pool: Pool,
+) -> None:
+    store = PostgresEventStore(view_pool)
+    history = await _recorded(store, retried_then_confirmed())
+
+    row = await _listed_row_by_batches(view_pool, history, [len(history)])
+
+    assert row["status"] == "confirmed"
+    assert row["attempts"] == 2
+    assert row["tx_hash"] == "sig2"
+    assert row["venue"] == "meteora 100%"
+    assert row["final_price"] is not None
+    assert row["failure_reason"] is None
+    assert row["version"] == len(history)
+    assert row["created_at"] == history[0].recorded_at
+    assert row["updated_at"] == history[-1].recorded_at
+
+
+async def test_a_failed_order_keeps_its_reason(view_pool: Pool) -> None:
+    store = PostgresEventStore(view_pool)
+    history = await _recorded(store, failed_after_retries())
+
+    row = await _listed_row_by_batches(view_pool, history, [2, len(history) - 2])
+
+    assert row["status"] == "failed"
+    assert row["attempts"] == 2
+    assert row["failure_reason"] == "every venue failed to quote"
+    assert row["venue"] is None
