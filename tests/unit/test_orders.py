@@ -113,3 +113,63 @@ async def test_an_outcome_raced_by_two_replicas_is_counted_once() -> None:
     assert order.state.failure is not None
     assert order.state.failure.reason.startswith("seen by A")
     assert count() == before + 1
+
+
+class CountingStore(InMemoryEventStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def read_stream(self, stream: UUID, after_version: int = 0) -> Any:
+        self.reads += 1
+        return await super().read_stream(stream, after_version)
+
+
+async def accepted_stream() -> tuple[CountingStore, Orders, KnownOrder, CauseRef]:
+    store = CountingStore()
+    order = accepted()
+    await store.append(
+        order.order_id,
+        [NewEvent(event_id=uuid4(), event=order, correlation_id=order.order_id)],
+        NO_STREAM,
+    )
+    first = KnownOrder.of(await store.read_stream(order.order_id))
+    assert first is not None
+    store.reads = 0
+    return (
+        store,
+        Orders(store),
+        first,
+        CauseRef(event_id=uuid4(), correlation_id=uuid4()),
+    )
+
+
+async def test_deciding_on_the_first_event_reads_nothing() -> None:
+    """The router starts routing from the OrderAccepted message alone."""
+    store, orders, first, cause = await accepted_stream()
+
+    order, recorded = await orders.decide(
+        first.state.order_id, decide_start_routing, cause=cause, known=first
+    )
+
+    assert [e.type for e in recorded] == ["RoutingStarted"]
+    assert order.state.phase is Phase.ROUTING
+    assert order.state.version == 2
+    assert store.reads == 0
+
+
+async def test_a_stale_first_event_reloads_and_records_nothing_twice() -> None:
+    """A redelivered OrderAccepted, after routing began: the append's expected
+    version refuses the stale copy, and the reload finds the step taken."""
+    store, orders, first, cause = await accepted_stream()
+    await orders.decide(first.state.order_id, decide_start_routing, cause=cause)
+
+    order, recorded = await orders.decide(
+        first.state.order_id, decide_start_routing, cause=cause, known=first
+    )
+
+    assert recorded == []
+    assert order.state.phase is Phase.ROUTING
+    assert store.reads >= 1
+    history = await orders.history(first.state.order_id)
+    assert [e.type for e in history] == ["OrderAccepted", "RoutingStarted"]

@@ -11,7 +11,7 @@ from shared.domain.liquidity import InsufficientLiquidityError
 from shared.domain.pairs import SUPPORTED_PAIRS, Side
 from shared.domain.pools import CpPool, DlmmPool, fill_exact_in, fill_exact_out
 from shared.domain.quotes import RoutePlan, Venue, VenueQuote
-from shared.domain.routing import plan_route
+from shared.domain.routing import _golden_section, plan_route
 
 SOL, USDC = 10**9, 10**6
 PAIR = SUPPORTED_PAIRS["SOL-USDC"]
@@ -190,3 +190,27 @@ def test_split_when_no_venue_fills_alone() -> None:
     assert [q.venue for q in quotes] == []
     assert len(plan.legs) == 2
     assert plan.out_amount == Decimal(120)
+
+
+@pytest.mark.parametrize(
+    ("peak", "within"),
+    [
+        (10**9 - 1, 999_998),  # one venue best: an end, to a thousandth
+        (1, 999_998),
+        (10**9 - 2_000, 999_998),  # inside the last thousandth: that end
+        (123_456_789, 999),  # a real split: to a millionth
+        (10**9 - 5_000_000, 999),
+    ],
+)
+def test_split_search_finds_the_peak_of_a_concave_total(peak: int, within: int) -> None:
+    evaluated: list[int] = []
+
+    def total(a1: int) -> int:
+        evaluated.append(a1)
+        return -abs(a1 - peak) * 7
+
+    found = _golden_section(total, 1, 10**9 - 1)
+
+    assert abs(found - peak) <= within
+    if within > 999:
+        assert len(evaluated) <= 4  # the slope at the end settles it

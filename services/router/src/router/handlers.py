@@ -44,8 +44,12 @@ class RouteOrders:
         self._quote_validity = quote_validity
 
     async def on_order_accepted(self, cause: EventEnvelope) -> None:
+        # The first event of a stream is the whole stream as of that version: no
+        # read. Anything recorded since (a redelivery) fails the append's expected
+        # version, and the decision reloads.
+        known = KnownOrder.of([cause]) if cause.stream_version == 1 else None
         order, _ = await self._orders.decide(
-            cause.order_id, decide_start_routing, cause=cause
+            cause.order_id, decide_start_routing, cause=cause, known=known
         )
         if awaiting_route(order.state, 1):
             await self._route(order, cause)

@@ -294,7 +294,9 @@ class SimulatedChain:
             now = await _clock(conn)
             measured = time.monotonic()
             while True:
-                async with conn.transaction():
+                # Pipelined: BEGIN goes with the first read, the writes and the
+                # announcement with COMMIT (three round trips per batch).
+                async with conn.pipeline(), conn.transaction():
                     cursor = await conn.execute(_DUE, {"now": now, "limit": _BATCH})
                     due = await cursor.fetchall()
                     if due:
@@ -339,8 +341,8 @@ class SimulatedChain:
         )
         for signature, instruction, slot in landing:
             self._land(batch, signature, instruction, slot)
-        # Every write and the announcement in one round trip; they commit together.
-        async with conn.pipeline(), conn.cursor() as writes:
+        # Queued behind the caller's pipeline: sent with its COMMIT.
+        async with conn.cursor() as writes:
             if batch.moved:
                 await writes.executemany(
                     _UPDATE_POOL,
