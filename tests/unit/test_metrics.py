@@ -240,6 +240,28 @@ async def test_infrastructure_still_failing_requeues(
     assert [line["outcome"] for line in handled] == ["requeue"]
 
 
+async def test_a_brief_fault_is_retried_in_place_and_acked(
+    log_lines: Lines,
+) -> None:
+    """The store away for a moment: the handler runs again, the delivery is acked
+    once and logged once."""
+    message = _message(_accepted_envelope(uuid4(), uuid4()))
+    calls = 0
+
+    async def handler(_: EventEnvelope) -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise psycopg.OperationalError("database away")
+
+    await settle(message, handler, consumer=CONSUMER)
+
+    assert calls == 3
+    assert _settled(message) == ["ack"]
+    handled = [line for line in log_lines() if line["event"] == "handled"]
+    assert [line["outcome"] for line in handled] == ["ack"]
+
+
 async def test_an_undecodable_message_is_parked_with_the_ids_it_has(
     log_lines: Lines,
 ) -> None:

@@ -101,14 +101,11 @@ async def settle(
     ):
         error: BaseException | None = None
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(TRANSIENT),
-                wait=wait_exponential(multiplier=0.05, max=5),
-                stop=stop_after_delay(patience_s),
-                reraise=True,
-            ):
-                with attempt:
-                    await handler(envelope)
+            try:
+                await handler(envelope)
+            except TRANSIENT:
+                # Only a delivery that met a fault pays for the retry machinery.
+                await _retry(handler, envelope, patience_s)
         except TRANSIENT as transient:
             error, outcome = transient, REQUEUE
             await message.nack(requeue=True)
@@ -128,6 +125,18 @@ async def settle(
             error=error,
             annotations=annotations,
         )
+
+
+async def _retry(handler: Handler, envelope: EventEnvelope, patience_s: float) -> None:
+    """Run the handler again with back-off until it succeeds or patience runs out."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(TRANSIENT),
+        wait=wait_exponential(multiplier=0.05, max=5),
+        stop=stop_after_delay(patience_s),
+        reraise=True,
+    ):
+        with attempt:
+            await handler(envelope)
 
 
 def _handled(
