@@ -8,7 +8,13 @@ import pytest
 from rich.console import Console, RenderableType
 
 from orders_cli.client import ApiError, field_error
-from orders_cli.load import OrderOutcome, one_order, percentile, summarize
+from orders_cli.load import (
+    OrderOutcome,
+    one_order,
+    percentile,
+    run_load,
+    summarize,
+)
 from orders_cli.main import Side, order_body
 from orders_cli.render import (
     elapsed,
@@ -416,3 +422,44 @@ async def test_load_gives_up_on_a_busy_engine_at_its_deadline() -> None:
     assert outcome.reason is not None
     assert "capacity" in outcome.reason
     assert 1 <= engine.submits <= 3
+
+
+class _StoreBlip:
+    """Each order's first submit meets a store outage (503 + Retry-After), which
+    may have struck after the order was recorded; the second is answered."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict[str, Any]] = []
+
+    async def ws_url(self) -> str:
+        return "ws://notifier"
+
+    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.submitted.append(dict(body))
+        key = body.get("clientOrderId")
+        if sum(1 for b in self.submitted if b.get("clientOrderId") == key) == 1:
+            raise ApiError("order store unavailable", status=503, retry_after=0)
+        return {"orderId": f"order-of-{key}", "status": "pending"}
+
+    async def follow(self, order_id: str) -> AsyncIterator[dict[str, Any]]:
+        yield {"orderId": order_id, "status": "confirmed"}
+
+
+async def test_load_resubmits_the_same_order_never_a_second_one() -> None:
+    """Every load order carries its own clientOrderId, so a resubmit after a 503
+    returns the order the outage may already have recorded."""
+    client = _StoreBlip()
+
+    summary = await run_load(
+        client,  # type: ignore[arg-type]
+        lambda _i: {"amount": "1", "tokenPair": "SOL-USDC", "type": "market"},
+        count=3,
+        concurrency=3,
+        give_up_after=5,
+    )
+
+    keys = [body["clientOrderId"] for body in client.submitted]
+    assert len(keys) == 6
+    assert len(set(keys)) == 3  # each order's key sent twice, never a new one
+    assert summary.confirmed == 3
+    assert len({o.order_id for o in summary.outcomes}) == 3

@@ -105,3 +105,31 @@ async def test_a_checkpoint_the_store_refused_is_written_later() -> None:
     await asyncio.sleep(0.4)
 
     assert checkpoints.advances == [1]
+
+
+class SlowCheckpoints(Checkpoints):
+    """Each write waits until the test lets it finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()
+        self.finish = asyncio.Event()
+
+    async def advance(self, subscriber: str, position: int, **_: Any) -> bool:
+        self.writing.set()
+        await self.finish.wait()
+        return await super().advance(subscriber, position)
+
+
+async def test_a_batch_confirmed_during_a_checkpoint_write_is_written_next() -> None:
+    """The log then goes quiet: the checkpoint must still reach the last batch."""
+    checkpoints, exchange = SlowCheckpoints(), Exchange()
+    subject = relay(checkpoints, exchange)
+    await publish(subject, [envelope(1)])
+    await checkpoints.writing.wait()
+
+    await publish(subject, [envelope(2)])
+    checkpoints.finish.set()
+    await asyncio.sleep(0.3)
+
+    assert checkpoints.advances == [1, 2]

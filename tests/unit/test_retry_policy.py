@@ -2,7 +2,14 @@
 
 import pytest
 
-from shared.domain.retry import RETRYABLE, FailureClass, GiveUp, RetryAfter, RetryPolicy
+from shared.domain.retry import (
+    RETRYABLE,
+    FailureClass,
+    GiveUp,
+    RetryAfter,
+    RetryPolicy,
+    RpcBackoff,
+)
 
 
 def test_delays_grow_exponentially_within_the_jitter_band() -> None:
@@ -69,3 +76,12 @@ def test_insufficient_liquidity_is_not_retried() -> None:
     )
 
     assert isinstance(step, GiveUp)
+
+
+def test_a_failed_rpc_call_is_retried_at_once_then_backs_off_to_the_poll() -> None:
+    backoff = RpcBackoff(first_s=0.02, max_s=0.2)
+
+    waits = [backoff.delay_s(failures) for failures in range(1, 7)]
+
+    assert waits == pytest.approx([0.02, 0.04, 0.08, 0.16, 0.2, 0.2])
+    assert backoff.delay_s(0) == 0

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import math
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -150,8 +151,11 @@ async def one_order(
     """Submit one order and follow it over its WebSocket until it ends.
 
     A 503 with ``Retry-After`` (the engine at capacity, or its store briefly
-    away) recorded nothing: the same order is submitted again after the wait, for
-    as long as ``give_up_after`` allows.
+    away) asks for the same order again after the wait, for as long as
+    ``give_up_after`` allows. At capacity nothing was recorded; a store outage
+    may have struck after the order was recorded, so ``body`` should carry a
+    ``clientOrderId`` (``run_load`` gives each order one): the repeat then
+    returns the order rather than placing a second one.
     """
     started = time.monotonic()
     deadline = started + give_up_after
@@ -216,13 +220,19 @@ async def run_load(
     give_up_after: float,
     on_done: Callable[[OrderOutcome], None] | None = None,
 ) -> LoadSummary:
-    """Run ``count`` orders, at most ``concurrency`` in flight (submit to terminal)."""
+    """Run ``count`` orders, at most ``concurrency`` in flight (submit to terminal).
+
+    Each order gets a ``clientOrderId`` unique to this run (unless ``body`` gives
+    one), so resubmitting after a 503 can never place it twice.
+    """
     gate = asyncio.Semaphore(concurrency)
     await client.ws_url()  # resolve once, not once per order
+    run_id = uuid.uuid4().hex[:12]
 
     async def run(index: int) -> OrderOutcome:
+        order = {"clientOrderId": f"load-{run_id}-{index}", **body(index)}
         async with gate:
-            result = await one_order(client, body(index), give_up_after=give_up_after)
+            result = await one_order(client, order, give_up_after=give_up_after)
         if on_done is not None:
             on_done(result)
         return result

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 
 from shared.chain.port import Chain, ChainUnavailableError, SignatureStatus, TxPending
+from shared.domain.retry import RpcBackoff
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,8 @@ class Confirmations:
     def __init__(self, chain: Chain, *, poll_s: float) -> None:
         self._chain = chain
         self._poll_s = poll_s
+        self._rpc_backoff = RpcBackoff(max_s=poll_s)
+        self._failed_polls = 0
         self._waiting: dict[str, list[asyncio.Future[SignatureStatus]]] = {}
         self._asked = asyncio.Event()
 
@@ -46,6 +49,11 @@ class Confirmations:
                 self._asked.clear()
                 waiting, self._waiting = self._waiting, {}
                 await self._answer(waiting)
+                if self._failed_polls:
+                    # The node did not answer: ask again within milliseconds
+                    # rather than at the next landing or poll.
+                    await asyncio.sleep(self._rpc_backoff.delay_s(self._failed_polls))
+                    continue
                 try:
                     # The next poll waits for a landing, or the interval at most.
                     await landed.wait(self._poll_s)
@@ -60,8 +68,10 @@ class Confirmations:
         try:
             statuses = await self._chain.signature_statuses(signatures)
             answers = dict(zip(signatures, statuses, strict=True))
+            self._failed_polls = 0
         except ChainUnavailableError:
             answers = dict.fromkeys(signatures, TxPending())
+            self._failed_polls += 1
         except Exception as error:  # handed to every watcher, each decides
             answers = error
         for signature, futures in waiting.items():

@@ -46,7 +46,7 @@ from shared.domain.order import (
 )
 from shared.domain.pairs import SUPPORTED_PAIRS
 from shared.domain.quotes import RoutePlan, Venue, VenueQuote
-from shared.domain.retry import FailureClass, RetryPolicy
+from shared.domain.retry import FailureClass, RetryPolicy, RpcBackoff
 from shared.domain.routing import InsufficientLiquidityError
 from shared.domain.staleness import drifted_too_far, route_expired
 from shared.eventstore.orders import KnownOrder, Orders
@@ -92,6 +92,7 @@ class ExecuteOrders:
         self._quote_validity = quote_validity
         self._rebroadcast_s = rebroadcast_s
         self._poll_s = poll_s
+        self._rpc_backoff = RpcBackoff(max_s=poll_s)
         self._rpc_retries = max(1, rpc_retries)
         # One watch per signature in this process, whoever started it (a delivery
         # or reconciliation); everyone who needs its outcome awaits the same task.
@@ -244,13 +245,18 @@ class ExecuteOrders:
         self, order: KnownOrder, tx: TransactionSubmitted, cause: Cause
     ) -> None:
         next_broadcast = 0.0
+        failed_sends = 0
         while True:
             now = time.monotonic()
             if now >= next_broadcast:
-                sent = await self._broadcast(order.state, tx)
-                # A send that failed is retried at the next poll, not after a
-                # whole rebroadcast interval.
-                next_broadcast = now + (self._rebroadcast_s if sent else self._poll_s)
+                if not await self._broadcast(order.state, tx):
+                    # A send that failed is tried again within milliseconds,
+                    # backing off, not after a whole rebroadcast interval.
+                    failed_sends += 1
+                    await asyncio.sleep(self._rpc_backoff.delay_s(failed_sends))
+                    continue
+                failed_sends = 0
+                next_broadcast = now + self._rebroadcast_s
             try:
                 status = await self._confirmations.next_status(tx.signature)
                 if await self._settle(order, tx, status, cause):
@@ -407,11 +413,11 @@ class ExecuteOrders:
         )
 
     async def _with_rpc_retries(self, call: Callable[[], Awaitable[T]]) -> T:
-        for _ in range(self._rpc_retries - 1):
+        for failures in range(1, self._rpc_retries):
             try:
                 return await call()
             except ChainUnavailableError:
-                await asyncio.sleep(self._poll_s)
+                await asyncio.sleep(self._rpc_backoff.delay_s(failures))
         return await call()
 
 

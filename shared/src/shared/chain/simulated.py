@@ -294,8 +294,8 @@ class SimulatedChain:
             now = await _clock(conn)
             measured = time.monotonic()
             while True:
-                # Pipelined: BEGIN goes with the first read, the writes and the
-                # announcement with COMMIT (three round trips per batch).
+                # Pipelined: BEGIN goes with the first read, and the writes and
+                # the announcement go together, just before COMMIT.
                 async with conn.pipeline(), conn.transaction():
                     cursor = await conn.execute(_DUE, {"now": now, "limit": _BATCH})
                     due = await cursor.fetchall()

@@ -74,3 +74,23 @@ class RetryPolicy:
 def _unit_interval(key: str) -> float:
     digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(digest) / 2**64
+
+
+@dataclass(frozen=True, slots=True)
+class RpcBackoff:
+    """How long to wait before calling an RPC node again after a failed call.
+
+    Distinct from the order's retry policy: a failed call is not a failed attempt.
+    Node errors are mostly momentary, so the first retry comes almost at once and
+    each further one waits twice as long, up to ``max_s`` (the poll interval: a
+    node that stays away is then asked no more often than the chain is polled).
+    """
+
+    first_s: float = 0.02
+    max_s: float = 0.2
+
+    def delay_s(self, failures: int) -> float:
+        """The wait after ``failures`` failed calls in a row (1 for the first)."""
+        if failures < 1:
+            return 0.0
+        return min(self.first_s * 2.0 ** (failures - 1), self.max_s)

@@ -6,6 +6,7 @@ message, then requeued; anything else is a poison message and is rejected to the
 parking queue for a human, never dropped. The event store still holds the event.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -52,6 +53,7 @@ Handler = Callable[[EventEnvelope], Awaitable[None]]
 ACK = "ack"
 REQUEUE = "requeue"
 PARKED = "parked"
+_FIRST_RETRY_S = 0.05
 _LEVEL = {ACK: logging.INFO, REQUEUE: logging.WARNING, PARKED: logging.ERROR}
 
 
@@ -129,9 +131,10 @@ async def settle(
 
 async def _retry(handler: Handler, envelope: EventEnvelope, patience_s: float) -> None:
     """Run the handler again with back-off until it succeeds or patience runs out."""
+    await asyncio.sleep(_FIRST_RETRY_S)
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(TRANSIENT),
-        wait=wait_exponential(multiplier=0.05, max=5),
+        wait=wait_exponential(multiplier=_FIRST_RETRY_S, max=5),
         stop=stop_after_delay(patience_s),
         reraise=True,
     ):

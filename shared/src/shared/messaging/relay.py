@@ -124,17 +124,21 @@ class Relay:
         """Record the confirmed position once the interval has passed.
 
         Only confirmed positions are written and a checkpoint never moves back, so
-        a write that outlives this process's leadership is harmless.
+        a write that outlives this process's leadership is harmless. Batches
+        confirmed while a write is under way are written by the next round: the
+        task ends only once what it wrote is the latest confirmed position.
         """
-        while True:
+        written = 0
+        while written < self._confirmed:
             await asyncio.sleep(self._settings.relay_checkpoint_ms / 1000)
+            position = self._confirmed
             try:
-                await self._checkpoints.advance(self.subscriber, self._confirmed)
+                await self._checkpoints.advance(self.subscriber, position)
             except Exception:
                 # Until it is recorded, a failover republishes a little more.
                 logger.warning("relay checkpoint not recorded; retrying", exc_info=True)
             else:
-                return
+                written = position
 
     async def _publish_in_order(
         self, exchange: AbstractExchange, envelopes: Sequence[EventEnvelope]
