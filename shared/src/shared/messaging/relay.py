@@ -128,15 +128,20 @@ class Relay:
         confirmed while a write is under way are written by the next round: the
         task ends only once what it wrote is the latest confirmed position.
         """
-        written = 0
+        written, failing = 0, False
         while written < self._confirmed:
             await asyncio.sleep(self._settings.relay_checkpoint_ms / 1000)
             position = self._confirmed
             try:
                 await self._checkpoints.advance(self.subscriber, position)
             except Exception:
-                # Until it is recorded, a failover republishes a little more.
-                logger.warning("relay checkpoint not recorded; retrying", exc_info=True)
+                # Until it is recorded, a failover republishes a little more. One
+                # line per outage, not one per try.
+                if not failing:
+                    logger.warning(
+                        "relay checkpoint not recorded; retrying", exc_info=True
+                    )
+                failing = True
             else:
                 written = position
 
