@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from shared.domain.envelope import NewEvent
+from shared.domain.envelope import EventEnvelope, NewEvent
 from shared.domain.events import OrderAccepted, OrderType, RoutingStarted
 from shared.domain.pairs import Side
 from shared.eventstore.port import (
@@ -92,6 +92,27 @@ class EventStoreContract:
         assert envelope.correlation_id == new.correlation_id
         assert envelope.causation_id == new.causation_id
         assert envelope.recorded_at.tzinfo is not None
+
+    async def test_the_log_as_stored_is_the_log_parsed(self, store: EventStore) -> None:
+        """What the relay forwards unparsed is exactly what readers parse."""
+        head = await store.head_position()
+        stream = uuid4()
+        await store.append(stream, [accepted(stream), *new_events(2)], NO_STREAM)
+
+        parsed = await store.read_all(head, limit=10)
+        raw = await store.read_all_raw(head, limit=10)
+
+        assert [r.global_position for r in raw] == [e.global_position for e in parsed]
+        assert [
+            (r.event_id, r.order_id, r.stream_version, r.type, r.correlation_id)
+            for r in raw
+        ] == [
+            (e.event_id, e.order_id, e.stream_version, e.type, e.correlation_id)
+            for e in parsed
+        ]
+        assert [
+            EventEnvelope.model_validate_json(r.envelope_json) for r in raw
+        ] == parsed
 
     async def test_append_at_the_read_version_extends_the_stream(
         self, store: EventStore

@@ -12,6 +12,7 @@ import uuid
 import aio_pika
 import pytest
 
+from shared.eventstore.port import RawEvent
 from shared.messaging.relay import to_message
 from shared.messaging.topology import routing_key
 from tests.integration import probes
@@ -28,7 +29,9 @@ async def republish(system: System, order_id: str, types: tuple[str, ...]) -> No
     envelopes = {e.type: e for e in await probes.history(system, order_id)}
     for event_type in types:
         envelope = envelopes[event_type]
-        await probes.publish(system, to_message(envelope), routing_key(event_type))
+        await probes.publish(
+            system, to_message(RawEvent.of(envelope)), routing_key(event_type)
+        )
 
 
 async def drained(system: System) -> None:
@@ -131,7 +134,7 @@ async def test_an_event_of_an_unknown_order_is_parked(system: System) -> None:
             "event": accepted.event.model_copy(update={"order_id": stranger}),
         }
     )
-    message = to_message(orphan)
+    message = to_message(RawEvent.of(orphan))
 
     await probes.publish(system, message, routing_key("OrderAccepted"))
 

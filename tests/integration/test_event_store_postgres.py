@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from psycopg import sql
+from pydantic import ValidationError
 
 from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
@@ -25,8 +26,11 @@ from shared.eventstore.port import (
     WrongExpectedVersionError,
 )
 from shared.eventstore.postgres import STORE_CHANNEL, PostgresEventStore
+from shared.messaging.relay import to_message
+from shared.messaging.topology import routing_key
 from shared.migrations import migrate
 from shared.postgres.wakeups import Wakeups
+from tests.conftest import fresh_database
 from tests.contracts.event_store import EventStoreContract, new_events
 
 pytestmark = pytest.mark.integration
@@ -296,7 +300,7 @@ async def test_a_lingering_follower_takes_events_close_together_in_one_batch(
     follower = Follower(
         subscriber=subscriber,
         conninfo=database_url,
-        store=pg_store,
+        read=pg_store.read_all,
         checkpoints=checkpoints,
         handle=handle,
         linger_s=0.5,
@@ -322,3 +326,48 @@ async def test_a_lingering_follower_takes_events_close_together_in_one_batch(
             await following
 
     assert batches == [3]
+
+
+async def test_the_relay_forwards_an_event_type_this_release_does_not_know(
+    infrastructure: tuple[str, str],
+) -> None:
+    """A newer release recorded a type this one cannot parse (a rolling upgrade):
+    the relay still reads it and the events after it, with their routing keys."""
+    with fresh_database(infrastructure[0], "future_type") as url:
+        pool = open_pool(url, min_size=1, max_size=2, name="future-type")
+        await pool.open(wait=True)
+        try:
+            store = PostgresEventStore(pool)
+            stream = uuid4()
+            await store.append(stream, new_events(1), NO_STREAM)
+            async with pool.connection() as conn:
+                await conn.execute(
+                    "SELECT * FROM es.append_events(%s, 1, %s::uuid[], %s::text[],"
+                    " %s::jsonb[], %s::uuid[], %s::uuid[])",
+                    (
+                        stream,
+                        [uuid4()],
+                        ["OrderRepriced"],
+                        ['{"type": "OrderRepriced", "limitPrice": "163.2"}'],
+                        [uuid4()],
+                        [None],
+                    ),
+                )
+            await store.append(stream, new_events(1, first_attempt=2), 2)
+
+            raw = await store.read_all_raw(0, limit=10)
+            with pytest.raises(ValidationError):
+                await store.read_all(0, limit=10)
+        finally:
+            await pool.close()
+
+    assert [r.type for r in raw] == [
+        "RoutingStarted",
+        "OrderRepriced",
+        "RoutingStarted",
+    ]
+    unknown = to_message(raw[1])
+    assert unknown.type == "OrderRepriced"
+    assert unknown.headers["stream-version"] == 2
+    assert b'"limitPrice":"163.2"' in unknown.body.replace(b" ", b"")
+    assert routing_key(raw[1].type) == "order.OrderRepriced"

@@ -9,6 +9,7 @@ from typing import Any
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import RoutingStarted
 from shared.eventstore.memory import InMemoryEventStore
+from shared.eventstore.port import RawEvent
 from shared.messaging.relay import Relay
 from shared.messaging.topology import Topology
 from shared.settings import Settings
@@ -66,7 +67,7 @@ def relay(checkpoints: Checkpoints, exchange: Exchange) -> Relay:
 
 
 async def publish(relay: Relay, batch: Sequence[EventEnvelope]) -> None:
-    await relay._publish_batch(batch)
+    await relay._publish_batch([RawEvent.of(envelope) for envelope in batch])
 
 
 async def test_batches_in_quick_succession_record_one_checkpoint_at_the_last() -> None:

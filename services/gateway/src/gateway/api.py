@@ -185,7 +185,7 @@ def orders_api(  # noqa: C901 - one nested function per route
     settings: Settings,
     store: EventStore,
     view: OrdersView,
-    projector: Follower,
+    projector: Follower[EventEnvelope],
     admission: Admission,
 ) -> APIRouter:
     api = APIRouter(prefix="/api", tags=["orders"])

@@ -11,6 +11,7 @@ from gateway.api import orders_api
 from gateway.limits import BodySizeLimit
 from gateway.readmodel import OrdersProjection, OrdersView
 from gateway.web import mount_web
+from shared.domain.envelope import EventEnvelope
 from shared.eventstore.follower import Follower
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.pool import Pool
@@ -50,7 +51,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
             settings=settings,
             store=InMemoryEventStore(),
             view=OrdersView(cast("Pool", None)),
-            projector=cast("Follower", None),
+            projector=cast("Follower[EventEnvelope]", None),
             admission=Admission(_never_counted, limit=settings.max_orders_in_flight),
         )
     )

@@ -9,6 +9,7 @@ from shared.eventstore.port import (
     ANY_VERSION,
     AppendResult,
     EventIdConflictError,
+    RawEvent,
     WrongExpectedVersionError,
 )
 
@@ -112,6 +113,11 @@ class InMemoryEventStore:
                 f" got {after_position} and {limit}"
             )
         return self._log[after_position : after_position + limit]
+
+    async def read_all_raw(
+        self, after_position: int = 0, limit: int = 1000
+    ) -> list[RawEvent]:
+        return [RawEvent.of(e) for e in await self.read_all(after_position, limit)]
 
     async def head_position(self) -> int:
         return len(self._log)

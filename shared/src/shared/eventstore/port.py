@@ -24,6 +24,36 @@ class AppendResult:
     carried other content under the same ids: the caller recorded nothing."""
 
 
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """A recorded event as the store holds it: the envelope's JSON, unparsed.
+
+    What the relay forwards: it needs the columns it routes and labels by, never
+    the event itself, so it can publish event types this release does not know
+    (recorded by a newer one during a rolling upgrade).
+    """
+
+    global_position: int
+    event_id: UUID
+    order_id: UUID
+    stream_version: int
+    type: str
+    correlation_id: UUID
+    envelope_json: str
+
+    @classmethod
+    def of(cls, envelope: EventEnvelope) -> "RawEvent":
+        return cls(
+            global_position=envelope.global_position,
+            event_id=envelope.event_id,
+            order_id=envelope.order_id,
+            stream_version=envelope.stream_version,
+            type=envelope.type,
+            correlation_id=envelope.correlation_id,
+            envelope_json=envelope.model_dump_json(by_alias=True),
+        )
+
+
 class EventStoreError(Exception):
     """Base of the event store's errors."""
 
@@ -67,5 +97,11 @@ class EventStore(Protocol):
     async def read_all(
         self, after_position: int = 0, limit: int = 1000
     ) -> list[EventEnvelope]: ...
+
+    async def read_all_raw(
+        self, after_position: int = 0, limit: int = 1000
+    ) -> list[RawEvent]:
+        """``read_all`` without parsing: the same events, as stored."""
+        ...
 
     async def head_position(self) -> int: ...

@@ -14,6 +14,7 @@ from shared.eventstore.port import (
     ANY_VERSION,
     AppendResult,
     EventIdConflictError,
+    RawEvent,
     WrongExpectedVersionError,
 )
 
@@ -59,6 +60,15 @@ SELECT coalesce(json_agg(page.envelope ORDER BY page.global_position), '[]')::te
          WHERE e.global_position > %s
          ORDER BY e.global_position
          LIMIT %s) AS page
+"""  # noqa: S608 - composed from constants only
+
+_READ_ALL_RAW = f"""
+SELECT e.global_position, e.event_id, e.stream_id, e.stream_version, e.event_type,
+       e.correlation_id, {_ENVELOPE}::text
+  FROM es.events AS e
+ WHERE e.global_position > %s
+ ORDER BY e.global_position
+ LIMIT %s
 """  # noqa: S608 - composed from constants only
 
 _HEAD = "SELECT last_position FROM es.position_counter"
@@ -139,12 +149,17 @@ class PostgresEventStore:
     async def read_all(
         self, after_position: int = 0, limit: int = 1000
     ) -> list[EventEnvelope]:
-        if after_position < 0 or limit < 1:
-            raise ValueError(
-                "need after_position >= 0 and limit >= 1,"
-                f" got {after_position} and {limit}"
-            )
+        _check_page(after_position, limit)
         return await self._read(_READ_ALL, (after_position, limit))
+
+    async def read_all_raw(
+        self, after_position: int = 0, limit: int = 1000
+    ) -> list[RawEvent]:
+        _check_page(after_position, limit)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_READ_ALL_RAW, (after_position, limit))
+            rows = await cur.fetchall()
+        return [RawEvent(*row) for row in rows]
 
     async def head_position(self) -> int:
         async with self._pool.connection() as conn:
@@ -162,3 +177,10 @@ class PostgresEventStore:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
         return [] if row is None else _ENVELOPES.validate_json(row[0])
+
+
+def _check_page(after_position: int, limit: int) -> None:
+    if after_position < 0 or limit < 1:
+        raise ValueError(
+            f"need after_position >= 0 and limit >= 1, got {after_position} and {limit}"
+        )

@@ -20,10 +20,9 @@ from uuid import UUID
 import aio_pika
 from aio_pika.abc import AbstractExchange
 
-from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.follower import Follower
-from shared.eventstore.port import EventStore
+from shared.eventstore.port import EventStore, RawEvent
 from shared.messaging.topology import Topology, routing_key
 from shared.metrics import RELAY_PUBLISHED
 from shared.postgres.leadership import lock_key
@@ -32,18 +31,19 @@ from shared.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def to_message(envelope: EventEnvelope) -> aio_pika.Message:
+def to_message(event: RawEvent) -> aio_pika.Message:
+    """The event's envelope as stored, with what brokers and consumers route by."""
     return aio_pika.Message(
-        body=envelope.model_dump_json(by_alias=True).encode(),
+        body=event.envelope_json.encode(),
         content_type="application/json",
-        message_id=str(envelope.event_id),
-        correlation_id=str(envelope.correlation_id),
-        type=envelope.type,
+        message_id=str(event.event_id),
+        correlation_id=str(event.correlation_id),
+        type=event.type,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         headers={
-            "order-id": str(envelope.order_id),
-            "stream-version": envelope.stream_version,
-            "global-position": envelope.global_position,
+            "order-id": str(event.order_id),
+            "stream-version": event.stream_version,
+            "global-position": event.global_position,
         },
     )
 
@@ -77,7 +77,7 @@ class Relay:
         self.follower = Follower(
             subscriber=self.subscriber,
             conninfo=settings.database_url,
-            store=store,
+            read=store.read_all_raw,
             checkpoints=checkpoints,
             handle=self._publish_batch,
             poll_s=settings.relay_poll_ms / 1000,
@@ -106,13 +106,13 @@ class Relay:
                 logger.exception("relay cannot reach the broker; retrying")
             await asyncio.sleep(1.0)
 
-    async def _publish_batch(self, batch: Sequence[EventEnvelope]) -> None:
+    async def _publish_batch(self, batch: Sequence[RawEvent]) -> None:
         exchange = self._exchange
         if exchange is None:  # pragma: no cover - run() sets it before following
             raise RuntimeError("relay is not connected")
-        by_order: dict[UUID, list[EventEnvelope]] = defaultdict(list)
-        for envelope in batch:
-            by_order[envelope.order_id].append(envelope)
+        by_order: dict[UUID, list[RawEvent]] = defaultdict(list)
+        for event in batch:
+            by_order[event.order_id].append(event)
         async with asyncio.TaskGroup() as group:
             for envelopes in by_order.values():
                 group.create_task(self._publish_in_order(exchange, envelopes))
@@ -146,13 +146,13 @@ class Relay:
                 written = position
 
     async def _publish_in_order(
-        self, exchange: AbstractExchange, envelopes: Sequence[EventEnvelope]
+        self, exchange: AbstractExchange, events: Sequence[RawEvent]
     ) -> None:
         async with self._slots:
-            for envelope in envelopes:
+            for event in events:
                 await exchange.publish(
-                    to_message(envelope),
-                    routing_key=routing_key(envelope.type),
+                    to_message(event),
+                    routing_key=routing_key(event.type),
                     mandatory=True,
                 )
                 RELAY_PUBLISHED.inc()

@@ -22,6 +22,7 @@ from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.subscriber import RabbitSubscriber
 
 from shared import metrics
+from shared.domain.envelope import EventEnvelope
 from shared.domain.retry import RetryPolicy
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.follower import Follower, Handle
@@ -57,19 +58,19 @@ class Runtime:
     checkpoints: Checkpoints
     relay: Relay | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    followers: list[Follower] = field(default_factory=list)
+    followers: list[Follower[EventEnvelope]] = field(default_factory=list)
     subscribers: list[RabbitSubscriber] = field(default_factory=list)
     _monitor: AbstractRobustChannel | None = None
 
     def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self.tasks.append(asyncio.create_task(coroutine, name=name))
 
-    def follow(self, subscriber: str, handle: Handle) -> Follower:
+    def follow(self, subscriber: str, handle: Handle) -> Follower[EventEnvelope]:
         """Run a leader-elected follower of the store in the background."""
         follower = Follower(
             subscriber=subscriber,
             conninfo=self.settings.database_url,
-            store=self.store,
+            read=self.store.read_all,
             checkpoints=self.checkpoints,
             handle=handle,
             poll_s=self.settings.relay_poll_ms / 1000,
