@@ -17,6 +17,7 @@ from shared.domain.events import OrderEvent, OrderFailed, RoutingStarted
 from shared.domain.retry import FailureClass
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.pool import Pool, open_pool
+from shared.eventstore.port import RawEvent
 from shared.eventstore.postgres import PostgresEventStore
 from tests.unit.order_events import accepted, confirmed, retry, routed, submitted
 
@@ -104,7 +105,7 @@ async def _listed_row_by_batches(
     projection = _TestProjection(pool=pool, checkpoints=Checkpoints(pool))
     start = 0
     for size in batches:
-        await projection.apply(history[start : start + size])
+        await projection.apply([RawEvent.of(e) for e in history[start : start + size]])
         start += size
     assert start == len(history)
     row = await _row(pool, history[0].order_id)
@@ -165,3 +166,33 @@ async def test_a_failed_order_keeps_its_reason(view_pool: Pool) -> None:
     assert row["attempts"] == 2
     assert row["failure_reason"] == "every venue failed to quote"
     assert row["venue"] is None
+
+
+async def test_an_event_type_this_release_does_not_know_is_passed_over(
+    view_pool: Pool,
+) -> None:
+    """A newer release recorded a type this one cannot read (a rolling upgrade):
+    the order list keeps advancing on the types it knows, never stops."""
+    store = PostgresEventStore(view_pool)
+    history = await _recorded(store, retried_then_confirmed())
+    raw = [RawEvent.of(e) for e in history]
+    newer = RawEvent(
+        global_position=raw[2].global_position,
+        event_id=uuid4(),
+        order_id=raw[2].order_id,
+        stream_version=raw[2].stream_version,
+        type="OrderRepriced",
+        correlation_id=raw[2].correlation_id,
+        envelope_json='{"type": "OrderRepriced", "limitPrice": "163.2"}',
+    )
+    with_newer = [*raw[:2], newer, *raw[3:]]
+    projection = _TestProjection(pool=view_pool, checkpoints=Checkpoints(view_pool))
+
+    await projection.apply(with_newer)
+
+    row = await _row(view_pool, history[0].order_id)
+    assert row["status"] == "confirmed"
+    assert row["version"] == len(history)
+    assert await Checkpoints(view_pool).get(projection.subscriber) == (
+        history[-1].global_position
+    )

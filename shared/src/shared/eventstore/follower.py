@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
+from shared.eventstore.port import RawEvent
 from shared.eventstore.postgres import STORE_CHANNEL
 from shared.postgres.leadership import Leader, lead_forever
 from shared.postgres.wakeups import Wakeups
@@ -29,7 +29,7 @@ E = TypeVar("E", bound=_Positioned)
 # A page of the log after a position: ``EventStore.read_all`` (parsed envelopes,
 # for read models) or ``read_all_raw`` (as stored, for the relay).
 ReadPage = Callable[[int, int], Awaitable[Sequence[E]]]
-Handle = Callable[[Sequence[EventEnvelope]], Awaitable[None]]
+Handle = Callable[[Sequence[RawEvent]], Awaitable[None]]
 
 
 class Follower(Generic[E]):

@@ -4,14 +4,23 @@ A projection turns each batch of events into SQL statements (it may fold several
 events of one row into one statement); those statements and the projection's
 checkpoint commit in one transaction, so a crash never applies an
 event twice or skips one. Run it as a follower (``Runtime.follow``).
+
+A projection reads the log as stored and parses the event types this release
+knows; one recorded by a newer release during a rolling upgrade is passed over
+(logged once per type), so the read model keeps advancing instead of stopping.
 """
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from shared.domain.envelope import EventEnvelope
+from shared.domain.events import EVENT_TYPES
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.pool import Pool
+from shared.eventstore.port import RawEvent
+
+logger = logging.getLogger(__name__)
 
 Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
 
@@ -22,14 +31,15 @@ class TableProjection:
     def __init__(self, *, pool: Pool, checkpoints: Checkpoints) -> None:
         self._pool = pool
         self._checkpoints = checkpoints
+        self._passed_over: set[str] = set()
 
     def statements(self, batch: Sequence[EventEnvelope]) -> list[Statement]:
         """The statements that apply these events, in log order (may be none)."""
         raise NotImplementedError
 
-    async def apply(self, batch: Sequence[EventEnvelope]) -> None:
+    async def apply(self, batch: Sequence[RawEvent]) -> None:
         position = batch[-1].global_position
-        statements = self.statements(batch)
+        statements = self.statements(self._known(batch))
         async with self._pool.connection() as conn:
             if not statements:
                 # Nothing to write: only the checkpoint moves (one round trip).
@@ -41,3 +51,21 @@ class TableProjection:
                     for query, params in statements:
                         await cursor.execute(query, params)
                 await self._checkpoints.advance(self.subscriber, position, conn=conn)
+
+    def _known(self, batch: Sequence[RawEvent]) -> list[EventEnvelope]:
+        known: list[EventEnvelope] = []
+        for event in batch:
+            if event.type in EVENT_TYPES:
+                known.append(EventEnvelope.model_validate_json(event.envelope_json))
+            elif event.type not in self._passed_over:
+                self._passed_over.add(event.type)
+                logger.warning(
+                    "passing over an event type this release does not know",
+                    extra={
+                        "kind": "unknown_event_type",
+                        "event_type": event.type,
+                        "subscriber": self.subscriber,
+                        "global_position": event.global_position,
+                    },
+                )
+        return known
