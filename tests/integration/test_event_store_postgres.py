@@ -15,7 +15,6 @@ import pytest
 from psycopg import sql
 from pydantic import ValidationError
 
-from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.follower import Follower
 from shared.eventstore.pool import Pool, open_pool
@@ -23,6 +22,7 @@ from shared.eventstore.port import (
     ANY_VERSION,
     NO_STREAM,
     AppendResult,
+    RawEvent,
     WrongExpectedVersionError,
 )
 from shared.eventstore.postgres import STORE_CHANNEL, PostgresEventStore
@@ -293,14 +293,14 @@ async def test_a_lingering_follower_takes_events_close_together_in_one_batch(
     await checkpoints.advance(subscriber, await pg_store.head_position())
     batches: list[int] = []
 
-    async def handle(batch: Sequence[EventEnvelope]) -> None:
+    async def handle(batch: Sequence[RawEvent]) -> None:
         batches.append(len(batch))
         await checkpoints.advance(subscriber, batch[-1].global_position)
 
     follower = Follower(
         subscriber=subscriber,
         conninfo=database_url,
-        read=pg_store.read_all,
+        store=pg_store,
         checkpoints=checkpoints,
         handle=handle,
         linger_s=0.5,

@@ -44,7 +44,7 @@ from shared.domain.pairs import SUPPORTED_PAIRS
 from shared.domain.quotes import RoutePlan, VenueQuote
 from shared.domain.views import status_frame
 from shared.eventstore.follower import Follower
-from shared.eventstore.port import EventStore, RawEvent
+from shared.eventstore.port import EventStore
 from shared.metrics import ORDERS_ACCEPTED, ORDERS_REFUSED
 from shared.settings import Settings
 
@@ -185,7 +185,7 @@ def orders_api(  # noqa: C901 - one nested function per route
     settings: Settings,
     store: EventStore,
     view: OrdersView,
-    projector: Follower[RawEvent],
+    projector: Follower,
     admission: Admission,
 ) -> APIRouter:
     api = APIRouter(prefix="/api", tags=["orders"])

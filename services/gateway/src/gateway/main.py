@@ -14,7 +14,6 @@ from gateway.web import mount_web
 from shared.eventstore.follower import Follower
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.pool import Pool
-from shared.eventstore.port import RawEvent
 from shared.logging import configure_logging
 from shared.service.app import serve, service_app
 from shared.service.runtime import make_broker, running
@@ -51,7 +50,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
             settings=settings,
             store=InMemoryEventStore(),
             view=OrdersView(cast("Pool", None)),
-            projector=cast("Follower[RawEvent]", None),
+            projector=cast("Follower", None),
             admission=Admission(_never_counted, limit=settings.max_orders_in_flight),
         )
     )

@@ -10,44 +10,34 @@ over as soon as the leader's session drops.
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, Protocol, TypeVar
 
 from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.port import RawEvent
+from shared.eventstore.port import EventStore, RawEvent
 from shared.eventstore.postgres import STORE_CHANNEL
 from shared.postgres.leadership import Leader, lead_forever
 from shared.postgres.wakeups import Wakeups
 
-
-class _Positioned(Protocol):
-    @property
-    def global_position(self) -> int: ...
-
-
-E = TypeVar("E", bound=_Positioned)
-
-# A page of the log after a position: ``EventStore.read_all`` (parsed envelopes,
-# for read models) or ``read_all_raw`` (as stored, for the relay).
-ReadPage = Callable[[int, int], Awaitable[Sequence[E]]]
+# Followers take the log as stored: the relay forwards it without parsing, and a
+# read model parses the event types it knows (``TableProjection``).
 Handle = Callable[[Sequence[RawEvent]], Awaitable[None]]
 
 
-class Follower(Generic[E]):
+class Follower:
     def __init__(
         self,
         *,
         subscriber: str,
         conninfo: str,
-        read: ReadPage[E],
+        store: EventStore,
         checkpoints: Checkpoints,
-        handle: Callable[[Sequence[E]], Awaitable[None]],
+        handle: Handle,
         poll_s: float = 0.2,
         batch_size: int = 500,
         linger_s: float = 0.0,
     ) -> None:
         self.subscriber = subscriber
         self._conninfo = conninfo
-        self._read = read
+        self._store = store
         self._checkpoints = checkpoints
         self._handle = handle
         self._poll_s = poll_s
@@ -69,7 +59,7 @@ class Follower(Generic[E]):
         async with Wakeups(self._conninfo, channel=STORE_CHANNEL) as wakeups:
             position = await self._checkpoints.get(self.subscriber)
             while True:
-                batch = await self._read(position, self._batch_size)
+                batch = await self._store.read_all_raw(position, self._batch_size)
                 if batch:
                     await self._handle(batch)
                     position = batch[-1].global_position

@@ -77,7 +77,7 @@ class Relay:
         self.follower = Follower(
             subscriber=self.subscriber,
             conninfo=settings.database_url,
-            read=store.read_all_raw,
+            store=store,
             checkpoints=checkpoints,
             handle=self._publish_batch,
             poll_s=settings.relay_poll_ms / 1000,

@@ -27,7 +27,6 @@ from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.follower import Follower, Handle
 from shared.eventstore.orders import Orders
 from shared.eventstore.pool import open_pool
-from shared.eventstore.port import RawEvent
 from shared.eventstore.postgres import PostgresEventStore
 from shared.messaging.relay import Relay
 from shared.messaging.topology import Topology, declare_topology
@@ -58,19 +57,19 @@ class Runtime:
     checkpoints: Checkpoints
     relay: Relay | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    followers: list[Follower[RawEvent]] = field(default_factory=list)
+    followers: list[Follower] = field(default_factory=list)
     subscribers: list[RabbitSubscriber] = field(default_factory=list)
     _monitor: AbstractRobustChannel | None = None
 
     def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self.tasks.append(asyncio.create_task(coroutine, name=name))
 
-    def follow(self, subscriber: str, handle: Handle) -> Follower[RawEvent]:
+    def follow(self, subscriber: str, handle: Handle) -> Follower:
         """Run a leader-elected follower of the store, as stored, in the background."""
         follower = Follower(
             subscriber=subscriber,
             conninfo=self.settings.database_url,
-            read=self.store.read_all_raw,
+            store=self.store,
             checkpoints=self.checkpoints,
             handle=handle,
             poll_s=self.settings.relay_poll_ms / 1000,
