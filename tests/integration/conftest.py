@@ -1,9 +1,10 @@
-"""Fixtures that run the whole system as processes."""
+"""Fixtures that run the whole system as processes, and a pool on the run's store."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from shared.eventstore.pool import Pool, open_pool
 from tests.integration.system import System, isolated_system
 
 # A chain that takes 1.5-2 s to land, with blockhashes valid for 20 s.
@@ -65,3 +66,12 @@ def admission_system(
         infrastructure, broker_namespace, "admission", settings
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+async def es_pool(database_url: str) -> AsyncIterator[Pool]:
+    """A pool on this run's database, for tests of the store and the read models."""
+    pool = open_pool(database_url, min_size=2, max_size=24, name="es-tests")
+    await pool.open(wait=True)
+    yield pool
+    await pool.close()

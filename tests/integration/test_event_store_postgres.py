@@ -6,7 +6,7 @@ triggers, the migrations, checkpoints and the LISTEN wake-ups.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID, uuid4
 
@@ -34,14 +34,6 @@ from tests.conftest import fresh_database
 from tests.contracts.event_store import EventStoreContract, new_events
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-async def es_pool(database_url: str) -> AsyncIterator[Pool]:
-    pool = open_pool(database_url, min_size=2, max_size=24, name="es-tests")
-    await pool.open(wait=True)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ The projection folds an order's events within a batch into one statement; the ro
 user lists must be the same as if every event had been applied on its own.
 """
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,7 +16,7 @@ from shared.domain.envelope import EventEnvelope, NewEvent
 from shared.domain.events import OrderEvent, OrderFailed, RoutingStarted
 from shared.domain.retry import FailureClass
 from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.pool import Pool, open_pool
+from shared.eventstore.pool import Pool
 from shared.eventstore.port import RawEvent
 from shared.eventstore.postgres import PostgresEventStore
 from tests.unit.order_events import accepted, confirmed, retry, routed, submitted
@@ -32,14 +32,6 @@ _COLUMNS = (
 class _TestProjection(OrdersProjection):
     # Its own checkpoint: a running system may share this database.
     subscriber = f"test:orders_view:{uuid4()}"
-
-
-@pytest.fixture(scope="module")
-async def view_pool(database_url: str) -> AsyncIterator[Pool]:
-    pool = open_pool(database_url, min_size=1, max_size=4, name="view-tests")
-    await pool.open(wait=True)
-    yield pool
-    await pool.close()
 
 
 def retried_then_confirmed() -> list[OrderEvent]:
@@ -123,27 +115,27 @@ async def _listed_row_by_batches(
     ids=lambda f: f.__name__,
 )
 async def test_a_batch_lists_the_order_as_event_by_event_does(
-    view_pool: Pool, lifecycle: Any
+    es_pool: Pool, lifecycle: Any
 ) -> None:
-    store = PostgresEventStore(view_pool)
+    store = PostgresEventStore(es_pool)
     history = await _recorded(store, lifecycle())
     count = len(history)
 
-    one_by_one = await _listed_row_by_batches(view_pool, history, [1] * count)
-    whole = await _listed_row_by_batches(view_pool, history, [count])
-    split = await _listed_row_by_batches(view_pool, history, [3, count - 3])
+    one_by_one = await _listed_row_by_batches(es_pool, history, [1] * count)
+    whole = await _listed_row_by_batches(es_pool, history, [count])
+    split = await _listed_row_by_batches(es_pool, history, [3, count - 3])
 
     assert whole == one_by_one
     assert split == one_by_one
 
 
 async def test_a_batch_keeps_the_latest_venue_hash_and_the_most_attempts(
-    view_pool: Pool,
+    es_pool: Pool,
 ) -> None:
-    store = PostgresEventStore(view_pool)
+    store = PostgresEventStore(es_pool)
     history = await _recorded(store, retried_then_confirmed())
 
-    row = await _listed_row_by_batches(view_pool, history, [len(history)])
+    row = await _listed_row_by_batches(es_pool, history, [len(history)])
 
     assert row["status"] == "confirmed"
     assert row["attempts"] == 2
@@ -156,11 +148,11 @@ async def test_a_batch_keeps_the_latest_venue_hash_and_the_most_attempts(
     assert row["updated_at"] == history[-1].recorded_at
 
 
-async def test_a_failed_order_keeps_its_reason(view_pool: Pool) -> None:
-    store = PostgresEventStore(view_pool)
+async def test_a_failed_order_keeps_its_reason(es_pool: Pool) -> None:
+    store = PostgresEventStore(es_pool)
     history = await _recorded(store, failed_after_retries())
 
-    row = await _listed_row_by_batches(view_pool, history, [2, len(history) - 2])
+    row = await _listed_row_by_batches(es_pool, history, [2, len(history) - 2])
 
     assert row["status"] == "failed"
     assert row["attempts"] == 2
@@ -169,11 +161,11 @@ async def test_a_failed_order_keeps_its_reason(view_pool: Pool) -> None:
 
 
 async def test_an_event_type_this_release_does_not_know_is_passed_over(
-    view_pool: Pool,
+    es_pool: Pool,
 ) -> None:
     """A newer release recorded a type this one cannot read (a rolling upgrade):
     the order list keeps advancing on the types it knows, never stops."""
-    store = PostgresEventStore(view_pool)
+    store = PostgresEventStore(es_pool)
     history = await _recorded(store, retried_then_confirmed())
     raw = [RawEvent.of(e) for e in history]
     newer = RawEvent(
@@ -186,13 +178,13 @@ async def test_an_event_type_this_release_does_not_know_is_passed_over(
         envelope_json='{"type": "OrderRepriced", "limitPrice": "163.2"}',
     )
     with_newer = [*raw[:2], newer, *raw[3:]]
-    projection = _TestProjection(pool=view_pool, checkpoints=Checkpoints(view_pool))
+    projection = _TestProjection(pool=es_pool, checkpoints=Checkpoints(es_pool))
 
     await projection.apply(with_newer)
 
-    row = await _row(view_pool, history[0].order_id)
+    row = await _row(es_pool, history[0].order_id)
     assert row["status"] == "confirmed"
     assert row["version"] == len(history)
-    assert await Checkpoints(view_pool).get(projection.subscriber) == (
+    assert await Checkpoints(es_pool).get(projection.subscriber) == (
         history[-1].global_position
     )

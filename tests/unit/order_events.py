@@ -1,9 +1,13 @@
-"""Builders of one order's events for unit tests: a SOL-USDC sell routed to Meteora."""
+"""Builders of one order's events for unit tests: a SOL-USDC sell routed to Meteora.
+
+``recorded`` wraps an event as the store would hand it back, at a global position.
+"""
 
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from shared.domain.envelope import EventEnvelope
 from shared.domain.events import (
     OrderAccepted,
     OrderEvent,
@@ -97,3 +101,18 @@ def retry(attempt: int) -> RetryScheduled:
 
 def happy_path() -> list[OrderEvent]:
     return [accepted(), RoutingStarted(attempt=1), routed(), submitted(), confirmed()]
+
+
+def recorded(position: int, order_id: uuid.UUID | None = None) -> EventEnvelope:
+    """A recorded ``RoutingStarted`` at ``position`` (of a new order by default)."""
+    order = order_id or uuid.uuid4()
+    return EventEnvelope(
+        event_id=uuid.uuid4(),
+        order_id=order,
+        stream_version=1,
+        global_position=position,
+        type="RoutingStarted",
+        recorded_at=datetime.now(UTC),
+        correlation_id=order,
+        event=RoutingStarted(attempt=1),
+    )

@@ -1,32 +1,16 @@
 """The relay records how far it published: only confirmed positions, not per batch."""
 
 import asyncio
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain.envelope import EventEnvelope
-from shared.domain.events import RoutingStarted
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.port import RawEvent
 from shared.messaging.relay import Relay
 from shared.messaging.topology import Topology
 from shared.settings import Settings
-
-
-def envelope(position: int) -> EventEnvelope:
-    order = uuid.uuid4()
-    return EventEnvelope(
-        event_id=uuid.uuid4(),
-        order_id=order,
-        stream_version=1,
-        global_position=position,
-        type="RoutingStarted",
-        recorded_at=datetime.now(UTC),
-        correlation_id=order,
-        event=RoutingStarted(attempt=1),
-    )
+from tests.unit.order_events import recorded
 
 
 class Exchange:
@@ -67,7 +51,7 @@ def relay(checkpoints: Checkpoints, exchange: Exchange) -> Relay:
 
 
 async def publish(relay: Relay, batch: Sequence[EventEnvelope]) -> None:
-    await relay._publish_batch([RawEvent.of(envelope) for envelope in batch])
+    await relay._publish_batch([RawEvent.of(e) for e in batch])
 
 
 async def test_batches_in_quick_succession_record_one_checkpoint_at_the_last() -> None:
@@ -75,7 +59,7 @@ async def test_batches_in_quick_succession_record_one_checkpoint_at_the_last() -
     subject = relay(checkpoints, exchange)
 
     for position in range(1, 11):
-        await publish(subject, [envelope(position)])
+        await publish(subject, [recorded(position)])
     await asyncio.sleep(0.2)
 
     assert exchange.published == list(range(1, 11))
@@ -85,11 +69,11 @@ async def test_batches_in_quick_succession_record_one_checkpoint_at_the_last() -
 async def test_a_batch_that_failed_to_publish_is_never_checkpointed() -> None:
     checkpoints, exchange = Checkpoints(), Exchange()
     subject = relay(checkpoints, exchange)
-    await publish(subject, [envelope(1), envelope(2)])
+    await publish(subject, [recorded(1), recorded(2)])
     exchange.down = True
 
     try:
-        await publish(subject, [envelope(3)])
+        await publish(subject, [recorded(3)])
     except* ConnectionError:
         pass
     await asyncio.sleep(0.2)
@@ -102,7 +86,7 @@ async def test_a_checkpoint_the_store_refused_is_written_later() -> None:
     checkpoints.failures = 2
     subject = relay(checkpoints, exchange)
 
-    await publish(subject, [envelope(1)])
+    await publish(subject, [recorded(1)])
     await asyncio.sleep(0.4)
 
     assert checkpoints.advances == [1]
@@ -126,10 +110,10 @@ async def test_a_batch_confirmed_during_a_checkpoint_write_is_written_next() -> 
     """The log then goes quiet: the checkpoint must still reach the last batch."""
     checkpoints, exchange = SlowCheckpoints(), Exchange()
     subject = relay(checkpoints, exchange)
-    await publish(subject, [envelope(1)])
+    await publish(subject, [recorded(1)])
     await checkpoints.writing.wait()
 
-    await publish(subject, [envelope(2)])
+    await publish(subject, [recorded(2)])
     checkpoints.finish.set()
     await asyncio.sleep(0.3)
 
