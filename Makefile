@@ -84,6 +84,11 @@ bench: install ## Benchmark scenarios S1-S5 on this machine (~7 min; BENCH_ARGS=
 	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \
 		$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
+.PHONY: floor
+floor: install ## The architecture's floor: each primitive's CPU cost alone, per order (~3 min)
+	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \
+		$(BIN)/python -m tools.floor $(FLOOR_ARGS)
+
 test-unit: install ## Tests that need no external service
 	$(BIN)/python -m pytest -m 'not integration and not system' $(PYTEST_ARGS)
 

@@ -93,7 +93,7 @@ TERMINAL_TYPES = ("SwapConfirmed", "OrderFailed")
 # --- CPU accounting ----------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[str, int, float, float] | None:
+def proc_stat(pid: int) -> tuple[str, int, float, float] | None:
     """(comm, ppid, utime+stime, cutime+cstime) in seconds, or None if gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
@@ -136,26 +136,34 @@ class CpuMeter:
     def sample(self) -> CpuSample:
         out: dict[str, float] = defaultdict(float)
         for instance, process in self._system.processes.items():
-            stat = _stat(process.pid)
+            stat = proc_stat(process.pid)
             if stat is not None:
                 out[instance.split("-", 1)[0]] += stat[2]
-        stats = {pid: s for pid in _all_pids() if (s := _stat(pid)) is not None}
-        for pid, (comm, ppid, own, _) in stats.items():
-            if comm == "beam.smp":
-                out["rabbitmq"] += own
-        for pid, (comm, ppid, own, reaped) in stats.items():
-            parent = stats.get(ppid)
-            if comm != "postgres" or (parent is not None and parent[0] == "postgres"):
-                continue
-            # the postmaster: itself, its reaped children, its live children
-            out["postgres"] += own + reaped
-            for child_pid, (child_comm, child_ppid, child_own, _) in stats.items():
-                if child_ppid == pid:
-                    out["postgres"] += child_own
-                    if f" {self._dbname} " in _cmdline(child_pid):
-                        out["postgres (bench db backends)"] += child_own
+        for server, seconds in server_cpu(self._dbname).items():
+            out[server] += seconds
         out["harness"] = time.process_time() + self.extra_harness
         return CpuSample(dict(out), time.monotonic())
+
+
+def server_cpu(dbname: str) -> dict[str, float]:
+    """CPU seconds so far of RabbitMQ and PostgreSQL (and ``dbname``'s backends)."""
+    out: dict[str, float] = defaultdict(float)
+    stats = {pid: s for pid in _all_pids() if (s := proc_stat(pid)) is not None}
+    for pid, (comm, ppid, own, _) in stats.items():
+        if comm == "beam.smp":
+            out["rabbitmq"] += own
+    for pid, (comm, ppid, own, reaped) in stats.items():
+        parent = stats.get(ppid)
+        if comm != "postgres" or (parent is not None and parent[0] == "postgres"):
+            continue
+        # the postmaster: itself, its reaped children, its live children
+        out["postgres"] += own + reaped
+        for child_pid, (child_comm, child_ppid, child_own, _) in stats.items():
+            if child_ppid == pid:
+                out["postgres"] += child_own
+                if f" {dbname} " in _cmdline(child_pid):
+                    out["postgres (bench db backends)"] += child_own
+    return dict(out)
 
 
 def cpu_delta(before: CpuSample, after: CpuSample) -> dict[str, float]:
@@ -666,7 +674,7 @@ async def s3(env: Env, args: argparse.Namespace) -> Result:
 # --- S4: many WebSocket subscribers ------------------------------------------
 
 
-def _raise_fd_limit() -> int:
+def raise_fd_limit() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 65536
     with contextlib.suppress(ValueError, OSError):
@@ -678,7 +686,7 @@ def _subscriber_worker(
     url: str, count: int, ready: Any, stop: Any, results: Any
 ) -> None:
     """A process holding ``count`` firehose connections; reports receive − at."""
-    _raise_fd_limit()
+    raise_fd_limit()
     cpu0 = time.process_time()
     asyncio.run(_subscribers(url, count, ready, stop, results, cpu0))
 
@@ -752,7 +760,7 @@ async def _subscribers(
 def _workers_cpu(procs: Sequence[Any]) -> float:
     total = 0.0
     for p in procs:
-        stat = _stat(p.pid) if p.pid is not None else None
+        stat = proc_stat(p.pid) if p.pid is not None else None
         total += stat[2] if stat is not None else 0.0
     return total
 
@@ -1075,7 +1083,7 @@ async def run(args: argparse.Namespace) -> dict[str, Result]:
         overrides=dict(kv.split("=", 1) for kv in args.set),
         keep=args.keep,
     )
-    fd_limit = _raise_fd_limit()  # inherited by the services and the workers
+    fd_limit = raise_fd_limit()  # inherited by the services and the workers
     chosen = args.scenario or list(SCENARIOS)
     print(
         f"bench {stamp}: scenarios {', '.join(chosen)}; fd limit {fd_limit};"

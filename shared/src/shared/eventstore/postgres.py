@@ -25,7 +25,7 @@ EVENT_ID_CONFLICT: Final = "ES002"
 # The casts pin every array's type, so psycopg needs no guessing (a list of only
 # None has no element type) and the statement's text never varies: it is prepared
 # once per connection after a few calls.
-_APPEND = """
+APPEND_EVENTS = """
 SELECT first_position, last_position, stream_version, replayed
   FROM es.append_events(
        %s, %s, %s::uuid[], %s::text[], %s::jsonb[], %s::uuid[], %s::uuid[])
@@ -120,7 +120,7 @@ class PostgresEventStore:
     ) -> AppendResult:
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(_APPEND, params)
+                cur = await conn.execute(APPEND_EVENTS, params)
                 row = await cur.fetchone()
         except psycopg.DatabaseError as e:
             if e.sqlstate == WRONG_EXPECTED_VERSION:
