@@ -24,11 +24,13 @@ TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 PYTEST_ARGS ?=
 
-# make run: replicas per process type. Only router and executor scale on one host;
-# gateway and notifier bind fixed ports.
+# make run: replicas per process type. Replicas of gateway and notifier share their
+# port (HTTP_REUSE_PORT): the kernel spreads connections over them.
+GATEWAYS ?= 1
 ROUTERS ?= 1
 EXECUTORS ?= 1
 NOTIFIERS ?= 1
+HTTP_REUSE_PORT := $(if $(filter-out 1,$(GATEWAYS) $(NOTIFIERS)),true,false)
 GATEWAY_PORT ?= 3000
 NOTIFIER_PORT ?= 3001
 
@@ -53,17 +55,14 @@ install: $(STAMP) ## Create .venv and install everything (skipped when nothing c
 migrate: install ## Create or migrate the schema at DATABASE_URL (idempotent)
 	$(BIN)/python -m shared.migrations
 
-run: install migrate ## Run all services locally (ROUTERS=n EXECUTORS=n); Ctrl-C stops them
-	@if [ "$(NOTIFIERS)" != 1 ]; then \
-		echo "NOTIFIERS=$(NOTIFIERS): the notifier binds NOTIFIER_PORT, so one per host;" \
-		     "scale it with 'make up NOTIFIERS=n' (docker compose)." >&2; exit 2; fi
+run: install migrate ## Run all services locally (GATEWAYS=n ROUTERS=n EXECUTORS=n NOTIFIERS=n); Ctrl-C stops them
 	@echo "Dashboard: http://localhost:$(GATEWAY_PORT)/"
 	@echo "API:       http://localhost:$(GATEWAY_PORT)/ (Swagger UI: http://localhost:$(GATEWAY_PORT)/docs)"
 	@echo "WebSocket: ws://localhost:$(NOTIFIER_PORT)"
-	@echo "Replicas:  router=$(ROUTERS) executor=$(EXECUTORS) (Ctrl-C stops everything)"
+	@echo "Replicas:  gateway=$(GATEWAYS) router=$(ROUTERS) executor=$(EXECUTORS) notifier=$(NOTIFIERS) (Ctrl-C stops everything)"
 	PATH="$(abspath $(BIN)):$$PATH" GATEWAY_PORT=$(GATEWAY_PORT) NOTIFIER_PORT=$(NOTIFIER_PORT) \
-		exec $(BIN)/honcho start -f Procfile \
-		-c gateway=1,notifier=1,router=$(ROUTERS),executor=$(EXECUTORS)
+		HTTP_REUSE_PORT=$(HTTP_REUSE_PORT) exec $(BIN)/honcho start -f Procfile \
+		-c gateway=$(GATEWAYS),notifier=$(NOTIFIERS),router=$(ROUTERS),executor=$(EXECUTORS)
 
 test: install ## All tests, integration included (needs PostgreSQL and RabbitMQ)
 	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' TEST_AMQP_URL='$(TEST_AMQP_URL)' \
@@ -104,8 +103,8 @@ fmt: install ## Format and apply safe lint fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-up: ## docker compose up (ROUTERS=n EXECUTORS=n NOTIFIERS=n); needs a Docker engine
-	$(COMPOSE) up --build --detach --wait \
+up: ## docker compose up (GATEWAYS=n ROUTERS=n EXECUTORS=n NOTIFIERS=n); needs a Docker engine
+	$(COMPOSE) up --build --detach --wait --scale gateway=$(GATEWAYS) \
 		--scale router=$(ROUTERS) --scale executor=$(EXECUTORS) --scale notifier=$(NOTIFIERS)
 	@echo "Dashboard: http://localhost:3000/"
 

@@ -28,6 +28,8 @@ PORT_SETTING = {
     "router": "ROUTER_HTTP_PORT",
     "executor": "EXECUTOR_HTTP_PORT",
 }
+# Logged when a service's startup is done; uvicorn starts listening right after.
+STARTED = "Application startup complete."
 
 
 def free_port() -> int:
@@ -47,6 +49,7 @@ class System:
     replicas: Mapping[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    log_starts: dict[str, int] = field(default_factory=dict)  # this life's first byte
 
     @property
     def base_url(self) -> str:
@@ -67,14 +70,20 @@ class System:
             names += [name if n == 1 else f"{name}-{n}" for n in range(1, count + 1)]
         return names
 
+    @property
+    def shares_ports(self) -> bool:
+        """Replicas of a service share its port (``HTTP_REUSE_PORT``, as make run)."""
+        return self.env.get("HTTP_REUSE_PORT", "").lower() in {"1", "true", "yes"}
+
     def port(self, instance: str) -> int:
-        if instance not in self.ports:
-            self.ports[instance] = (
-                int(self.env[PORT_SETTING[instance]])
-                if instance in PORT_SETTING and PORT_SETTING[instance] in self.env
+        key = service_of(instance) if self.shares_ports else instance
+        if key not in self.ports:
+            self.ports[key] = (
+                int(self.env[PORT_SETTING[key]])
+                if key in PORT_SETTING and PORT_SETTING[key] in self.env
                 else free_port()
             )
-        return self.ports[instance]
+        return self.ports[key]
 
     def pid(self, instance: str) -> int:
         return self.processes[instance].pid
@@ -83,6 +92,7 @@ class System:
         service = service_of(instance)
         env = {**self.env, PORT_SETTING[service]: str(self.port(instance))}
         log = (self.logs / f"{instance}.log").open("ab")
+        self.log_starts[instance] = log.tell()
         self.processes[instance] = subprocess.Popen(  # noqa: S603 - our own module
             [sys.executable, "-m", service],
             env=env,
@@ -93,6 +103,9 @@ class System:
     def wait_ready(self, instance: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.port(instance)}/readyz"
+        # On a shared port any replica may answer, so each one's own log tells
+        # when it is up: uvicorn listens as soon as the app's startup is done.
+        shared = self.shares_ports and self.replicas.get(service_of(instance), 1) > 1
         while time.monotonic() < deadline:
             process = self.processes[instance]
             if process.poll() is not None:
@@ -100,9 +113,13 @@ class System:
                     f"{instance} exited with {process.returncode}:\n"
                     f"{self.tail(instance)}"
                 )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=1).status_code == 200:  # noqa: PLR2004
+            if shared:
+                if STARTED in self.log_since_start(instance):
                     return
+            else:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(url, timeout=1).status_code == 200:  # noqa: PLR2004
+                        return
             time.sleep(0.2)
         raise TimeoutError(
             f"{instance} not ready after {timeout}s:\n{self.tail(instance)}"
@@ -121,6 +138,11 @@ class System:
         self.stop(instance, sig)
         self.start(instance)
         self.wait_ready(instance)
+
+    def log_since_start(self, instance: str) -> str:
+        with (self.logs / f"{instance}.log").open("rb") as log:
+            log.seek(self.log_starts.get(instance, 0))
+            return log.read().decode(errors="replace")
 
     def tail(self, instance: str, lines: int = 40) -> str:
         path = self.logs / f"{instance}.log"

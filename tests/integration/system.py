@@ -46,6 +46,7 @@ def isolated_system(
     namespace: str,
     name: str,
     settings: Mapping[str, str] | None = None,
+    replicas: Mapping[str, int] | None = None,
 ) -> Iterator[System]:
     """The four services on database ``…_<name>``, namespace ``<namespace>-<name>``."""
     server_url, amqp_url = infrastructure
@@ -57,6 +58,7 @@ def isolated_system(
             namespace=f"{namespace}-{name}",
             logs=OUTPUT / "logs" / name,
             settings={**FAST, **(settings or {})},
+            replicas=replicas,
         ) as system,
     ):
         yield system

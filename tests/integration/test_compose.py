@@ -6,6 +6,7 @@ as a local process with the compose environment, pointed at this run's database 
 broker namespace. A wrong module path, port or variable name in compose fails here.
 """
 
+import asyncio
 import json
 import os
 import re
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 import yaml
 
 from shared.settings import Settings
+from tests.integration.system import System
 
 pytestmark = pytest.mark.integration
 
@@ -303,3 +306,109 @@ def test_compose_service_starts_becomes_ready_and_stops_cleanly(
     assert "Traceback" not in log.read_text(errors="replace"), (
         f"{where} logged a traceback; output tail:\n{_tail(log)}"
     )
+
+
+NGINX = "/usr/sbin/nginx"  # Debian's nginx-light; .ci/run installs it
+EDGE_TEMPLATE_TARGET = "/etc/nginx/templates/"
+
+
+def _edge_config(compose: dict[str, Any], overrides: dict[str, str]) -> str:
+    """The edge's template filled in as the nginx image does at start.
+
+    The image substitutes only variables set in the container's environment, so
+    nginx's own ``$variables`` stay; every ``${...}`` must be a compose setting.
+    """
+    edge = compose["services"]["edge"]
+    (source,) = (
+        volume.split(":")[0]
+        for volume in edge["volumes"]
+        if volume.split(":")[1].startswith(EDGE_TEMPLATE_TARGET)
+    )
+    text: str = (ROOT / str(source)).read_text()
+    environment = {
+        key: _interpolate(value) for key, value in edge["environment"].items()
+    }
+    for key, value in {**environment, **overrides}.items():
+        text = text.replace("${" + key + "}", value)
+    unset = re.findall(r"\$\{\w+\}", text)
+    assert not unset, f"the edge template uses {unset}, which compose does not set"
+    return text
+
+
+def test_the_edge_proxies_the_api_dashboard_and_websockets(
+    compose: dict[str, Any],
+    system: System,
+    tmp_path: Path,
+    started: list[subprocess.Popen[bytes]],
+) -> None:
+    """Through compose's edge config: an order is placed and followed to confirmed."""
+    api_port, ws_port = _free_port(), _free_port()
+    (tmp_path / "default.conf").write_text(
+        _edge_config(
+            compose,
+            {
+                "EDGE_RESOLVER": "127.0.0.1",
+                "EDGE_API_PORT": str(api_port),
+                "EDGE_WS_PORT": str(ws_port),
+                "GATEWAY_UPSTREAM": f"127.0.0.1:{system.port('gateway')}",
+                "NOTIFIER_UPSTREAM": f"127.0.0.1:{system.port('notifier')}",
+            },
+        )
+    )
+    # The image's main config, reduced to what a run in a folder of its own needs.
+    (tmp_path / "nginx.conf").write_text(
+        "user root;\n"
+        f"pid {tmp_path}/nginx.pid;\n"
+        f"error_log {tmp_path}/error.log warn;\n"
+        "events {}\n"
+        "http {\n"
+        f"    client_body_temp_path {tmp_path}/client_body;\n"
+        f"    proxy_temp_path {tmp_path}/proxy;\n"
+        f"    include {tmp_path}/default.conf;\n"
+        "}\n"
+    )
+    edge = subprocess.Popen(  # noqa: S603 - Debian's nginx with the compose config
+        [
+            NGINX,
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-g",
+            "daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    started.append(edge)
+    api = f"http://127.0.0.1:{api_port}"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while _get(f"{api}/healthz") != 200:
+        assert edge.poll() is None, _tail(tmp_path / "error.log")
+        assert time.monotonic() < deadline, _tail(tmp_path / "error.log")
+        time.sleep(0.1)
+
+    with urllib.request.urlopen(f"{api}/", timeout=5) as page:  # noqa: S310 - local
+        assert page.status == 200
+        assert "text/html" in page.headers["Content-Type"]
+    request = urllib.request.Request(  # noqa: S310 - local
+        f"{api}/api/orders/execute",
+        data=json.dumps(
+            {"amount": 1, "tokenPair": "SOL-USDC", "type": "market"}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - local
+        assert answer.status == 202
+        order_id = json.loads(answer.read())["orderId"]
+
+    statuses = asyncio.run(_follow(f"ws://127.0.0.1:{ws_port}/ws/orders/{order_id}"))
+
+    assert statuses == ["pending", "routing", "building", "submitted", "confirmed"]
+    edge.send_signal(signal.SIGQUIT)  # nginx's graceful stop
+    assert edge.wait(timeout=STOP_TIMEOUT_S) == 0
+
+
+async def _follow(url: str) -> list[str]:
+    async with asyncio.timeout(30), websockets.connect(url) as ws:
+        return [json.loads(message)["status"] async for message in ws]

@@ -28,7 +28,7 @@ PORT_SETTING = {
     "router": "ROUTER_HTTP_PORT",
     "executor": "EXECUTOR_HTTP_PORT",
 }
-SCALABLE = ["router", "executor", "notifier"]
+SCALABLE = SERVICES
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 
 
@@ -228,13 +228,30 @@ def test_scalable_services_have_no_fixed_name_or_host_port(service: str) -> None
         assert host == "" or "-" in host, f"{service} pins host port {entry!r}"
 
 
-def test_gateway_and_notifier_are_published() -> None:
-    """The API/dashboard (3000) and WebSocket (3001) are reachable from the host."""
-    assert "3000:3000" in _compose_service("gateway")["ports"]
-    assert any(
-        str(entry).split(":")[0].split("-")[0] == "3001"
-        for entry in _compose_service("notifier")["ports"]
+def test_the_edge_publishes_the_api_and_websockets_over_every_replica() -> None:
+    """3000 and 3001 belong to the edge; it proxies to the scaled services by name."""
+    edge = _compose_service("edge")
+    assert edge["image"].startswith("nginx:")
+    assert set(edge["ports"]) == {"3000:3000", "3001:3001"}
+    environment = edge["environment"]
+    assert environment["EDGE_API_PORT"] == "3000"
+    assert environment["EDGE_WS_PORT"] == "3001"
+    for upstream, service in (
+        (environment["GATEWAY_UPSTREAM"], "gateway"),
+        (environment["NOTIFIER_UPSTREAM"], "notifier"),
+    ):
+        host, port = upstream.split(":")
+        assert host == service
+        assert {int(port)} == _container_ports(_compose_service(service))
+        assert "ports" not in _compose_service(service)
+    (template,) = (
+        volume.split(":")[0]
+        for volume in edge["volumes"]
+        if volume.split(":")[1].startswith("/etc/nginx/templates/")
     )
+    assert (ROOT / template).is_file()
+    for condition in edge["depends_on"].values():
+        assert condition["condition"] == "service_healthy"
 
 
 def test_infrastructure_services_have_healthchecks() -> None:

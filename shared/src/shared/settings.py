@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     gateway_port: int = 3000
     notifier_port: int = 3001
     notifier_public_url: str = "ws://localhost:3001"
+    # Replicas of a service on one host share its port: the kernel spreads new
+    # connections over them (SO_REUSEPORT). Off by default, so a second system
+    # started on a taken port by mistake fails instead of sharing it.
+    http_reuse_port: bool = False
     router_http_port: int = 3002  # health and metrics of the router
     executor_http_port: int = 3003  # health and metrics of the executor
     max_body_bytes: int = 16_384

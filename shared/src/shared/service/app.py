@@ -1,7 +1,10 @@
 """The HTTP shell every service shares: ops endpoints, contracts, docs, and serving."""
 
 import asyncio
+import contextlib
 import logging
+import socket
+import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -10,6 +13,7 @@ import psycopg_pool
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from uvicorn.config import STARTUP_FAILURE
 
 from shared.service.asyncapi import asyncapi_api
 from shared.service.docs import mount_docs
@@ -76,7 +80,7 @@ _CHECKS: set["asyncio.Task[None]"] = set()
 
 
 def serve(app: FastAPI, settings: Settings, port: int) -> None:
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=port,
@@ -85,3 +89,27 @@ def serve(app: FastAPI, settings: Settings, port: int) -> None:
         # subscriber costs far more CPU than the bytes it saves.
         ws_per_message_deflate=False,
     )
+    sockets = (
+        [shared_port(settings.http_host, port)] if settings.http_reuse_port else None
+    )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=sockets)
+    if not server.started:
+        sys.exit(
+            STARTUP_FAILURE
+        )  # as uvicorn.run: a failed startup is not a clean exit
+
+
+def shared_port(host: str, port: int) -> socket.socket:
+    """A socket bound to a port that other replicas on this host bind too.
+
+    uvicorn starts listening on it only once the app's startup has finished, so
+    the kernel hands connections to a replica only when it is ready for them.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
