@@ -443,7 +443,7 @@ async def drive(
 ) -> tuple[list[OrderRun], dict[str, float], float]:
     if warmup:
         await Load(
-            api_url=system.base_url,
+            api_urls=system.api_urls(),
             ws_urls=system.ws_urls(),
             plan=LoadPlan(
                 orders=warmup,
@@ -455,7 +455,7 @@ async def drive(
         ).run()
     before = meter.sample()
     runs = await Load(
-        api_url=system.base_url, ws_urls=system.ws_urls(), plan=plan
+        api_urls=system.api_urls(), ws_urls=system.ws_urls(), plan=plan
     ).run()
     after = meter.sample()
     return runs, cpu_delta(before, after), after.wall - before.wall
@@ -813,7 +813,7 @@ async def s4(env: Env, args: argparse.Namespace) -> Result:
         meter.extra_harness = 0.0
         before = meter.sample()
         runs = await Load(
-            api_url=system.base_url, ws_urls=system.ws_urls(), plan=plan
+            api_urls=system.api_urls(), ws_urls=system.ws_urls(), plan=plan
         ).run()
         await asyncio.sleep(2.0)  # let the last frames reach every subscriber
         worker_cpu_after = _workers_cpu(procs)
@@ -946,7 +946,7 @@ async def s5(env: Env, args: argparse.Namespace) -> Result:
             env, "S5-seed", ZERO_LATENCY, {}, database_url=database_url
         ) as (system, _, _):
             await Load(
-                api_url=system.base_url,
+                api_urls=system.api_urls(),
                 ws_urls=system.ws_urls(),
                 plan=LoadPlan(
                     orders=10, concurrency=5, run_id=f"bench-{env.run_id}-S5-seed"

@@ -1,6 +1,6 @@
 """Chaos suite: the whole system with replicas, under load, while things break.
 
-Runs 1 gateway and 2 replicas of router, executor and notifier as real processes
+Runs 2 replicas of every service (gateway, router, executor, notifier) as processes
 against real RabbitMQ and PostgreSQL, drives orders with venue and chain faults
 injected, kill -9's random service processes at random moments (each restarted),
 optionally restarts RabbitMQ and PostgreSQL mid-run, then audits what users and
@@ -402,12 +402,12 @@ async def run_chaos(
             namespace=namespace,
             logs=OUTPUT / run_id,
             settings=FAULTY_MARKET,
-            replicas={"router": 2, "executor": 2, "notifier": 2},
+            replicas=dict.fromkeys(("gateway", "router", "executor", "notifier"), 2),
         ) as system,
     ):
         duration = plan.orders / plan.rate
         load = Load(
-            api_url=system.base_url,
+            api_urls=system.api_urls(),
             ws_urls=system.ws_urls(),
             plan=LoadPlan(
                 orders=plan.orders,

@@ -92,8 +92,10 @@ class LoadPlan:
 
 
 class Load:
-    def __init__(self, *, api_url: str, ws_urls: Sequence[str], plan: LoadPlan) -> None:
-        self._api_url = api_url
+    def __init__(
+        self, *, api_urls: Sequence[str], ws_urls: Sequence[str], plan: LoadPlan
+    ) -> None:
+        self._api_urls = [url.rstrip("/") for url in api_urls]
         self._ws_urls = list(ws_urls)
         self._plan = plan
         self._rng = random.Random(plan.seed)
@@ -105,9 +107,7 @@ class Load:
         plan = self._plan
         self.started_at = time.monotonic()
         limits = httpx.Limits(max_connections=plan.concurrency + 10)
-        async with httpx.AsyncClient(
-            base_url=self._api_url, timeout=10, limits=limits
-        ) as http:
+        async with httpx.AsyncClient(timeout=10, limits=limits) as http:
             gate = asyncio.Semaphore(plan.concurrency)
             tasks = []
             for index in range(plan.orders):
@@ -141,10 +141,12 @@ class Load:
             body["side"] = self._plan.sides[run.index % len(self._plan.sides)]
         run.submitted_at = time.monotonic()
         delay = 0.05
+        gateway = run.index  # orders go to the gateways in turn
         while True:
             sent = time.monotonic()
+            url = self._api_urls[gateway % len(self._api_urls)]
             try:
-                answer = await http.post("/api/orders/execute", json=body)
+                answer = await http.post(f"{url}/api/orders/execute", json=body)
             except httpx.TransportError:
                 answer = None
             if answer is not None and answer.status_code == 503:  # noqa: PLR2004
@@ -158,9 +160,11 @@ class Load:
                     run.refused = f"{answer.status_code} {answer.text[:200]}"
                 return
             # The gateway is down or restarting: the same clientOrderId makes the
-            # retry safe, whether or not the first attempt was recorded.
+            # retry safe, whether or not the first attempt was recorded, and a
+            # client with several gateways tries the next one.
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+            gateway += 1
 
     async def _follow(self, run: OrderRun) -> None:
         plan = self._plan

@@ -59,6 +59,11 @@ class System:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port('notifier')}"
 
+    def api_urls(self) -> list[str]:
+        """The HTTP base URL of every gateway replica (one, if they share a port)."""
+        urls = [f"http://127.0.0.1:{self.port(i)}" for i in self.instances("gateway")]
+        return list(dict.fromkeys(urls))
+
     def ws_urls(self) -> list[str]:
         """The WebSocket base URL of every notifier replica."""
         return [f"ws://127.0.0.1:{self.port(i)}" for i in self.instances("notifier")]
