@@ -355,8 +355,10 @@ def test_the_edge_proxies_the_api_dashboard_and_websockets(
             },
         )
     )
-    # The image's main config, reduced to what a run in a folder of its own needs.
+    # The image's main config, reduced to what a run in a folder of its own needs;
+    # one process, so nothing outlives it when a failing test kills it.
     (tmp_path / "nginx.conf").write_text(
+        "master_process off;\n"
         "user root;\n"
         f"pid {tmp_path}/nginx.pid;\n"
         f"error_log {tmp_path}/error.log warn;\n"
