@@ -28,8 +28,7 @@ PORT_SETTING = {
     "router": "ROUTER_HTTP_PORT",
     "executor": "EXECUTOR_HTTP_PORT",
 }
-# Logged when a service's startup is done; uvicorn starts listening right after.
-STARTED = "Application startup complete."
+LISTENING = "Uvicorn running on"  # logged once a service accepts connections
 
 
 def free_port() -> int:
@@ -109,7 +108,7 @@ class System:
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.port(instance)}/readyz"
         # On a shared port any replica may answer, so each one's own log tells
-        # when it is up: uvicorn listens as soon as the app's startup is done.
+        # when it listens (uvicorn listens only once the app's startup is done).
         shared = self.shares_ports and self.replicas.get(service_of(instance), 1) > 1
         while time.monotonic() < deadline:
             process = self.processes[instance]
@@ -119,7 +118,7 @@ class System:
                     f"{self.tail(instance)}"
                 )
             if shared:
-                if STARTED in self.log_since_start(instance):
+                if LISTENING in self.log_since_start(instance):
                     return
             else:
                 with contextlib.suppress(httpx.HTTPError):

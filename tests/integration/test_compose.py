@@ -308,7 +308,7 @@ def test_compose_service_starts_becomes_ready_and_stops_cleanly(
     )
 
 
-NGINX = "/usr/sbin/nginx"  # Debian's nginx-light; .ci/run installs it
+NGINX = "/usr/sbin/nginx"  # Debian's nginx; .ci/run installs it
 EDGE_TEMPLATE_TARGET = "/etc/nginx/templates/"
 
 
@@ -366,6 +366,9 @@ def test_the_edge_proxies_the_api_dashboard_and_websockets(
         "http {\n"
         f"    client_body_temp_path {tmp_path}/client_body;\n"
         f"    proxy_temp_path {tmp_path}/proxy;\n"
+        f"    fastcgi_temp_path {tmp_path}/fastcgi;\n"
+        f"    uwsgi_temp_path {tmp_path}/uwsgi;\n"
+        f"    scgi_temp_path {tmp_path}/scgi;\n"
         f"    include {tmp_path}/default.conf;\n"
         "}\n"
     )

@@ -10,6 +10,8 @@ together with the position the read model had reached; orders this process
 accepted after that position are added to it, so a burst cannot overshoot the
 limit however far the read model trails. A request holds its room from the check
 until its append has answered, so concurrent requests never share one free slot.
+Replicas see each other's orders only once the read model has them: N gateways
+taking one burst can each fill the room that is left (README, admission control).
 """
 
 import asyncio

@@ -92,13 +92,26 @@ def serve(app: FastAPI, settings: Settings, port: int) -> None:
     sockets = (
         [shared_port(settings.http_host, port)] if settings.http_reuse_port else None
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
     if not server.started:
         sys.exit(
             STARTUP_FAILURE
         )  # as uvicorn.run: a failed startup is not a clean exit
+
+
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if sockets is not None and self.started:
+            # uvicorn says where it listens only for sockets it bound itself.
+            host, port = sockets[0].getsockname()[:2]
+            logger.info(
+                "Uvicorn running on http://%s:%d (a port shared by replicas)",
+                host,
+                port,
+            )
 
 
 def shared_port(host: str, port: int) -> socket.socket:
