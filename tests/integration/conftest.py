@@ -68,6 +68,27 @@ def admission_system(
         yield running
 
 
+@pytest.fixture(scope="module")
+def two_gateway_admission_system(
+    infrastructure: tuple[str, str], broker_namespace: str
+) -> Iterator[System]:
+    """Room for two orders, two gateways, and a read model five seconds behind."""
+    settings = {
+        **SLOW_CHAIN,
+        "MAX_ORDERS_IN_FLIGHT": "2",
+        "PROJECTION_LINGER_MS": "5000",
+        "DB_POOL_SIZE": "4",
+    }
+    with isolated_system(
+        infrastructure,
+        broker_namespace,
+        "admission2",
+        settings,
+        replicas={"gateway": 2},
+    ) as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 async def es_pool(database_url: str) -> AsyncIterator[Pool]:
     """A pool on this run's database, for tests of the store and the read models."""

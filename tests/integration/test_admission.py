@@ -79,3 +79,32 @@ async def test_a_burst_of_concurrent_orders_gets_exactly_the_room_left(
         for key, answer in zip(keys, answers, strict=True):
             shown = await client.get(f"/api/orders/{order_id_for(key)}")
             assert shown.status_code == (404 if answer.status_code == 503 else 200)
+
+
+async def test_a_gateway_counts_the_orders_another_gateway_just_accepted(
+    two_gateway_admission_system: System,
+) -> None:
+    """Two orders through one gateway fill the room for both: the other gateway
+    refuses a third before the read model has projected the first two."""
+    system = two_gateway_admission_system
+    first_gateway = f"http://127.0.0.1:{system.port('gateway')}"
+    second_gateway = f"http://127.0.0.1:{system.port('gateway-2')}"
+    keys = [f"two-{uuid.uuid4()}" for _ in range(3)]
+    async with httpx.AsyncClient(timeout=10) as client:
+        placed = [
+            await client.post(f"{first_gateway}/api/orders/execute", json=body(key))
+            for key in keys[:2]
+        ]
+        # Past one admission refresh (0.25 s), well inside the read model's 5 s lag.
+        await asyncio.sleep(0.6)
+        third = await client.post(
+            f"{second_gateway}/api/orders/execute", json=body(keys[2])
+        )
+        listed = (await client.get(f"{second_gateway}/api/orders")).json()
+
+    assert [answer.status_code for answer in placed] == [202, 202]
+    assert third.status_code == 503, third.text
+    assert "limit 2" in third.json()["detail"]
+    # The read model had not caught up: the count came from the log itself.
+    shown = {order["orderId"] for order in listed["orders"]}
+    assert not shown & {answer.json()["orderId"] for answer in placed}

@@ -5,13 +5,14 @@ that waits a minute for its route is worse for the client than a prompt refusal 
 can retry. So the gateway keeps the number of orders in flight (neither confirmed
 nor failed) under a limit and answers 503 with ``Retry-After`` above it.
 
-The count comes from the gateway's own read model, refreshed in the background,
-together with the position the read model had reached; orders this process
-accepted after that position are added to it, so a burst cannot overshoot the
-limit however far the read model trails. A request holds its room from the check
-until its append has answered, so concurrent requests never share one free slot.
-Replicas see each other's orders only once the read model has them: N gateways
-taking one burst can each fill the room that is left (README, admission control).
+The count is refreshed in the background: the read model's orders in flight plus
+every order accepted after its checkpoint, by any gateway, read from the log up to
+its head, together with that head's position. Orders this process accepts after
+that position are added to it, so a burst through one gateway cannot overshoot
+the limit however far the read model trails. A request holds its room from the
+check until its append has answered, so concurrent requests never share one free
+slot. Other gateways' orders are seen from the next refresh (``REFRESH_S``): N
+gateways taking one burst inside the same refresh can each fill the room left.
 """
 
 import asyncio

@@ -128,6 +128,21 @@ class OrdersProjection(TableProjection):
         ]
 
 
+_IN_FLIGHT = [s.value for s in OrderStatus if s not in TERMINAL_STATUSES]
+_COUNT_IN_FLIGHT = """
+WITH projected AS (
+    SELECT coalesce((SELECT position FROM es.checkpoints WHERE subscriber = %s), 0)
+           AS position
+)
+SELECT (SELECT count(*) FROM gateway.orders_view WHERE status = ANY(%s))
+       + (SELECT count(*)
+            FROM es.events AS e, projected
+           WHERE e.global_position > projected.position
+             AND e.event_type = 'OrderAccepted'),
+       (SELECT last_position FROM es.position_counter)
+"""
+
+
 class OrdersView:
     """Queries on the read model."""
 
@@ -137,20 +152,16 @@ class OrdersView:
     async def count_in_flight(self) -> tuple[int, int]:
         """Orders neither confirmed nor failed, and the log position that is as of.
 
+        The projected orders that are in flight, plus every order accepted after
+        the projection's checkpoint, by any gateway, up to the head of the log.
         One statement, so one snapshot: the projection commits its rows and its
-        checkpoint together, so the count holds exactly the orders at or below
-        that position.
+        checkpoint together, and the head is committed with the events below it.
+        Orders that ended after the checkpoint still count until projected, so
+        the count errs towards full, never towards room that is not there.
         """
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT (SELECT count(*) FROM gateway.orders_view"
-                "         WHERE status = ANY(%s)),"
-                " coalesce((SELECT position FROM es.checkpoints"
-                "            WHERE subscriber = %s), 0)",
-                (
-                    [s.value for s in OrderStatus if s not in TERMINAL_STATUSES],
-                    OrdersProjection.subscriber,
-                ),
+                _COUNT_IN_FLIGHT, (OrdersProjection.subscriber, _IN_FLIGHT)
             )
             row = await cursor.fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
