@@ -11,7 +11,7 @@ too. Subscribers therefore see every event exactly once, in order.
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from uuid import UUID
 
 from shared.domain.envelope import EventEnvelope
@@ -27,11 +27,18 @@ class SlowSubscriberError(Exception):
 
 
 class Subscription:
-    """A bounded buffer of events for one WebSocket connection."""
+    """A bounded buffer of events for one WebSocket connection.
+
+    A deque and one waiting future rather than an ``asyncio.Queue``: with
+    thousands of subscribers every event is offered thousands of times, and the
+    queue's bookkeeping per item is most of what an offer would cost.
+    """
 
     def __init__(self, order_id: UUID | None, *, max_buffer: int) -> None:
         self.order_id = order_id
-        self._queue: asyncio.Queue[EventEnvelope] = asyncio.Queue(max_buffer)
+        self._buffer: deque[EventEnvelope] = deque()
+        self._max_buffer = max_buffer
+        self._waiter: asyncio.Future[None] | None = None
         self.overflow = asyncio.Event()
 
     @property
@@ -41,12 +48,15 @@ class Subscription:
     def offer(self, envelope: EventEnvelope) -> None:
         if self.overflowed:
             return
-        try:
-            self._queue.put_nowait(envelope)
-        except asyncio.QueueFull:
+        if len(self._buffer) >= self._max_buffer:
             # Never let a client that does not read stall the others or grow memory:
             # its connection is closed and it resumes with ?after= when it can.
             self.overflow.set()
+        else:
+            self._buffer.append(envelope)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def next(self) -> list[EventEnvelope]:
         """Every event buffered so far (waiting for the first), oldest first.
@@ -54,11 +64,16 @@ class Subscription:
         Taking the whole backlog per wake-up keeps a burst of events to one task
         switch per subscriber rather than one per event.
         """
-        if self.overflowed and self._queue.empty():
-            raise SlowSubscriberError
-        batch = [await self._queue.get()]
-        while not self._queue.empty():
-            batch.append(self._queue.get_nowait())
+        while not self._buffer:
+            if self.overflowed:
+                raise SlowSubscriberError
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        batch = list(self._buffer)
+        self._buffer.clear()
         return batch
 
 

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.types import Message
 
 from notifier.hub import Hub, SlowSubscriberError, Subscription
 from shared.domain.envelope import EventEnvelope
@@ -34,24 +35,27 @@ FIREHOSE = "firehose"
 
 
 class _Frames:
-    """Each event's frame text, encoded once however many subscribers get it.
+    """Each event's frame, encoded once however many subscribers get it.
 
-    Holds the most recent events only: a subscriber catching up from the store
-    gets frames encoded again, which is rare and cheap next to the live fan-out.
+    Kept as the ASGI message itself, so sending it to another subscriber builds
+    nothing. Holds the most recent events only: a subscriber catching up from the
+    store gets frames encoded again, which is rare and cheap next to the live
+    fan-out.
     """
 
     def __init__(self, capacity: int = 4096) -> None:
         self._capacity = capacity
-        self._texts: dict[UUID, str] = {}
+        self._messages: dict[UUID, Message] = {}
 
-    def text(self, envelope: EventEnvelope) -> str:
-        text = self._texts.get(envelope.event_id)
-        if text is None:
+    def message(self, envelope: EventEnvelope) -> Message:
+        message = self._messages.get(envelope.event_id)
+        if message is None:
             text = orjson.dumps(status_frame(envelope)).decode()
-            self._texts[envelope.event_id] = text
-            if len(self._texts) > self._capacity:
-                del self._texts[next(iter(self._texts))]  # the oldest
-        return text
+            message = {"type": "websocket.send", "text": text}
+            self._messages[envelope.event_id] = message
+            if len(self._messages) > self._capacity:
+                del self._messages[next(iter(self._messages))]  # the oldest
+        return message
 
 
 _FRAMES = _Frames()
@@ -61,7 +65,7 @@ _SENT = {kind: WEBSOCKET_FRAMES.labels(kind) for kind in (ORDER, FIREHOSE)}
 
 
 async def _send(ws: WebSocket, envelope: EventEnvelope) -> None:
-    await ws.send_text(_FRAMES.text(envelope))
+    await ws.send(_FRAMES.message(envelope))
 
 
 async def _refuse(ws: WebSocket, code: int, message: str, order_id: str) -> None:
