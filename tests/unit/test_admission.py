@@ -105,3 +105,18 @@ async def test_a_limit_of_zero_admits_every_order() -> None:
     await admission.refresh()
 
     assert all(admit(admission, position) for position in range(1, 100))
+
+
+async def test_an_order_the_count_already_holds_is_not_added_again() -> None:
+    """A count taken while an append is answering already includes the order."""
+    read_model = ReadModel()
+    admission = Admission(read_model, limit=2)
+    await admission.refresh()
+    assert admission.hold()
+
+    read_model.in_flight, read_model.as_of = 1, 7  # the count saw position 7
+    await admission.refresh()
+    admission.release(7)  # the append that recorded position 7 answers now
+
+    assert admission.in_flight == 1
+    assert admission.hold()

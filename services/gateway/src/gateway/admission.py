@@ -37,6 +37,7 @@ class Admission:
         self.limit = limit
         self._counted = 0
         self._uncounted: list[int] = []  # positions of orders accepted here
+        self._as_of = 0  # the log position the count includes every order up to
         self._held = 0  # room held by requests whose append has not answered yet
 
     @property
@@ -57,12 +58,14 @@ class Admission:
         """Give back held room: the order was recorded at this global position,
         or nothing was recorded (a replay, a refusal, an error)."""
         self._held -= 1
-        if recorded_at is not None:
+        # A count taken while the append was answering may hold the order already.
+        if recorded_at is not None and recorded_at > self._as_of:
             self._uncounted.append(recorded_at)
 
     async def refresh(self) -> None:
         counted, as_of = await self._count_in_flight()
         self._counted = counted
+        self._as_of = as_of
         self._uncounted = [p for p in self._uncounted if p > as_of]
         ORDERS_IN_FLIGHT.set(self.in_flight)
 
