@@ -43,6 +43,13 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 from websockets.asyncio.client import ClientConnection, connect
 
+from shared.domain.events import (
+    OrderAccepted,
+    RouteSelected,
+    RoutingStarted,
+    SwapConfirmed,
+    TransactionSubmitted,
+)
 from shared.eventstore.postgres import APPEND_EVENTS
 from shared.messaging.topology import ALL_ORDER_EVENTS, routing_key
 from tools.bench import machine, proc_stat, raise_fd_limit, server_cpu, table
@@ -50,12 +57,16 @@ from tools.databases import fresh_database
 from tools.system import free_port
 
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output" / "floor"
-EVENT_TYPES = (
-    "OrderAccepted",
-    "RoutingStarted",
-    "RouteSelected",
-    "TransactionSubmitted",
-    "SwapConfirmed",
+# An order's events from pending to confirmed, one per status.
+EVENT_TYPES = tuple(
+    event.__name__
+    for event in (
+        OrderAccepted,
+        RoutingStarted,
+        RouteSelected,
+        TransactionSubmitted,
+        SwapConfirmed,
+    )
 )
 FRAMES_PER_SESSION = len(EVENT_TYPES)
 CONCURRENCY = 32
@@ -262,27 +273,26 @@ class Broker:
 
     url: str
     namespace: str
-    connections: list[aio_pika.abc.AbstractConnection] = field(default_factory=list)
+    publisher: aio_pika.abc.AbstractConnection | None = None
+    consumer: aio_pika.abc.AbstractConnection | None = None
     delivered: int = 0
     expected: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def open(self) -> aio_pika.abc.AbstractExchange:
-        publisher = await aio_pika.connect(self.url)
-        self.connections.append(publisher)
-        consumer = await aio_pika.connect(self.url)
-        self.connections.append(consumer)
-        channel = await publisher.channel(publisher_confirms=True)
+        self.publisher = await aio_pika.connect(self.url)
+        self.consumer = await aio_pika.connect(self.url)
+        channel = await self.publisher.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(
             f"{self.namespace}.events", aio_pika.ExchangeType.TOPIC, durable=True
         )
-        inbox = await consumer.channel()
+        inbox = await self.consumer.channel()
         await inbox.set_qos(prefetch_count=PUBLISHES_IN_FLIGHT)
         # Work queues are durable quorum queues with acks; a notifier's feed is
         # its own exclusive queue.
         for name, key, ack in (
-            ("router", routing_key("OrderAccepted"), True),
-            ("executor", routing_key("RouteSelected"), True),
+            ("router", routing_key(OrderAccepted.__name__), True),
+            ("executor", routing_key(RouteSelected.__name__), True),
             ("notifier", ALL_ORDER_EVENTS, False),
         ):
             queue = await inbox.declare_queue(
@@ -315,15 +325,14 @@ class Broker:
 
     async def close(self) -> None:
         """Delete what this run declared; close whatever connections it opened."""
-        if len(self.connections) == 2:  # the publisher and the consumer
-            await self.connections[1].close()  # the notifier's queue goes with it
-        if self.connections:
-            publisher = self.connections[0]
-            channel = await publisher.channel()
+        if self.consumer is not None:
+            await self.consumer.close()  # the notifier's queue goes with it
+        if self.publisher is not None:
+            channel = await self.publisher.channel()
             for name in ("router", "executor"):
                 await channel.queue_delete(f"{self.namespace}.{name}")
             await channel.exchange_delete(f"{self.namespace}.events")
-            await publisher.close()
+            await self.publisher.close()
 
 
 async def publishes(

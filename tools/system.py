@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from pydantic import TypeAdapter
 
 from tools.broker import delete_namespace
 
@@ -29,6 +30,7 @@ PORT_SETTING = {
     "executor": "EXECUTOR_HTTP_PORT",
 }
 LISTENING = "Uvicorn running on"  # logged once a service accepts connections
+_BOOL = TypeAdapter(bool)
 
 
 def free_port() -> int:
@@ -76,8 +78,9 @@ class System:
 
     @property
     def shares_ports(self) -> bool:
-        """Replicas of a service share its port (``HTTP_REUSE_PORT``, as make run)."""
-        return self.env.get("HTTP_REUSE_PORT", "").lower() in {"1", "true", "yes"}
+        """Replicas of a service share its port (``HTTP_REUSE_PORT``, as make run),
+        the setting read as the services read it."""
+        return _BOOL.validate_python(self.env.get("HTTP_REUSE_PORT", False))
 
     def port(self, instance: str) -> int:
         key = service_of(instance) if self.shares_ports else instance

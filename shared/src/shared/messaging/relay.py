@@ -114,8 +114,8 @@ class Relay:
         for event in batch:
             by_order[event.order_id].append(event)
         async with asyncio.TaskGroup() as group:
-            for envelopes in by_order.values():
-                group.create_task(self._publish_in_order(exchange, envelopes))
+            for events in by_order.values():
+                group.create_task(self._publish_in_order(exchange, events))
         self._confirmed = batch[-1].global_position
         if self._checkpointing is None or self._checkpointing.done():
             self._checkpointing = asyncio.create_task(self._checkpoint_soon())

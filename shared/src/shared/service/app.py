@@ -90,15 +90,14 @@ def serve(app: FastAPI, settings: Settings, port: int) -> None:
         ws_per_message_deflate=False,
     )
     sockets = (
-        [shared_port(settings.http_host, port)] if settings.http_reuse_port else None
+        [_shared_port(settings.http_host, port)] if settings.http_reuse_port else None
     )
     server = _Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
+    # As uvicorn.run does: a failed startup is not a clean exit.
     if not server.started:
-        sys.exit(
-            STARTUP_FAILURE
-        )  # as uvicorn.run: a failed startup is not a clean exit
+        sys.exit(STARTUP_FAILURE)
 
 
 class _Server(uvicorn.Server):
@@ -114,7 +113,7 @@ class _Server(uvicorn.Server):
             )
 
 
-def shared_port(host: str, port: int) -> socket.socket:
+def _shared_port(host: str, port: int) -> socket.socket:
     """A socket bound to a port that other replicas on this host bind too.
 
     uvicorn starts listening on it only once the app's startup has finished, so
