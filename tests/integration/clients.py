@@ -27,10 +27,16 @@ async def submit(system: System, body: dict[str, Any], **kwargs: Any) -> httpx.R
         return await client.post("/api/orders/execute", json=body, **kwargs)
 
 
-async def stream(system: System, path: str, *, timeout: float = 30) -> Stream:
-    """Read frames until the server closes the WebSocket."""
+async def stream(
+    system: System, path: str, *, timeout: float = 30, ws_url: str | None = None
+) -> Stream:
+    """Read frames until the server closes the WebSocket.
+
+    ``ws_url`` reaches the notifier some other way (a proxy in front of it).
+    """
     result = Stream()
-    async with asyncio.timeout(timeout), websockets.connect(system.ws_url + path) as ws:
+    url = (ws_url or system.ws_url) + path
+    async with asyncio.timeout(timeout), websockets.connect(url) as ws:
         try:
             async for message in ws:
                 result.frames.append(json.loads(message))

@@ -13,6 +13,8 @@ SLOW_CHAIN = {
     "CONFIRM_MAX_MS": "2000",
     "BLOCKHASH_VALID_SLOTS": "400",
 }
+# The slow chain with room for two orders in flight.
+ROOM_FOR_TWO = {**SLOW_CHAIN, "MAX_ORDERS_IN_FLIGHT": "2"}
 
 
 @pytest.fixture(scope="session")
@@ -57,11 +59,7 @@ def admission_system(
     The read model trails by a second, so orders it has not projected yet must
     still count against the limit.
     """
-    settings = {
-        **SLOW_CHAIN,
-        "MAX_ORDERS_IN_FLIGHT": "2",
-        "PROJECTION_LINGER_MS": "1000",
-    }
+    settings = {**ROOM_FOR_TWO, "PROJECTION_LINGER_MS": "1000"}
     with isolated_system(
         infrastructure, broker_namespace, "admission", settings
     ) as running:
@@ -73,12 +71,7 @@ def two_gateway_admission_system(
     infrastructure: tuple[str, str], broker_namespace: str
 ) -> Iterator[System]:
     """Room for two orders, two gateways, and a read model five seconds behind."""
-    settings = {
-        **SLOW_CHAIN,
-        "MAX_ORDERS_IN_FLIGHT": "2",
-        "PROJECTION_LINGER_MS": "5000",
-        "DB_POOL_SIZE": "4",
-    }
+    settings = {**ROOM_FOR_TWO, "PROJECTION_LINGER_MS": "5000", "DB_POOL_SIZE": "4"}
     with isolated_system(
         infrastructure,
         broker_namespace,

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import websockets
 import yaml
 
 from shared.settings import Settings
+from tests.integration import probes
+from tests.integration.clients import stream
 from tests.integration.system import System
 
 pytestmark = pytest.mark.integration
@@ -398,22 +399,17 @@ def test_the_edge_proxies_the_api_dashboard_and_websockets(
         assert "text/html" in page.headers["Content-Type"]
     request = urllib.request.Request(  # noqa: S310 - local
         f"{api}/api/orders/execute",
-        data=json.dumps(
-            {"amount": 1, "tokenPair": "SOL-USDC", "type": "market"}
-        ).encode(),
+        data=json.dumps(probes.ORDER).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - local
         assert answer.status == 202
         order_id = json.loads(answer.read())["orderId"]
 
-    statuses = asyncio.run(_follow(f"ws://127.0.0.1:{ws_port}/ws/orders/{order_id}"))
+    followed = asyncio.run(
+        stream(system, f"/ws/orders/{order_id}", ws_url=f"ws://127.0.0.1:{ws_port}")
+    )
 
-    assert statuses == ["pending", "routing", "building", "submitted", "confirmed"]
+    assert followed.statuses == probes.HAPPY_PATH
     edge.send_signal(signal.SIGQUIT)  # nginx's graceful stop
     assert edge.wait(timeout=STOP_TIMEOUT_S) == 0
-
-
-async def _follow(url: str) -> list[str]:
-    async with asyncio.timeout(30), websockets.connect(url) as ws:
-        return [json.loads(message)["status"] async for message in ws]

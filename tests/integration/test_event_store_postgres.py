@@ -25,7 +25,11 @@ from shared.eventstore.port import (
     RawEvent,
     WrongExpectedVersionError,
 )
-from shared.eventstore.postgres import STORE_CHANNEL, PostgresEventStore
+from shared.eventstore.postgres import (
+    APPEND_EVENTS,
+    STORE_CHANNEL,
+    PostgresEventStore,
+)
 from shared.messaging.relay import to_message
 from shared.messaging.topology import routing_key
 from shared.migrations import migrate
@@ -334,10 +338,10 @@ async def test_the_relay_forwards_an_event_type_this_release_does_not_know(
             await store.append(stream, new_events(1), NO_STREAM)
             async with pool.connection() as conn:
                 await conn.execute(
-                    "SELECT * FROM es.append_events(%s, 1, %s::uuid[], %s::text[],"
-                    " %s::jsonb[], %s::uuid[], %s::uuid[])",
+                    APPEND_EVENTS,
                     (
                         stream,
+                        1,
                         [uuid4()],
                         ["OrderRepriced"],
                         ['{"type": "OrderRepriced", "limitPrice": "163.2"}'],

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration import probes
 from tests.integration.clients import stream, submit
 from tests.integration.system import System, isolated_system
 
@@ -18,7 +19,6 @@ pytestmark = pytest.mark.integration
 
 REPLICAS = {"gateway": 2, "notifier": 2}
 ORDERS = 40
-LIFECYCLE = ["pending", "routing", "building", "submitted", "confirmed"]
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +44,7 @@ async def test_two_gateways_and_two_notifiers_serve_one_api_and_one_websocket_po
     assert system.port("notifier") == system.port("notifier-2")
 
     async def one(index: int) -> list[str]:
-        body = {
-            "amount": 1,
-            "tokenPair": "SOL-USDC",
-            "type": "market",
-            "clientOrderId": f"replicas-{uuid.uuid4()}-{index}",
-        }
+        body = {**probes.ORDER, "clientOrderId": f"replicas-{uuid.uuid4()}-{index}"}
         answer = await submit(system, body)
         assert answer.status_code == 202, answer.text
         order_id = answer.json()["orderId"]
@@ -57,7 +52,7 @@ async def test_two_gateways_and_two_notifiers_serve_one_api_and_one_websocket_po
 
     statuses = await asyncio.gather(*(one(i) for i in range(ORDERS)))
 
-    assert statuses == [LIFECYCLE] * ORDERS
+    assert statuses == [probes.HAPPY_PATH] * ORDERS
     # The kernel spread the connections over both replicas of each port.
     accepted = [
         system.log_since_start(g).count('"order accepted"')
