@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
+from tests.integration import probes
 from tests.integration.system import System
 
 pytestmark = pytest.mark.integration
-
-HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 
 
 def orders(
@@ -50,7 +49,7 @@ def test_submit_json_streams_the_lifecycle_to_confirmed(system: System) -> None:
 
     assert run.returncode == 0, run.stderr
     frames = json_lines(run.stdout)
-    assert [f["status"] for f in frames] == HAPPY_PATH
+    assert [f["status"] for f in frames] == probes.HAPPY_PATH
     assert [f["version"] for f in frames] == [1, 2, 3, 4, 5]
     assert len({f["orderId"] for f in frames}) == 1
     assert frames[-1]["txHash"]
@@ -73,7 +72,7 @@ def test_submit_prints_a_timeline_then_the_outcome(system: System) -> None:
     )
 
     assert run.returncode == 0, run.stderr
-    for status in HAPPY_PATH:
+    for status in probes.HAPPY_PATH:
         assert status in run.stdout
     assert "+0.000s" in run.stdout
     assert "buy 2 SOL-USDC, slippage 80 bps" in run.stdout
@@ -107,7 +106,7 @@ def test_a_repeated_client_order_id_follows_the_same_order(system: System) -> No
     assert first.returncode == again.returncode == 0, first.stderr + again.stderr
     ids = {f["orderId"] for f in json_lines(first.stdout + again.stdout)}
     assert len(ids) == 1
-    assert [f["status"] for f in json_lines(again.stdout)] == HAPPY_PATH
+    assert [f["status"] for f in json_lines(again.stdout)] == probes.HAPPY_PATH
 
 
 @pytest.mark.parametrize(

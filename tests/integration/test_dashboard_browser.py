@@ -23,6 +23,7 @@ from playwright.async_api import (
     expect,
 )
 
+from tests.integration import probes
 from tests.integration.system import OUTPUT, System
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-LIFECYCLE = ["pending", "routing", "building", "submitted", "confirmed"]
 CLOCK = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3}$")
 # Bounded waits (ms): an order confirms in well under a second with the test settings.
 SHORT = 10_000
@@ -195,9 +195,9 @@ async def test_order_submitted_from_the_form_confirms_with_full_timeline(
     await expect(details).to_be_visible()
     await expect(tab.get_by_test_id("details-id")).to_have_text(order_id)
     items = tab.get_by_test_id("timeline-item")
-    await expect(items).to_have_count(len(LIFECYCLE))
+    await expect(items).to_have_count(len(probes.HAPPY_PATH))
     statuses = [await item.get_attribute("data-status") for item in await items.all()]
-    assert statuses == LIFECYCLE
+    assert statuses == probes.HAPPY_PATH
     times = await items.locator(".when").all_inner_texts()
     assert all(CLOCK.match(t) for t in times), times
     await expect(tab.get_by_test_id("timeline-total")).to_have_text(

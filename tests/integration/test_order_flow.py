@@ -6,18 +6,16 @@ import uuid
 import httpx
 import pytest
 
+from tests.integration import probes
 from tests.integration.clients import stream, submit, wait_for_status
 from tests.integration.system import System
 
 pytestmark = pytest.mark.integration
 
-HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
-ORDER = {"amount": 10, "tokenPair": "SOL-USDC", "type": "market"}
-
 
 async def test_market_order_streams_every_status_then_closes(system: System) -> None:
     """A client sees pending → … → confirmed with txHash and finalPrice, then 1000."""
-    answer = await submit(system, ORDER)
+    answer = await submit(system, probes.ORDER)
     assert answer.status_code == 202
     receipt = answer.json()
     assert receipt["status"] == "pending"
@@ -25,7 +23,7 @@ async def test_market_order_streams_every_status_then_closes(system: System) -> 
 
     seen = await stream(system, f"/ws/orders/{receipt['orderId']}")
 
-    assert seen.statuses == HAPPY_PATH
+    assert seen.statuses == probes.HAPPY_PATH
     confirmed = seen.frames[-1]
     assert confirmed["txHash"]
     assert float(confirmed["finalPrice"]) > 0
@@ -37,30 +35,30 @@ async def test_market_order_streams_every_status_then_closes(system: System) -> 
 
 async def test_a_late_subscriber_gets_the_whole_history(system: System) -> None:
     """Connecting after the order finished replays every status from the store."""
-    order_id = (await submit(system, ORDER)).json()["orderId"]
+    order_id = (await submit(system, probes.ORDER)).json()["orderId"]
     await wait_for_status(system, order_id, {"confirmed", "failed"})
 
     seen = await stream(system, f"/ws/orders/{order_id}")
 
-    assert seen.statuses == HAPPY_PATH
+    assert seen.statuses == probes.HAPPY_PATH
     assert seen.close_code == 1000
 
 
 async def test_a_subscriber_resumes_after_a_version(system: System) -> None:
     """``?after=2`` sends only the events after version 2: no gap, no duplicate."""
-    order_id = (await submit(system, ORDER)).json()["orderId"]
+    order_id = (await submit(system, probes.ORDER)).json()["orderId"]
     await wait_for_status(system, order_id, {"confirmed"})
 
     seen = await stream(system, f"/ws/orders/{order_id}?after=2")
 
     assert [f["version"] for f in seen.frames] == [3, 4, 5]
-    assert seen.statuses == HAPPY_PATH[2:]
+    assert seen.statuses == probes.HAPPY_PATH[2:]
 
 
 async def test_many_orders_in_flight_all_confirm_in_order(system: System) -> None:
     """Twenty orders at once each stream their own lifecycle, nothing mixed up."""
     answers = await asyncio.gather(
-        *(submit(system, {**ORDER, "amount": 1 + i % 5}) for i in range(20))
+        *(submit(system, {**probes.ORDER, "amount": 1 + i % 5}) for i in range(20))
     )
     order_ids = [a.json()["orderId"] for a in answers]
 
@@ -69,7 +67,7 @@ async def test_many_orders_in_flight_all_confirm_in_order(system: System) -> Non
     )
 
     for order_id, seen in zip(order_ids, streams, strict=True):
-        assert seen.statuses == HAPPY_PATH
+        assert seen.statuses == probes.HAPPY_PATH
         assert {f["orderId"] for f in seen.frames} == {order_id}
 
 
@@ -77,7 +75,7 @@ async def test_the_order_shows_quotes_route_and_realised_amounts(
     system: System,
 ) -> None:
     """GET /api/orders/{id} folds the events: both quotes, the plan, what moved."""
-    order_id = (await submit(system, ORDER)).json()["orderId"]
+    order_id = (await submit(system, probes.ORDER)).json()["orderId"]
 
     order = await wait_for_status(system, order_id, {"confirmed"})
 
@@ -93,7 +91,7 @@ async def test_the_order_shows_quotes_route_and_realised_amounts(
 
 async def test_the_event_history_lists_every_event(system: System) -> None:
     """GET /api/orders/{id}/events is the stream, in version order."""
-    order_id = (await submit(system, ORDER)).json()["orderId"]
+    order_id = (await submit(system, probes.ORDER)).json()["orderId"]
     await wait_for_status(system, order_id, {"confirmed"})
 
     async with httpx.AsyncClient(base_url=system.base_url) as client:
@@ -110,7 +108,7 @@ async def test_the_event_history_lists_every_event(system: System) -> None:
 
 async def test_the_order_list_comes_from_the_read_model(system: System) -> None:
     """GET /api/orders?status=confirmed lists the order once projected."""
-    order_id = (await submit(system, ORDER)).json()["orderId"]
+    order_id = (await submit(system, probes.ORDER)).json()["orderId"]
     await wait_for_status(system, order_id, {"confirmed"})
 
     async with (
@@ -135,7 +133,7 @@ async def test_a_repeated_client_order_id_returns_the_same_order(
     system: System,
 ) -> None:
     """Submitting the same clientOrderId twice never creates a second order."""
-    body = {**ORDER, "clientOrderId": f"client-{uuid.uuid4()}"}
+    body = {**probes.ORDER, "clientOrderId": f"client-{uuid.uuid4()}"}
 
     first = await submit(system, body)
     second = await submit(system, body)
@@ -144,7 +142,7 @@ async def test_a_repeated_client_order_id_returns_the_same_order(
     assert second.status_code == 200
     assert second.json()["orderId"] == first.json()["orderId"]
     seen = await stream(system, f"/ws/orders/{first.json()['orderId']}")
-    assert seen.statuses == HAPPY_PATH
+    assert seen.statuses == probes.HAPPY_PATH
 
 
 async def test_an_idempotency_key_header_works_like_client_order_id(
@@ -153,8 +151,8 @@ async def test_an_idempotency_key_header_works_like_client_order_id(
     """The Idempotency-Key header deduplicates submits as well."""
     key = f"key-{uuid.uuid4()}"
 
-    first = await submit(system, ORDER, headers={"Idempotency-Key": key})
-    second = await submit(system, ORDER, headers={"Idempotency-Key": key})
+    first = await submit(system, probes.ORDER, headers={"Idempotency-Key": key})
+    second = await submit(system, probes.ORDER, headers={"Idempotency-Key": key})
 
     assert second.json()["orderId"] == first.json()["orderId"]
 
@@ -164,9 +162,9 @@ async def test_a_reused_client_order_id_with_another_order_is_refused(
 ) -> None:
     """The same clientOrderId with other parameters is a 409, not a replay."""
     key = f"client-{uuid.uuid4()}"
-    await submit(system, {**ORDER, "clientOrderId": key})
+    await submit(system, {**probes.ORDER, "clientOrderId": key})
 
-    clash = await submit(system, {**ORDER, "amount": 11, "clientOrderId": key})
+    clash = await submit(system, {**probes.ORDER, "amount": 11, "clientOrderId": key})
 
     assert clash.status_code == 409
     assert "clientOrderId" in clash.json()["detail"]
@@ -194,7 +192,7 @@ async def test_forced_slippage_fails_after_three_attempts_with_the_reason(
     slippage_system: System,
 ) -> None:
     """Every attempt lands with slippage exceeded: 3 attempts, then failed."""
-    order_id = (await submit(slippage_system, ORDER)).json()["orderId"]
+    order_id = (await submit(slippage_system, probes.ORDER)).json()["orderId"]
 
     seen = await stream(slippage_system, f"/ws/orders/{order_id}", timeout=60)
 
