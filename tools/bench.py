@@ -56,6 +56,12 @@ import psycopg
 from shared.messaging.relay import relay_subscriber
 from tools.databases import fresh_database
 from tools.load import STATUSES, Load, LoadPlan, OrderRun, percentile, server_time
+from tools.machine import (
+    LOOP_STEPS,
+    SpeedSampler,
+    as_json as speed_json,
+    measure as measure_machine,
+)
 from tools.system import SERVICES, System, running_system
 
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output" / "bench"
@@ -1099,16 +1105,31 @@ async def run(args: argparse.Namespace) -> dict[str, Result]:
         "S4": lambda: s4(env, args),
         "S5": lambda: s5(env, args),
     }
-    for name in chosen:
-        started = time.monotonic()
-        print(f"\n-- {name} ...", flush=True)
-        try:
-            results[name] = await runners[name]()
-        except Exception as error:
-            print(f"   {name} FAILED: {error!r}", flush=True)
-            continue
-        print(scenario_report(results[name]), flush=True)
-        print(f"   ({name} took {time.monotonic() - started:.0f} s)", flush=True)
+    speed_before = measure_machine(env.server_url)
+    print(speed_before.report("This machine before the scenarios"), flush=True)
+    with SpeedSampler() as speed:
+        for name in chosen:
+            started = time.monotonic()
+            print(f"\n-- {name} ...", flush=True)
+            try:
+                results[name] = await runners[name]()
+            except Exception as error:
+                print(f"   {name} FAILED: {error!r}", flush=True)
+                continue
+            during = speed.between(started, time.monotonic())
+            results[name].extra["machine_speed"] = during
+            print(scenario_report(results[name]), flush=True)
+            print(f"   ({name} took {time.monotonic() - started:.0f} s)", flush=True)
+            if during is not None:
+                print(
+                    f"   (machine speed meanwhile: a {LOOP_STEPS:,}-step Python loop"
+                    f" took {during['python_loop_us_p50']:.0f} µs of CPU, p10-p90"
+                    f" {during['python_loop_us_p10']:.0f}-"
+                    f"{during['python_loop_us_p90']:.0f}, {during['samples']} samples)",
+                    flush=True,
+                )
+    speed_after = measure_machine(env.server_url)
+    print("\n" + speed_after.report("This machine after the scenarios"), flush=True)
     rows = summary(results)
     print("\n== Summary")
     print(
@@ -1127,6 +1148,10 @@ async def run(args: argparse.Namespace) -> dict[str, Result]:
             {
                 "started": stamp,
                 "machine": machine(),
+                "machine_speed": {
+                    "before": speed_json(speed_before),
+                    "after": speed_json(speed_after),
+                },
                 "args": vars(args),
                 "scenarios": {k: vars(v) for k, v in results.items()},
                 "summary": rows,

@@ -1,0 +1,248 @@
+# ruff: noqa: S603 - a CLI report that starts its own echo process
+"""How fast this machine is right now: three probes that take a few seconds.
+
+The VM this project is measured on changes speed from hour to hour by a third or
+more, so a benchmark figure means little without the machine's speed beside it.
+``make bench`` runs these probes before and after its scenarios, samples the
+interpreter's speed once a second throughout (``SpeedSampler``), and keeps both in
+its JSON: two runs are comparable when their probes agree.
+
+- ``python``: CPU for a fixed pure-Python loop (the interpreter's speed).
+- ``process round trip``: a 100-byte message over TCP to another process and
+  back, CPU on both sides (what every hop between our processes pays).
+- ``SELECT 1``: a psycopg round trip to PostgreSQL, CPU on the client and on its
+  server backend (what every statement pays before any work).
+
+    python -m tools.machine
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Self
+
+import psycopg
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LOOP_STEPS = 100_000
+# Echoes until the other side closes; Nagle off, as every client of ours has it.
+_ECHO = (
+    "import socket, sys\n"
+    "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+    "s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n"
+    "while data := s.recv(4096):\n"
+    "    s.sendall(data)\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSpeed:
+    """CPU microseconds per operation, as measured now."""
+
+    python_loop_us: float  # one pass of LOOP_STEPS steps, median
+    python_loop_fastest_us: float
+    python_loop_slowest_us: float
+    process_round_trip_us: float  # both sides
+    process_round_trip_sender_us: float
+    select_1_us: float  # client + server backend
+    select_1_client_us: float
+    select_1_server_us: float
+
+    def rows(self) -> list[tuple[str, float, str]]:
+        return [
+            (
+                f"python: a {LOOP_STEPS:,}-step loop (median)",
+                self.python_loop_us,
+                (
+                    f"fastest {self.python_loop_fastest_us:.0f},"
+                    f" slowest {self.python_loop_slowest_us:.0f}"
+                ),
+            ),
+            (
+                "TCP round trip to another process",
+                self.process_round_trip_us,
+                f"sender {self.process_round_trip_sender_us:.1f}",
+            ),
+            (
+                "SELECT 1 through psycopg",
+                self.select_1_us,
+                (
+                    f"client {self.select_1_client_us:.1f},"
+                    f" server {self.select_1_server_us:.1f}"
+                ),
+            ),
+        ]
+
+    def report(self, heading: str = "This machine now") -> str:
+        lines = [f"== {heading} (CPU µs per op; on a shared VM it moves from second to second)"]
+        width = max(len(name) for name, _, _ in self.rows())
+        lines += [
+            f"{name:<{width}}  {value:9.1f}  {detail}".rstrip()
+            for name, value, detail in self.rows()
+        ]
+        return "\n".join(lines)
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def python_loop_us(passes: int = 20) -> tuple[float, float, float]:
+    """(median, fastest, slowest) CPU µs of ``passes`` runs of a pure-Python loop.
+
+    The spread is the point as much as the median: on a shared VM the same loop
+    takes up to twice as long from one second to the next.
+    """
+    times = []
+    for _ in range(passes):
+        started = time.process_time()
+        total = 0
+        for i in range(LOOP_STEPS):
+            total += i & 7
+        times.append((time.process_time() - started) * 1e6)
+    return statistics.median(times), min(times), max(times)
+
+
+def process_round_trip_us(count: int = 5000) -> tuple[float, float]:
+    """(both sides, sender only): CPU µs per TCP round trip to an echo process."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        echo = subprocess.Popen([sys.executable, "-c", _ECHO, str(port)])
+        try:
+            server.settimeout(10)
+            conn, _ = server.accept()
+            with conn:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                message = b"x" * 100
+                for _ in range(200):  # the echo process imports and settles first
+                    conn.sendall(message)
+                    conn.recv(4096)
+                echo_before = _cpu_s(echo.pid)
+                started = time.process_time()
+                for _ in range(count):
+                    conn.sendall(message)
+                    conn.recv(4096)
+                sender = time.process_time() - started
+                echoed = _cpu_s(echo.pid) - echo_before
+        finally:
+            echo.wait(timeout=10)
+    return (sender + echoed) / count * 1e6, sender / count * 1e6
+
+
+def select_1_us(database_url: str, count: int = 3000) -> tuple[float, float]:
+    """(client, server backend): CPU µs per ``SELECT 1`` round trip."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None  # noqa: S101 - the function always answers
+        backend = int(row[0])
+        for _ in range(200):  # the statement is prepared after a few runs
+            conn.execute("SELECT 1").fetchone()
+        server_before = _cpu_s(backend)
+        started = time.process_time()
+        for _ in range(count):
+            conn.execute("SELECT 1").fetchone()
+        client = time.process_time() - started
+        server = _cpu_s(backend) - server_before
+    return client / count * 1e6, server / count * 1e6
+
+
+def measure(database_url: str, *, scale: float = 1.0) -> MachineSpeed:
+    """All three probes; ``scale`` < 1 runs fewer operations (tests)."""
+    trip, sender = process_round_trip_us(max(100, int(5000 * scale)))
+    client, server = select_1_us(database_url, max(100, int(3000 * scale)))
+    median, fastest, slowest = python_loop_us(max(3, int(20 * scale)))
+    return MachineSpeed(
+        python_loop_us=median,
+        python_loop_fastest_us=fastest,
+        python_loop_slowest_us=slowest,
+        process_round_trip_us=trip,
+        process_round_trip_sender_us=sender,
+        select_1_us=client + server,
+        select_1_client_us=client,
+        select_1_server_us=server,
+    )
+
+
+def as_json(speed: MachineSpeed) -> dict[str, float]:
+    return {key: round(value, 2) for key, value in asdict(speed).items()}
+
+
+class SpeedSampler:
+    """Times a short pure-Python loop once a second, in a thread, while it runs.
+
+    The VM's speed moves within seconds, so one probe before a run says little
+    about the run itself; the samples taken during it do. A sample costs about a
+    millisecond of CPU a second, charged to whichever process runs the sampler.
+    """
+
+    def __init__(self, *, interval_s: float = 1.0, steps: int = 20_000) -> None:
+        self._interval_s = interval_s
+        self._steps = steps
+        self._samples: list[tuple[float, float]] = []  # (monotonic, µs per loop)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="machine-speed", daemon=True
+        )
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        scale = LOOP_STEPS / self._steps
+        while not self._stop.wait(self._interval_s):
+            started = time.thread_time()
+            total = 0
+            for i in range(self._steps):
+                total += i & 7
+            elapsed = time.thread_time() - started
+            self._samples.append((time.monotonic(), elapsed * scale * 1e6))
+
+    def between(self, start: float, end: float) -> dict[str, float] | None:
+        """The loop's CPU µs (per LOOP_STEPS steps) sampled between two instants."""
+        values = sorted(v for at, v in list(self._samples) if start <= at <= end)
+        if not values:
+            return None
+
+        def at(q: float) -> float:
+            return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+        return {
+            "samples": len(values),
+            "python_loop_us_p10": at(0.1),
+            "python_loop_us_p50": at(0.5),
+            "python_loop_us_p90": at(0.9),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args()
+    speed = measure(args.database_url)
+    print(json.dumps(as_json(speed)) if args.json else speed.report())
+
+
+if __name__ == "__main__":
+    main()
