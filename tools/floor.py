@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 import aio_pika
-import httpx
+import aiohttp
 from fastapi import FastAPI, WebSocket
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
@@ -364,13 +364,14 @@ async def publishes(
     await asyncio.wait_for(broker.done.wait(), 60)
 
 
-async def posts(client: httpx.AsyncClient, count: int) -> None:
+async def posts(client: aiohttp.ClientSession, count: int) -> None:
     body = {"amount": 1, "tokenPair": "SOL-USDC", "type": "market"}
 
     async def one(_: int) -> None:
-        response = await client.post("/api/orders/execute", json=body)
-        if response.status_code != 202:
-            raise RuntimeError(f"POST answered {response.status_code}")
+        async with client.post("/api/orders/execute", json=body) as response:
+            await response.read()
+            if response.status != 202:
+                raise RuntimeError(f"POST answered {response.status}")
 
     await in_parallel(count, CONCURRENCY, one)
 
@@ -422,12 +423,13 @@ class Firehose:
                 if self.received >= self.expected:
                     self.done.set()
 
-    async def frames(self, client: httpx.AsyncClient, per_subscriber: int) -> None:
+    async def frames(self, client: aiohttp.ClientSession, per_subscriber: int) -> None:
         self.done.clear()
         self.expected = self.received + per_subscriber * self.subscribers
-        response = await client.post("/fanout", params={"frames": per_subscriber})
-        if response.json()["sent"] != per_subscriber * self.subscribers:
-            raise RuntimeError(f"the fan-out reached {response.json()['sent']}")
+        async with client.post("/fanout", params={"frames": per_subscriber}) as answer:
+            sent = (await answer.json())["sent"]
+        if sent != per_subscriber * self.subscribers:
+            raise RuntimeError(f"the fan-out reached {sent}")
         await asyncio.wait_for(self.done.wait(), 120)
 
     async def close(self) -> None:
@@ -499,9 +501,9 @@ async def _measure_all(
                     kwargs={"autocommit": True},
                     open=False,
                 ) as pool,
-                httpx.AsyncClient(
+                aiohttp.ClientSession(
                     base_url=f"http://127.0.0.1:{port}",
-                    limits=httpx.Limits(max_connections=CONCURRENCY),
+                    connector=aiohttp.TCPConnector(limit=CONCURRENCY),
                 ) as client,
             ):
                 await _until_serving(client)
@@ -527,12 +529,13 @@ async def _measure_all(
     return primitives
 
 
-async def _until_serving(client: httpx.AsyncClient) -> None:
+async def _until_serving(client: aiohttp.ClientSession) -> None:
     deadline = time.monotonic() + 30
     while True:
         try:
-            await client.get("/openapi.json")
-        except httpx.TransportError:
+            async with client.get("/openapi.json") as answer:
+                await answer.read()
+        except aiohttp.ClientConnectionError:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
@@ -582,7 +585,7 @@ def report(
     ceiling = 1000 * cores / engine_total
     print(
         "\n   client: this process (psycopg, aio-pika); for HTTP and WebSocket, the"
-        "\n   load generator's httpx and websockets clients, not the engine's."
+        "\n   load generator's aiohttp and websockets clients, not the engine's."
         "\n   engine/op counts the processes a primitive runs in: client and postgres"
         "\n   for the store, client and rabbitmq for messages, the web server for HTTP"
         "\n   and WebSocket; the other columns are the rest of the machine meanwhile."

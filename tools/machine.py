@@ -82,7 +82,8 @@ class MachineSpeed:
         ]
 
     def report(self, heading: str = "This machine now") -> str:
-        lines = [f"== {heading} (CPU µs per op; on a shared VM it moves from second to second)"]
+        note = "CPU µs per op; on a shared VM it moves from second to second"
+        lines = [f"== {heading} ({note})"]
         width = max(len(name) for name, _, _ in self.rows())
         lines += [
             f"{name:<{width}}  {value:9.1f}  {detail}".rstrip()
