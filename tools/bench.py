@@ -58,6 +58,7 @@ from tools.databases import fresh_database
 from tools.load import STATUSES, Load, LoadPlan, OrderRun, percentile, server_time
 from tools.machine import (
     LOOP_STEPS,
+    MachineSpeed,
     SpeedSampler,
     as_json as speed_json,
     measure as measure_machine,
@@ -202,6 +203,8 @@ class Result:
     cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # the Python loop's speed sampled during the scenario (tools.machine)
+    machine_speed: dict[str, float] | None = None
 
     @property
     def missed(self) -> int:
@@ -1105,8 +1108,7 @@ async def run(args: argparse.Namespace) -> dict[str, Result]:
         "S4": lambda: s4(env, args),
         "S5": lambda: s5(env, args),
     }
-    speed_before = measure_machine(env.server_url)
-    print(speed_before.report("This machine before the scenarios"), flush=True)
+    speed_before = _machine_now(env.server_url, "before the scenarios")
     with SpeedSampler() as speed:
         for name in chosen:
             started = time.monotonic()
@@ -1117,7 +1119,7 @@ async def run(args: argparse.Namespace) -> dict[str, Result]:
                 print(f"   {name} FAILED: {error!r}", flush=True)
                 continue
             during = speed.between(started, time.monotonic())
-            results[name].extra["machine_speed"] = during
+            results[name].machine_speed = during
             print(scenario_report(results[name]), flush=True)
             print(f"   ({name} took {time.monotonic() - started:.0f} s)", flush=True)
             if during is not None:
@@ -1128,8 +1130,8 @@ async def run(args: argparse.Namespace) -> dict[str, Result]:
                     f"{during['python_loop_us_p90']:.0f}, {during['samples']} samples)",
                     flush=True,
                 )
-    speed_after = measure_machine(env.server_url)
-    print("\n" + speed_after.report("This machine after the scenarios"), flush=True)
+    print()
+    speed_after = _machine_now(env.server_url, "after the scenarios")
     rows = summary(results)
     print("\n== Summary")
     print(
@@ -1149,8 +1151,10 @@ async def run(args: argparse.Namespace) -> dict[str, Result]:
                 "started": stamp,
                 "machine": machine(),
                 "machine_speed": {
-                    "before": speed_json(speed_before),
-                    "after": speed_json(speed_after),
+                    "before": None
+                    if speed_before is None
+                    else speed_json(speed_before),
+                    "after": None if speed_after is None else speed_json(speed_after),
                 },
                 "args": vars(args),
                 "scenarios": {k: vars(v) for k, v in results.items()},
@@ -1162,6 +1166,17 @@ async def run(args: argparse.Namespace) -> dict[str, Result]:
     )
     print(f"\nJSON: {out}")
     return results
+
+
+def _machine_now(server_url: str, when: str) -> MachineSpeed | None:
+    """The machine-speed probes, printed; a failing probe never costs the run."""
+    try:
+        speed = measure_machine(server_url)
+    except Exception as error:
+        print(f"   machine-speed probes {when} failed: {error!r}", flush=True)
+        return None
+    print(speed.report(f"This machine {when}"), flush=True)
+    return speed
 
 
 def machine() -> dict[str, Any]:

@@ -108,10 +108,12 @@ class Load:
         self.started_at = time.monotonic()
         # aiohttp rather than httpx: on the engine's own cores, httpx spent 1.9 ms
         # of CPU per POST one at a time and 4.6-6.2 ms at 32-64 at once; aiohttp
-        # 0.25-0.4 ms (docs/benchmarks.md, Round 6).
+        # 0.24-0.39 ms (docs/benchmarks.md, Round 6).
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=plan.concurrency + 10),
-            timeout=aiohttp.ClientTimeout(total=10),
+            # Per phase, as a client library's timeout usually is: waiting for a
+            # free connection is the load generator's own queue, not the server.
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=10),
         ) as http:
             gate = asyncio.Semaphore(plan.concurrency)
             tasks = []
@@ -150,9 +152,14 @@ class Load:
         while True:
             sent = time.monotonic()
             url = self._api_urls[gateway % len(self._api_urls)]
+            retry_after: float | None = None
             try:
-                async with http.post(f"{url}/api/orders/execute", json=body) as answer:
-                    status, text = answer.status, await answer.text()
+                async with http.post(
+                    f"{url}/api/orders/execute", json=body, allow_redirects=False
+                ) as answer:
+                    status = answer.status
+                    text = (await answer.read()).decode(errors="replace")
+                    retry_after = _seconds(answer.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError):
                 status, text = None, ""
             if status == 503:  # noqa: PLR2004
@@ -165,11 +172,16 @@ class Load:
                 else:
                     run.refused = f"{status} {text[:200]}"
                 return
-            # The gateway is down or restarting: the same clientOrderId makes the
-            # retry safe, whether or not the first attempt was recorded, and a
-            # client with several gateways tries the next one.
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            # The gateway is at capacity, down or restarting: the same
+            # clientOrderId makes the retry safe, whether or not the first attempt
+            # was recorded, and a client with several gateways tries the next one.
+            # A 503 says when to come back; a little jitter keeps the clients that
+            # got it together from all coming back at once.
+            if retry_after is not None:
+                await asyncio.sleep(retry_after * self._rng.uniform(1.0, 1.2))
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
             gateway += 1
 
     async def _follow(self, run: OrderRun) -> None:
@@ -218,6 +230,13 @@ class Load:
                 return
             run.reconnects += 1
             await asyncio.sleep(0.1)
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """``Retry-After`` given in seconds, as the gateway sends it; None otherwise."""
+    if retry_after is None or not retry_after.strip().isdigit():
+        return None
+    return float(retry_after)
 
 
 def server_time(at: object) -> float | None:

@@ -52,11 +52,11 @@ class MachineSpeed:
     python_loop_slowest_us: float
     process_round_trip_us: float  # both sides
     process_round_trip_sender_us: float
-    select_1_us: float  # client + server backend
+    select_1_us: float | None  # client + server backend; None if the server is remote
     select_1_client_us: float
-    select_1_server_us: float
+    select_1_server_us: float | None
 
-    def rows(self) -> list[tuple[str, float, str]]:
+    def rows(self) -> list[tuple[str, float | None, str]]:
         return [
             (
                 f"python: a {LOOP_STEPS:,}-step loop (median)",
@@ -74,9 +74,11 @@ class MachineSpeed:
             (
                 "SELECT 1 through psycopg",
                 self.select_1_us,
-                (
-                    f"client {self.select_1_client_us:.1f},"
-                    f" server {self.select_1_server_us:.1f}"
+                f"client {self.select_1_client_us:.1f}, server "
+                + (
+                    "not on this machine"
+                    if self.select_1_server_us is None
+                    else f"{self.select_1_server_us:.1f}"
                 ),
             ),
         ]
@@ -86,7 +88,8 @@ class MachineSpeed:
         lines = [f"== {heading} ({note})"]
         width = max(len(name) for name, _, _ in self.rows())
         lines += [
-            f"{name:<{width}}  {value:9.1f}  {detail}".rstrip()
+            f"{name:<{width}}  {'-' if value is None else f'{value:.1f}':>9}"
+            f"  {detail}".rstrip()
             for name, value, detail in self.rows()
         ]
         return "\n".join(lines)
@@ -107,11 +110,11 @@ def python_loop_us(passes: int = 20) -> tuple[float, float, float]:
     """
     times = []
     for _ in range(passes):
-        started = time.process_time()
+        started = time.thread_time()
         total = 0
         for i in range(LOOP_STEPS):
             total += i & 7
-        times.append((time.process_time() - started) * 1e6)
+        times.append((time.thread_time() - started) * 1e6)
     return statistics.median(times), min(times), max(times)
 
 
@@ -130,32 +133,48 @@ def process_round_trip_us(count: int = 5000) -> tuple[float, float]:
                     conn.sendall(message)
                     conn.recv(4096)
                 echo_before = _cpu_s(echo.pid)
-                started = time.process_time()
+                started = time.thread_time()
                 for _ in range(count):
                     conn.sendall(message)
                     conn.recv(4096)
-                sender = time.process_time() - started
+                sender = time.thread_time() - started
                 echoed = _cpu_s(echo.pid) - echo_before
         finally:
-            echo.wait(timeout=10)
+            if echo.poll() is None:  # it ends when the connection closes, if it had one
+                try:
+                    echo.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    echo.kill()
+                    echo.wait()
     return (sender + echoed) / count * 1e6, sender / count * 1e6
 
 
-def select_1_us(database_url: str, count: int = 3000) -> tuple[float, float]:
-    """(client, server backend): CPU µs per ``SELECT 1`` round trip."""
+def select_1_us(database_url: str, count: int = 3000) -> tuple[float, float | None]:
+    """(client, server backend): CPU µs per ``SELECT 1`` round trip.
+
+    The server's side is None when its backend is not a process of this machine
+    (PostgreSQL in a container or elsewhere): its CPU cannot be read from here.
+    """
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
         assert row is not None  # noqa: S101 - the function always answers
-        backend = int(row[0])
+        backend = int(row[0]) if _is_postgres(int(row[0])) else None
         for _ in range(200):  # the statement is prepared after a few runs
             conn.execute("SELECT 1").fetchone()
-        server_before = _cpu_s(backend)
-        started = time.process_time()
+        server_before = 0.0 if backend is None else _cpu_s(backend)
+        started = time.thread_time()
         for _ in range(count):
             conn.execute("SELECT 1").fetchone()
-        client = time.process_time() - started
-        server = _cpu_s(backend) - server_before
-    return client / count * 1e6, server / count * 1e6
+        client = time.thread_time() - started
+        server = None if backend is None else _cpu_s(backend) - server_before
+    return client / count * 1e6, None if server is None else server / count * 1e6
+
+
+def _is_postgres(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "postgres"
+    except OSError:
+        return False
 
 
 def measure(database_url: str, *, scale: float = 1.0) -> MachineSpeed:
@@ -169,14 +188,17 @@ def measure(database_url: str, *, scale: float = 1.0) -> MachineSpeed:
         python_loop_slowest_us=slowest,
         process_round_trip_us=trip,
         process_round_trip_sender_us=sender,
-        select_1_us=client + server,
+        select_1_us=None if server is None else client + server,
         select_1_client_us=client,
         select_1_server_us=server,
     )
 
 
-def as_json(speed: MachineSpeed) -> dict[str, float]:
-    return {key: round(value, 2) for key, value in asdict(speed).items()}
+def as_json(speed: MachineSpeed) -> dict[str, float | None]:
+    return {
+        key: None if value is None else round(value, 2)
+        for key, value in asdict(speed).items()
+    }
 
 
 class SpeedSampler:

@@ -42,19 +42,20 @@ def test_the_probe_prints_its_three_costs(database_url: str) -> None:
     ]
 
 
-def test_each_round_trip_is_its_two_sides(database_url: str) -> None:
+def test_each_round_trip_counts_both_sides(database_url: str) -> None:
     speed = measure(database_url, scale=0.3)
 
+    # The echo process's CPU is read from /proc and added to the sender's.
     assert 0 < speed.process_round_trip_sender_us < speed.process_round_trip_us
-    assert speed.select_1_us == pytest.approx(
-        speed.select_1_client_us + speed.select_1_server_us
-    )
     assert speed.select_1_client_us > 0
-    assert (
-        speed.python_loop_fastest_us
-        <= speed.python_loop_us
-        <= speed.python_loop_slowest_us
-    )
+    if speed.select_1_server_us is None:  # PostgreSQL is not a process of this host
+        assert speed.select_1_us is None
+    else:
+        assert speed.select_1_server_us > 0
+        assert speed.select_1_us == pytest.approx(
+            speed.select_1_client_us + speed.select_1_server_us
+        )
+    assert speed.python_loop_fastest_us > 0
     printed = probe("--json", "--database-url", database_url)
     assert printed.returncode == 0, printed.stderr
     saved = json.loads(printed.stdout)
