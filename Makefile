@@ -79,7 +79,7 @@ chaos: install ## Chaos suite, long form: 2,000 orders, 20 kills, RabbitMQ and P
 		$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
 
 .PHONY: bench
-bench: install ## Benchmark scenarios S1-S5 on this machine (~7 min; BENCH_ARGS='--scenario S2')
+bench: install ## Benchmark scenarios S1-S5 on this machine (~9 min; BENCH_ARGS='--scenario S2')
 	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \
 		$(BIN)/python -m tools.bench $(BENCH_ARGS)
 

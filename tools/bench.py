@@ -22,6 +22,7 @@ Scenarios:
          engine overhead = e2e − simulated time (quote windows, landing, back-offs),
          e2e from the POST that was accepted (503s at capacity are counted apart)
   S4     thousands of firehose WebSocket subscribers: push latency
+  S4-r2  the same with NOTIFIERS=2 sharing the WebSocket port
   S5     S2 again with >= 1,000,000 events already in the store
 
 CPU method: utime+stime from /proc/<pid>/stat before and after the measured window
@@ -774,27 +775,32 @@ def _workers_cpu(procs: Sequence[Any]) -> float:
     return total
 
 
-async def s4(env: Env, args: argparse.Namespace) -> Result:
+async def s4(env: Env, args: argparse.Namespace, notifiers: int = 1) -> Result:
+    name = "S4" if notifiers == 1 else f"S4-r{notifiers}"
     subscribers = args.subscribers
     workers = max(1, math.ceil(subscribers / 1250))
     rate = args.rate or 1.0
     plan = LoadPlan(
         orders=args.orders or 20,
         rate=rate,
-        run_id=f"bench-{env.run_id}-S4",
+        run_id=f"bench-{env.run_id}-{name}",
         timeout_s=120,
     )
+    replicas = {"notifier": notifiers} if notifiers > 1 else {}
+    # Replicas share the WebSocket port, as with make run NOTIFIERS=n: the kernel
+    # spreads the subscribers' connections over them.
+    settings = {**ZERO_LATENCY, "HTTP_REUSE_PORT": "true"} if replicas else ZERO_LATENCY
     result = new_result(
-        "S4",
+        name,
         f"{subscribers} firehose subscribers over {workers} processes,"
-        f" orders at {rate:g}/s, zero latency",
-        ZERO_LATENCY,
-        {},
+        f" orders at {rate:g}/s, zero latency, notifier x{notifiers}",
+        settings,
+        replicas,
         plan,
         env,
     )
     ctx = multiprocessing.get_context("spawn")
-    with scenario_system(env, "S4", ZERO_LATENCY, {}) as (system, dbname, _):
+    with scenario_system(env, name, settings, replicas) as (system, dbname, _):
         meter = CpuMeter(system, dbname)
         ready, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
         share = [
@@ -1046,18 +1052,19 @@ def summary(results: Mapping[str, Result]) -> list[dict[str, Any]]:
         over = s3r.extra.get("engine overhead", {}).get("overhead, all orders", {})
         p99 = over.get("p99")
         add("S3", "engine overhead p99", "<= 50 ms", p99, p99 is not None and p99 <= 50)
-    s4r = results.get("S4")
-    if s4r:
+    for name, s4r in results.items():
+        if not name.startswith("S4"):
+            continue
         subs = s4r.extra.get("subscribers", {})
         add(
-            "S4",
+            name,
             "WS subscribers connected",
             f">= {subs.get('target')}",
             subs.get("connected"),
             subs.get("connected", 0) >= 5000,
         )
         p99 = s4r.extra["push latency"]["firehose: client receive - frame at"]["p99"]
-        add("S4", "push latency p99", "<= 100 ms", p99, p99 is not None and p99 <= 100)
+        add(name, "push latency p99", "<= 100 ms", p99, p99 is not None and p99 <= 100)
     s5r = results.get("S5")
     if s5r:
         for q in ("p50", "p99"):
@@ -1077,7 +1084,7 @@ def summary(results: Mapping[str, Result]) -> list[dict[str, Any]]:
 
 # --- main --------------------------------------------------------------------
 
-SCENARIOS = ("S1", "S1-r2", "S2", "S3", "S4", "S5")
+SCENARIOS = ("S1", "S1-r2", "S2", "S3", "S4", "S4-r2", "S5")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Result]:
@@ -1106,6 +1113,7 @@ async def run(args: argparse.Namespace) -> dict[str, Result]:
         "S2": lambda: s2(env, args),
         "S3": lambda: s3(env, args),
         "S4": lambda: s4(env, args),
+        "S4-r2": lambda: s4(env, args, 2),
         "S5": lambda: s5(env, args),
     }
     speed_before = _machine_now(env.server_url, "before the scenarios")
