@@ -42,7 +42,6 @@ import math
 import multiprocessing
 import os
 import resource
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -62,12 +61,13 @@ from tools.machine import (
     MachineSpeed,
     SpeedSampler,
     as_json as speed_json,
+    hardware,
     measure as measure_machine,
+    proc_stat,
 )
 from tools.system import SERVICES, System, running_system
 
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output" / "bench"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Venues and chain answer at once and never fail: what is left is the engine.
 ZERO_LATENCY = {
@@ -99,21 +99,6 @@ TERMINAL_TYPES = ("SwapConfirmed", "OrderFailed")
 
 
 # --- CPU accounting ----------------------------------------------------------
-
-
-def proc_stat(pid: int) -> tuple[str, int, float, float] | None:
-    """(comm, ppid, utime+stime, cutime+cstime) in seconds, or None if gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state): ppid is field 4, utime..cstime fields 14-17
-    ppid = int(fields[1])
-    own = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    children = (int(fields[13]) + int(fields[14])) / CLK_TCK
-    return comm, ppid, own, children
 
 
 def _all_pids() -> list[int]:
@@ -1157,7 +1142,7 @@ async def run(args: argparse.Namespace) -> dict[str, Result]:
         json.dumps(
             {
                 "started": stamp,
-                "machine": machine(),
+                "machine": hardware(),
                 "machine_speed": {
                     "before": None
                     if speed_before is None
@@ -1185,24 +1170,6 @@ def _machine_now(server_url: str, when: str) -> MachineSpeed | None:
         return None
     print(speed.report(f"This machine {when}"), flush=True)
     return speed
-
-
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "?",
-    )
-    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "python": sys.version.split()[0],
-    }
 
 
 def main() -> None:

@@ -52,8 +52,9 @@ from shared.domain.events import (
 )
 from shared.eventstore.postgres import APPEND_EVENTS
 from shared.messaging.topology import ALL_ORDER_EVENTS, routing_key
-from tools.bench import machine, proc_stat, raise_fd_limit, server_cpu, table
+from tools.bench import raise_fd_limit, server_cpu, table
 from tools.databases import fresh_database
+from tools.machine import hardware, proc_stat
 from tools.system import free_port
 
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output" / "floor"
@@ -607,7 +608,7 @@ def report(
     )
     result: dict[str, object] = {
         "run_id": run_id,
-        "machine": machine(),
+        "machine": hardware(),
         "rounds": args.rounds,
         "primitives": {k: asdict(p) for k, p in primitives.items()},
         "floor_engine_ms_per_order": engine_total,

@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp
 import websockets
 
+from orders_cli.client import retry_after_seconds
+
 TERMINAL = frozenset({"confirmed", "failed"})
 STATUSES = ("pending", "routing", "building", "submitted", "confirmed", "failed")
 
@@ -159,7 +161,7 @@ class Load:
                 ) as answer:
                     status = answer.status
                     text = (await answer.read()).decode(errors="replace")
-                    retry_after = _seconds(answer.headers.get("Retry-After"))
+                    retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError):
                 status, text = None, ""
             if status == 503:  # noqa: PLR2004
@@ -230,13 +232,6 @@ class Load:
                 return
             run.reconnects += 1
             await asyncio.sleep(0.1)
-
-
-def _seconds(retry_after: str | None) -> float | None:
-    """``Retry-After`` given in seconds, as the gateway sends it; None otherwise."""
-    if retry_after is None or not retry_after.strip().isdigit():
-        return None
-    return float(retry_after)
 
 
 def server_time(at: object) -> float | None:

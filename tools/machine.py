@@ -1,8 +1,9 @@
 # ruff: noqa: S603 - a CLI report that starts its own echo process
-"""How fast this machine is right now: three probes that take a few seconds.
+"""This machine, as the benchmarks see it: what it is (``hardware``), what its
+processes have spent (``proc_stat``), and how fast it is right now.
 
-The VM this project is measured on changes speed from hour to hour by a third or
-more, so a benchmark figure means little without the machine's speed beside it.
+The VM this project is measured on changes speed from second to second, by up to
+twice, so a benchmark figure means little without the machine's speed beside it.
 ``make bench`` runs these probes before and after its scenarios, samples the
 interpreter's speed once a second throughout (``SpeedSampler``), and keeps both in
 its JSON: two runs are comparable when their probes agree.
@@ -27,7 +28,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import psycopg
 
@@ -95,11 +96,55 @@ class MachineSpeed:
         return "\n".join(lines)
 
 
-def _cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
+def proc_stat(pid: int) -> tuple[str, int, float, float] | None:
+    """(comm, ppid, utime+stime, cutime+cstime) in seconds, or None if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
     fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    # fields[0] is field 3 (state): ppid is field 4, utime..cstime fields 14-17
+    ppid = int(fields[1])
+    own = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    children = (int(fields[13]) + int(fields[14])) / CLK_TCK
+    return comm, ppid, own, children
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a live process, in seconds."""
+    stat = proc_stat(pid)
+    if stat is None:
+        raise ProcessLookupError(pid)
+    return stat[2]
+
+
+def hardware() -> dict[str, Any]:
+    """What this machine is: cores, CPU model, memory, Python."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "python": sys.version.split()[0],
+    }
+
+
+def _loop_cpu_s(steps: int) -> float:
+    """This thread's CPU seconds for a pure-Python loop of ``steps`` steps."""
+    started = time.thread_time()
+    total = 0
+    for i in range(steps):
+        total += i & 7
+    return time.thread_time() - started
 
 
 def python_loop_us(passes: int = 20) -> tuple[float, float, float]:
@@ -108,13 +153,7 @@ def python_loop_us(passes: int = 20) -> tuple[float, float, float]:
     The spread is the point as much as the median: on a shared VM the same loop
     takes up to twice as long from one second to the next.
     """
-    times = []
-    for _ in range(passes):
-        started = time.thread_time()
-        total = 0
-        for i in range(LOOP_STEPS):
-            total += i & 7
-        times.append((time.thread_time() - started) * 1e6)
+    times = [_loop_cpu_s(LOOP_STEPS) * 1e6 for _ in range(passes)]
     return statistics.median(times), min(times), max(times)
 
 
@@ -171,10 +210,8 @@ def select_1_us(database_url: str, count: int = 3000) -> tuple[float, float | No
 
 
 def _is_postgres(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "postgres"
-    except OSError:
-        return False
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] == "postgres"
 
 
 def measure(database_url: str, *, scale: float = 1.0) -> MachineSpeed:
@@ -229,11 +266,7 @@ class SpeedSampler:
     def _run(self) -> None:
         scale = LOOP_STEPS / self._steps
         while not self._stop.wait(self._interval_s):
-            started = time.thread_time()
-            total = 0
-            for i in range(self._steps):
-                total += i & 7
-            elapsed = time.thread_time() - started
+            elapsed = _loop_cpu_s(self._steps)
             self._samples.append((time.monotonic(), elapsed * scale * 1e6))
 
     def between(self, start: float, end: float) -> dict[str, float] | None:

@@ -52,7 +52,7 @@ class ApiError(Exception):
         return {"error": self.message, "status": self.status, "detail": self.detail}
 
 
-def _seconds(header: str | None) -> float | None:
+def retry_after_seconds(header: str | None) -> float | None:
     """``Retry-After`` in seconds (the API sends delta-seconds, never a date)."""
     try:
         return None if header is None else max(0.0, float(header))
@@ -125,7 +125,7 @@ class OrdersClient:
                 _error_message(response.status_code, detail),
                 status=response.status_code,
                 detail=detail,
-                retry_after=_seconds(response.headers.get("retry-after")),
+                retry_after=retry_after_seconds(response.headers.get("retry-after")),
             )
         answer: dict[str, Any] = response.json()
         return answer
