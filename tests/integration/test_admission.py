@@ -36,16 +36,20 @@ async def test_a_new_order_above_the_limit_is_refused_with_retry_after(
 
     assert (first.status_code, second.status_code) == (202, 202)
     assert refused.status_code == 503
-    assert int(refused.headers["Retry-After"]) >= 1
+    retry_after = int(refused.headers["Retry-After"])
+    assert 1 <= retry_after <= 30
     assert "engine at capacity" in refused.json()["detail"]
     assert "limit 2" in refused.json()["detail"]
+    assert f"retry in {retry_after} s" in refused.json()["detail"]
     # A repeated clientOrderId still gets its order, limit or not.
     assert replayed.status_code == 200
     assert replayed.json()["orderId"] == first.json()["orderId"]
     # Nothing was recorded for the refused order.
     async with httpx.AsyncClient(base_url=system.base_url) as client:
         missing = await client.get(f"/api/orders/{order_id_for(keys[2])}")
+        metrics = (await client.get("/metrics")).text
     assert missing.status_code == 404
+    assert f"oe_admission_retry_after_seconds {retry_after:.1f}" in metrics
 
     for accepted in (first, second):
         await wait_for_status(system, accepted.json()["orderId"], {"confirmed"})

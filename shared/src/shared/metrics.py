@@ -87,6 +87,11 @@ ORDERS_REFUSED = Counter(
     "oe_orders_refused",
     "New orders refused with 503 because the engine was at its in-flight limit.",
 )
+RETRY_AFTER = Gauge(
+    "oe_admission_retry_after_seconds",
+    "Retry-After given with the latest refusal at the in-flight limit: the"
+    " gateway's estimate of the wait for room.",
+)
 ORDERS_COMPLETED = Counter(
     "oe_orders_completed",
     "Orders that reached a terminal status, counted by the handler that recorded"

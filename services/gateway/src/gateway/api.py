@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, sta
 from fastapi.exceptions import RequestValidationError
 
 from gateway import examples
-from gateway.admission import RETRY_AFTER_S, Admission
+from gateway.admission import Admission
 from gateway.examples import json_example
 from gateway.handlers import (
     IdempotencyConflictError,
@@ -118,8 +118,10 @@ EXECUTE_RESPONSES: Responses = {
         "model": Problem,
         "headers": {
             "Retry-After": {
-                "description": "Seconds to wait before retrying",
-                "schema": {"type": "string", "enum": ["1"]},
+                "description": "Whole seconds to wait before retrying: 1 while the"
+                " store is unreachable; at capacity, the gateway's estimate of the"
+                " wait for room (waiting clients over the rate orders end), 1-30",
+                "schema": {"type": "string", "pattern": "^[1-9][0-9]?$"},
             }
         },
         "description": "The engine is at its in-flight limit, or the event store"
@@ -156,12 +158,13 @@ async def _record_admitted(
     ):
         # A repeated clientOrderId still gets its order back, full or not.
         ORDERS_REFUSED.inc()
+        retry_after = admission.retry_after()
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"engine at capacity: {admission.in_flight} orders in flight,"
-            f" limit {admission.limit}; retry later (with the same"
+            f" limit {admission.limit}; retry in {retry_after} s (with the same"
             " clientOrderId, it is safe)",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+            headers={"Retry-After": str(retry_after)},
         )
     recorded_at: int | None = None
     try:
