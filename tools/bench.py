@@ -614,7 +614,10 @@ async def s3(env: Env, args: argparse.Namespace) -> Result:
         # market's impact instead of the engine.
         sides=("sell", "buy"),
         run_id=f"bench-{env.run_id}-S3",
-        timeout_s=120,
+        # Per order, waits for room included: 25 s of orders at 100/s take an
+        # engine that carries 20-40/s one to two minutes to drain, and the last
+        # order offered is admitted near the end of that.
+        timeout_s=180,
     )
     replicas = {"router": args.s3_replicas, "executor": args.s3_replicas}
     result = new_result(

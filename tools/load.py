@@ -111,8 +111,12 @@ class Load:
         # aiohttp rather than httpx: on the engine's own cores, httpx spent 1.9 ms
         # of CPU per POST one at a time and 4.6-6.2 ms at 32-64 at once; aiohttp
         # 0.24-0.39 ms (docs/benchmarks.md, Round 6).
+        # Open loop, every order is a client of its own, with its own connection:
+        # a shared cap would queue POSTs here (while the gateway holds some for
+        # room) and count the load generator's queue as the engine's time.
+        connections = 0 if plan.rate is not None else plan.concurrency + 10
         async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=plan.concurrency + 10),
+            connector=aiohttp.TCPConnector(limit=connections),
             # Per phase, as a client library's timeout usually is: waiting for a
             # free connection is the load generator's own queue, not the server.
             timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=10),
@@ -161,7 +165,7 @@ class Load:
                 ) as answer:
                     status = answer.status
                     text = (await answer.read()).decode(errors="replace")
-                    retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
+                    retry_after = retry_after_seconds(answer.headers)
             except (aiohttp.ClientError, TimeoutError):
                 status, text = None, ""
             if status == 503:  # noqa: PLR2004

@@ -6,6 +6,7 @@ not projected yet still count.
 """
 
 import asyncio
+import math
 import uuid
 
 import httpx
@@ -37,10 +38,12 @@ async def test_a_new_order_above_the_limit_is_refused_with_retry_after(
     assert (first.status_code, second.status_code) == (202, 202)
     assert refused.status_code == 503
     retry_after = int(refused.headers["Retry-After"])
-    assert 1 <= retry_after <= 30
+    retry_after_ms = int(refused.headers["Retry-After-Ms"])
+    assert 250 <= retry_after_ms <= 30_000
+    assert retry_after == max(1, math.ceil(retry_after_ms / 1000))
     assert "engine at capacity" in refused.json()["detail"]
     assert "limit 2" in refused.json()["detail"]
-    assert f"retry in {retry_after} s" in refused.json()["detail"]
+    assert f"retry in {retry_after_ms / 1000:g} s" in refused.json()["detail"]
     # A repeated clientOrderId still gets its order, limit or not.
     assert replayed.status_code == 200
     assert replayed.json()["orderId"] == first.json()["orderId"]
@@ -49,7 +52,8 @@ async def test_a_new_order_above_the_limit_is_refused_with_retry_after(
         missing = await client.get(f"/api/orders/{order_id_for(keys[2])}")
         metrics = (await client.get("/metrics")).text
     assert missing.status_code == 404
-    assert f"oe_admission_retry_after_seconds {retry_after:.1f}" in metrics
+    assert f"oe_admission_retry_after_seconds {retry_after_ms / 1000}" in metrics
+    assert "oe_admission_limit 2.0" in metrics
 
     for accepted in (first, second):
         await wait_for_status(system, accepted.json()["orderId"], {"confirmed"})

@@ -4,6 +4,7 @@ The projection folds an order's events within a batch into one statement; the ro
 user lists must be the same as if every event had been applied on its own.
 """
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
@@ -11,7 +12,7 @@ from uuid import UUID, uuid4
 import pytest
 from psycopg.rows import dict_row
 
-from gateway.readmodel import OrdersProjection
+from gateway.readmodel import OrdersProjection, OrdersView
 from shared.domain.envelope import EventEnvelope, NewEvent
 from shared.domain.events import OrderEvent, OrderFailed, RoutingStarted
 from shared.domain.retry import FailureClass
@@ -188,3 +189,32 @@ async def test_an_event_type_this_release_does_not_know_is_passed_over(
     assert await Checkpoints(es_pool).get(projection.subscriber) == (
         history[-1].global_position
     )
+
+
+@pytest.mark.parametrize(
+    ("events", "status"),
+    [
+        ([accepted()], "pending"),
+        ([accepted(), RoutingStarted(attempt=1), routed(1)], "building"),
+    ],
+    ids=["waiting for a router", "waiting for an executor"],
+)
+async def test_admission_sees_how_long_an_order_has_waited_for_the_engine(
+    es_pool: Pool, events: list[OrderEvent], status: str
+) -> None:
+    store = PostgresEventStore(es_pool)
+    history = await _recorded(store, events)
+    projection = _TestProjection(pool=es_pool, checkpoints=Checkpoints(es_pool))
+    await projection.apply([RawEvent.of(e) for e in history])
+    assert (await _row(es_pool, history[0].order_id))["status"] == status
+
+    await asyncio.sleep(0.5)
+    counted = await OrdersView(es_pool).count_in_flight()
+
+    assert counted.orders >= 1
+    assert counted.longest_wait_s >= 0.5
+    async with es_pool.connection() as conn:
+        await conn.execute(
+            "DELETE FROM gateway.orders_view WHERE order_id = %s",
+            (history[0].order_id,),
+        )

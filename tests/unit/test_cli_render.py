@@ -4,10 +4,11 @@ import statistics
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from rich.console import Console, RenderableType
 
-from orders_cli.client import ApiError, field_error
+from orders_cli.client import ApiError, field_error, retry_after_seconds
 from orders_cli.load import (
     OrderOutcome,
     one_order,
@@ -375,6 +376,22 @@ def test_a_firehose_line_names_position_order_status_and_event() -> None:
     assert "confirmed" in shown
     assert "SwapConfirmed" in shown
     assert "[meteora+raydium]" in shown
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "1", "Retry-After-Ms": "250"}, 0.25),
+        ({"retry-after": "3"}, 3.0),
+        ({"Retry-After": "2", "Retry-After-Ms": "soon"}, 2.0),
+        ({}, None),
+    ],
+    ids=["milliseconds first", "whole seconds", "unreadable ms", "neither"],
+)
+def test_the_wait_a_503_asks_for(
+    headers: dict[str, str], seconds: float | None
+) -> None:
+    assert retry_after_seconds(httpx.Headers(headers)) == seconds
 
 
 class _BusyEngine:

@@ -52,12 +52,20 @@ class ApiError(Exception):
         return {"error": self.message, "status": self.status, "detail": self.detail}
 
 
-def retry_after_seconds(header: str | None) -> float | None:
-    """``Retry-After`` in seconds (the API sends delta-seconds, never a date)."""
-    try:
-        return None if header is None else max(0.0, float(header))
-    except ValueError:
-        return None
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a 503 asks for, in seconds: ``Retry-After-Ms`` where the gateway
+    sends it (at capacity, to the millisecond), else ``Retry-After`` (whole
+    seconds; the API sends delta-seconds, never a date). ``headers`` are looked up
+    case-insensitively, as httpx's and aiohttp's are."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / scale)
+        except ValueError:
+            continue
+    return None
 
 
 def _error_message(status: int, detail: object) -> str:
@@ -125,7 +133,7 @@ class OrdersClient:
                 _error_message(response.status_code, detail),
                 status=response.status_code,
                 detail=detail,
-                retry_after=retry_after_seconds(response.headers.get("retry-after")),
+                retry_after=retry_after_seconds(response.headers),
             )
         answer: dict[str, Any] = response.json()
         return answer

@@ -87,6 +87,16 @@ ORDERS_REFUSED = Counter(
     "oe_orders_refused",
     "New orders refused with 503 because the engine was at its in-flight limit.",
 )
+ADMISSION_LIMIT = Gauge(
+    "oe_admission_limit",
+    "Orders in flight the gateway admits now: MAX_ORDERS_IN_FLIGHT, or less while"
+    " orders queue inside the engine (0: no limit).",
+)
+ENGINE_WAIT = Gauge(
+    "oe_admission_engine_wait_seconds",
+    "How long the order waiting longest for a router or an executor has waited, as"
+    " the gateway's read model shows it.",
+)
 RETRY_AFTER = Gauge(
     "oe_admission_retry_after_seconds",
     "Retry-After given with the latest refusal at the in-flight limit: the"

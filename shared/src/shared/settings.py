@@ -43,6 +43,20 @@ class Settings(BaseSettings):
         description="New orders are refused (503, Retry-After) while this many are"
         " neither confirmed nor failed; 0 admits every order",
     )
+    admission_queue_ms: int = Field(
+        default=1000,
+        ge=0,
+        description="At the limit, a new order waits up to this long for room,"
+        " first come first served, before it is refused (only as many wait as"
+        " room is expected for in that time); 0 refuses at once",
+    )
+    admission_target_wait_ms: int = Field(
+        default=500,
+        ge=0,
+        description="Below MAX_ORDERS_IN_FLIGHT, admit fewer orders while one has"
+        " waited longer than this for a router or an executor; 0 keeps the limit"
+        " fixed",
+    )
     ws_subscriber_buffer: int = Field(
         default=1024,
         description="Events buffered per WebSocket subscriber before it is closed",

@@ -1,6 +1,7 @@
 """The HTTP API: thin translation between requests and the gateway's use cases."""
 
 import logging
+import math
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID, uuid4
@@ -120,13 +121,22 @@ EXECUTE_RESPONSES: Responses = {
             "Retry-After": {
                 "description": "Whole seconds to wait before retrying: 1 while the"
                 " store is unreachable; at capacity, the gateway's estimate of the"
-                " wait for room (waiting clients over the rate orders end), 1-30",
+                " wait for room (waiting clients over the rate orders are admitted),"
+                " rounded up, 1-30",
                 "schema": {"type": "string", "pattern": "^[1-9][0-9]?$"},
-            }
+            },
+            "Retry-After-Ms": {
+                "description": "At capacity only: the same estimate in"
+                " milliseconds, 250-30000. A client that reads it waits less than"
+                " a whole second when room is that close",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            },
         },
-        "description": "The engine is at its in-flight limit, or the event store"
-        " is briefly unreachable: retry after `Retry-After` seconds (with the same"
-        " `clientOrderId`, it is safe). Nothing is recorded",
+        "description": "The engine is at its in-flight limit (the request waited"
+        " up to `ADMISSION_QUEUE_MS` for room first), or the event store is briefly"
+        " unreachable: retry after `Retry-After-Ms` milliseconds where sent, else"
+        " `Retry-After` seconds (with the same `clientOrderId`, it is safe)."
+        " Nothing is recorded",
         "content": {
             "application/json": {
                 "examples": {
@@ -149,10 +159,11 @@ async def _record_admitted(
     """Record the order if the engine has room for it, or return it if repeated.
 
     The room is held from the check until the append has answered, so concurrent
-    requests cannot all take the same free slot. Raises 503 (at capacity) or 409
-    (an idempotency key reused for another order).
+    requests cannot all take the same free slot; at capacity the request waits a
+    moment for room, in turn. Raises 503 (still at capacity) or 409 (an
+    idempotency key reused for another order).
     """
-    held = admission.hold()
+    held = await admission.acquire()
     if not held and not (
         accepted.client_order_id and await store.read_stream(accepted.order_id)
     ):
@@ -162,9 +173,13 @@ async def _record_admitted(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"engine at capacity: {admission.in_flight} orders in flight,"
-            f" limit {admission.limit}; retry in {retry_after} s (with the same"
+            f" limit {admission.limit}; retry in {retry_after:g} s (with the same"
             " clientOrderId, it is safe)",
-            headers={"Retry-After": str(retry_after)},
+            headers={
+                # HTTP's header counts whole seconds; the wait is often less
+                "Retry-After": str(max(1, math.ceil(retry_after))),
+                "Retry-After-Ms": str(round(retry_after * 1000)),
+            },
         )
     recorded_at: int | None = None
     try:

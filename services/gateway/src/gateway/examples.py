@@ -73,7 +73,7 @@ CONFLICT: Final = {
     " order"
 }
 AT_CAPACITY: Final = {
-    "detail": "engine at capacity: 500 orders in flight, limit 500; retry in 4 s"
+    "detail": "engine at capacity: 87 orders in flight, limit 87; retry in 2.5 s"
     " (with the same clientOrderId, it is safe)"
 }
 TOO_LARGE: Final = {"detail": "request body too large: 20480 bytes, limit 16384"}

@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from fastapi import FastAPI
 
-from gateway.admission import Admission
+from gateway.admission import Admission, InFlight
 from gateway.api import orders_api
 from gateway.limits import BodySizeLimit
 from gateway.readmodel import OrdersProjection, OrdersView
@@ -57,7 +57,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
     return app.openapi()
 
 
-async def _never_counted() -> tuple[int, int]:
+async def _never_counted() -> InFlight:
     raise NotImplementedError("the OpenAPI document is built without counting")
 
 
@@ -73,7 +73,10 @@ def _build_app(settings: Settings) -> FastAPI:
             projector = runtime.follow(projection.subscriber, projection.apply)
             view = OrdersView(runtime.pool)
             admission = Admission(
-                view.count_in_flight, limit=settings.max_orders_in_flight
+                view.count_in_flight,
+                limit=settings.max_orders_in_flight,
+                target_wait_s=settings.admission_target_wait_ms / 1000,
+                wait_s=settings.admission_queue_ms / 1000,
             )
             await admission.refresh()
             runtime.spawn(admission.run(), "admission")

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from psycopg.rows import dict_row
 
+from gateway.admission import InFlight
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import (
     TERMINAL_STATUSES,
@@ -129,6 +130,10 @@ class OrdersProjection(TableProjection):
 
 
 _IN_FLIGHT = [s.value for s in OrderStatus if s not in TERMINAL_STATUSES]
+# Statuses in which an order waits for the engine itself, not for a venue, a
+# back-off or the chain: accepted and not yet taken by a router, or routed and not
+# yet sent by an executor.
+_WAITING_FOR_ENGINE = [OrderStatus.PENDING.value, OrderStatus.BUILDING.value]
 _COUNT_IN_FLIGHT = """
 WITH projected AS (
     SELECT coalesce((SELECT position FROM es.checkpoints WHERE subscriber = %s), 0)
@@ -139,7 +144,9 @@ SELECT (SELECT count(*) FROM gateway.orders_view WHERE status = ANY(%s))
             FROM es.events AS e, projected
            WHERE e.global_position > projected.position
              AND e.event_type = 'OrderAccepted'),
-       (SELECT last_position FROM es.position_counter)
+       (SELECT last_position FROM es.position_counter),
+       (SELECT extract(epoch FROM clock_timestamp() - min(updated_at))
+          FROM gateway.orders_view WHERE status = ANY(%s))
 """
 
 
@@ -149,22 +156,28 @@ class OrdersView:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    async def count_in_flight(self) -> tuple[int, int]:
-        """Orders neither confirmed nor failed, and the log position that is as of.
+    async def count_in_flight(self) -> InFlight:
+        """Orders neither confirmed nor failed, the log position that is as of,
+        and the longest wait for the engine among them.
 
         The projected orders that are in flight, plus every order accepted after
         the projection's checkpoint, by any gateway, up to the head of the log.
         One statement, so one snapshot: the projection commits its rows and its
         checkpoint together, and the head is committed with the events below it.
         Orders that ended after the checkpoint still count until projected, so
-        the count errs towards full, never towards room that is not there.
+        the count errs towards full, never towards room that is not there; and a
+        read model that trails shows waits as long as its lag, so the wait errs
+        towards a busy engine, never towards an idle one.
         """
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                _COUNT_IN_FLIGHT, (OrdersProjection.subscriber, _IN_FLIGHT)
+                _COUNT_IN_FLIGHT,
+                (OrdersProjection.subscriber, _IN_FLIGHT, _WAITING_FOR_ENGINE),
             )
             row = await cursor.fetchone()
-        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+        if row is None:
+            return InFlight(0, 0, 0.0)
+        return InFlight(int(row[0]), int(row[1]), float(row[2] or 0))
 
     async def recent(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
         async with (
