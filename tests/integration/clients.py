@@ -22,9 +22,40 @@ class Stream:
         return [f["status"] for f in self.frames]
 
 
-async def submit(system: System, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=system.base_url, timeout=10) as client:
-        return await client.post("/api/orders/execute", json=body, **kwargs)
+async def submit(
+    system: System,
+    body: dict[str, Any],
+    *,
+    wait_for_room: bool = True,
+    **kwargs: Any,
+) -> httpx.Response:
+    """POST the order; the answer.
+
+    A well-behaved client waits out the 503 of an engine at capacity (nothing was
+    recorded; ``Retry-After-Ms`` says when room is likely) and sends the order
+    again, so tests about other things see their orders accepted however busy
+    the shared system is. ``wait_for_room=False`` returns that 503.
+    """
+    async with (
+        httpx.AsyncClient(base_url=system.base_url, timeout=10) as client,
+        asyncio.timeout(120),
+    ):
+        return await post_order(client, body, wait_for_room=wait_for_room, **kwargs)
+
+
+async def post_order(
+    client: httpx.AsyncClient,
+    body: dict[str, Any],
+    *,
+    wait_for_room: bool = True,
+    **kwargs: Any,
+) -> httpx.Response:
+    while True:
+        answer = await client.post("/api/orders/execute", json=body, **kwargs)
+        at_capacity = answer.status_code == 503 and "Retry-After-Ms" in answer.headers
+        if not (wait_for_room and at_capacity):
+            return answer
+        await asyncio.sleep(int(answer.headers["Retry-After-Ms"]) / 1000)
 
 
 async def stream(

@@ -25,7 +25,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.integration.clients import stream, submit, wait_for_status
+from tests.integration.clients import post_order, stream, submit, wait_for_status
 from tests.integration.system import System
 
 pytestmark = pytest.mark.integration
@@ -248,7 +248,7 @@ async def _submit_many(system: System, count: int) -> set[str]:
 
         async def one() -> str:
             async with gate:
-                answer = await client.post("/api/orders/execute", json=ORDER)
+                answer = await post_order(client, ORDER)
                 assert answer.status_code == 202, answer.text
                 return str(answer.json()["orderId"])
 

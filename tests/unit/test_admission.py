@@ -462,7 +462,7 @@ def test_the_limit_comes_back_once_the_engine_catches_up() -> None:
     for _ in range(240):  # a minute's stall: every order waits
         clock.now += REFRESH_S
         limit.observe(in_flight=limit.value, longest_wait_s=5.0)
-    assert limit.value == limit.floor == 16
+    assert limit.value == limit.floor == 64
 
     counts = 0
     while limit.value < 500:  # the engine takes orders at once again
@@ -482,3 +482,19 @@ def test_a_limit_without_target_or_of_zero_stays_fixed() -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def test_an_engine_that_has_caught_up_takes_a_burst_again() -> None:
+    """Cut during an overload, the limit is back at its ceiling as soon as the
+    engine is idle: a burst on an idle engine is admitted whole."""
+    clock = Clock()
+    limit = AdaptiveLimit(500, target_wait_s=0.5, clock=clock)
+    for _ in range(200):
+        clock.now += REFRESH_S
+        limit.observe(in_flight=limit.value, longest_wait_s=2.0)
+    assert limit.value == limit.floor
+
+    clock.now += REFRESH_S
+    limit.observe(in_flight=0, longest_wait_s=0.0)
+
+    assert limit.value == 500

@@ -141,7 +141,11 @@ class AdaptiveLimit:
     router or an executor has waited. Above ``target_wait_s`` the limit is cut to
     nine tenths of the orders in flight (at most once per ``cut_every_s``, so one
     cut shows in the waits before the next); below it, while the limit binds, it
-    grows by a twentieth (at least one order) per count, up to ``ceiling``.
+    grows by a twentieth (at least one order) per count, up to ``ceiling``, and
+    once less than half of it is in use it is back at ``ceiling`` at once: it is
+    there for sustained overload, and an engine that has caught up takes a burst.
+    It is never cut below ``floor``: a client that keeps a few dozen orders open
+    at once is served, not polled, and queues that short drain in a second or two.
     Waits for venues, back-offs and the chain are not the engine's and are not
     counted, so orders in flight for seconds on a slow chain do not shrink it.
     Pure arithmetic on an injected clock: no I/O.
@@ -152,7 +156,7 @@ class AdaptiveLimit:
         ceiling: int,
         *,
         target_wait_s: float,
-        floor: int = 16,
+        floor: int = 64,
         cut_every_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -172,6 +176,10 @@ class AdaptiveLimit:
                 self._cut_at = now
                 cut = math.floor(in_flight * 0.9)
                 self.value = max(self.floor, min(self.value, cut))
+        elif in_flight < self.value / 2:
+            # Nothing queues and most of the limit is unused: the overload it was
+            # cut for is over, so the next burst gets the whole ceiling.
+            self.value = self.ceiling
         elif in_flight >= self.value * 0.8:
             self.value = min(self.ceiling, self.value + max(1, self.value // 20))
         return self.value
