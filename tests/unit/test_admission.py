@@ -205,6 +205,43 @@ async def test_a_request_gone_while_waiting_takes_no_room_with_it() -> None:
     assert await admission.acquire()
 
 
+async def test_room_handed_to_a_request_that_is_gone_goes_to_the_next() -> None:
+    read_model = ReadModel()
+    admission = Admission(read_model, limit=1, wait_s=5)
+    await admission.refresh()
+    assert admit(admission, 1)
+    gone = asyncio.create_task(admission.acquire())
+    await asyncio.sleep(0)
+
+    read_model.in_flight, read_model.as_of = 0, 1
+    await admission.refresh()  # room handed over, before the request runs again
+    gone.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await gone
+
+    assert admission.in_flight == 0
+    assert await admission.acquire()
+
+
+async def test_an_append_the_count_already_holds_frees_room_for_a_waiter() -> None:
+    """The count saw the order while its append was answering: the release that
+    follows is room, and the request waiting gets it at once."""
+    read_model = ReadModel()
+    admission = Admission(read_model, limit=2, wait_s=5)
+    await admission.refresh()
+    assert admission.hold()
+    read_model.in_flight, read_model.as_of = 1, 7  # the count saw position 7
+    await admission.refresh()
+    waiting = asyncio.create_task(admission.acquire())
+    await asyncio.sleep(0)
+    assert admission.waiting == 1
+
+    admission.release(7)  # the append that recorded position 7 answers now
+
+    async with asyncio.timeout(0.1):  # no count needed
+        assert await waiting
+
+
 # --- Retry-After --------------------------------------------------------------
 
 

@@ -49,8 +49,9 @@ class InFlight(NamedTuple):
 
     orders: int  # neither confirmed nor failed
     as_of: int  # the log position the count includes every order up to
-    # How long the order that has waited longest for a router or an executor to
-    # take it up has waited; a read model that trails adds its lag
+    # How long orders have waited for a router or an executor to take them up:
+    # the fourth-longest wait, so that a few orders stuck for good do not count
+    # (0 with fewer waiting); a read model that trails adds its lag
     longest_wait_s: float
 
 
@@ -137,8 +138,8 @@ class AdaptiveLimit:
     refuses orders that a larger machine would carry at once.
 
     So the limit follows the engine's own queueing, as TCP Vegas and CoDel follow a
-    link's: each count says how long the order that has waited longest for a
-    router or an executor has waited. Above ``target_wait_s`` the limit is cut to
+    link's: each count says how long orders have waited for a router or an
+    executor (``InFlight.longest_wait_s``). Above ``target_wait_s`` the limit is cut to
     nine tenths of the orders in flight (at most once per ``cut_every_s``, so one
     cut shows in the waits before the next); below it, while the limit binds, it
     grows by a twentieth (at least one order) per count, up to ``ceiling``, and
@@ -247,6 +248,7 @@ class Admission:
         room is expected for within ``wait_s`` at the rate orders were admitted
         lately: the rest would wait only to be refused, so they are refused now.
         """
+        self._hand_over()  # waiters first, and cancelled ones out of the way
         if not self._waiters and self.hold():
             return True
         expected = math.ceil(self.advice.room_per_s() * self.wait_s)
@@ -277,13 +279,13 @@ class Admission:
         """Give back held room: the order was recorded at this global position,
         or nothing was recorded (a replay, a refusal, an error)."""
         self._held -= 1
-        if recorded_at is None:
-            self._hand_over()
-            return
-        self.advice.admitted()
-        # A count taken while the append was answering may hold the order already.
-        if recorded_at > self._as_of:
-            self._uncounted.append(recorded_at)
+        if recorded_at is not None:
+            self.advice.admitted()
+            # A count taken while the append was answering may hold the order
+            # already: then this release is room.
+            if recorded_at > self._as_of:
+                self._uncounted.append(recorded_at)
+        self._hand_over()
 
     def _has_room(self) -> bool:
         return self.limit == 0 or self.in_flight < self.limit
@@ -291,7 +293,7 @@ class Admission:
     def _hand_over(self) -> None:
         """Give the room there is to waiting requests, first come first served;
         the room is held for each before it wakes, so nothing can take it."""
-        while self._waiters and self._has_room():
+        while self._waiters and (self._waiters[0].done() or self._has_room()):
             waiter = self._waiters.popleft()
             if waiter.done():  # cancelled; its request is on its way out
                 continue

@@ -145,9 +145,14 @@ SELECT (SELECT count(*) FROM gateway.orders_view WHERE status = ANY(%s))
            WHERE e.global_position > projected.position
              AND e.event_type = 'OrderAccepted'),
        (SELECT last_position FROM es.position_counter),
-       (SELECT extract(epoch FROM clock_timestamp() - min(updated_at))
-          FROM gateway.orders_view WHERE status = ANY(%s))
+       (SELECT extract(epoch FROM clock_timestamp() - updated_at)
+          FROM gateway.orders_view WHERE status = ANY(%s)
+         ORDER BY updated_at LIMIT 1 OFFSET %s)
 """
+# The wait admission steers by is the ``_STUCK_IGNORED + 1``-th longest: a few
+# orders stuck for good (a parked message) must not hold the limit down forever,
+# and a queue worth cutting for is longer than that anyway.
+_STUCK_IGNORED = 3
 
 
 class OrdersView:
@@ -158,7 +163,7 @@ class OrdersView:
 
     async def count_in_flight(self) -> InFlight:
         """Orders neither confirmed nor failed, the log position that is as of,
-        and the longest wait for the engine among them.
+        and the fourth-longest wait for the engine among them.
 
         The projected orders that are in flight, plus every order accepted after
         the projection's checkpoint, by any gateway, up to the head of the log.
@@ -172,7 +177,12 @@ class OrdersView:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 _COUNT_IN_FLIGHT,
-                (OrdersProjection.subscriber, _IN_FLIGHT, _WAITING_FOR_ENGINE),
+                (
+                    OrdersProjection.subscriber,
+                    _IN_FLIGHT,
+                    _WAITING_FOR_ENGINE,
+                    _STUCK_IGNORED,
+                ),
             )
             row = await cursor.fetchone()
         if row is None:
