@@ -185,17 +185,29 @@ async def test_a_request_that_finds_no_room_in_time_is_refused_holding_none() ->
     assert admission.in_flight == 1
 
 
-async def test_a_request_gone_while_waiting_takes_no_room_with_it() -> None:
-    """A client that hangs up while waiting: the room goes to the next one."""
-    read_model = ReadModel()
+async def full_with_one_waiting(
+    read_model: ReadModel,
+) -> tuple[Admission, asyncio.Task[bool]]:
+    """Room for one order, taken (position 1), and a request waiting for room."""
     admission = Admission(read_model, limit=1, wait_s=5)
     await admission.refresh()
     assert admit(admission, 1)
-    gone = asyncio.create_task(admission.acquire())
+    waiting = asyncio.create_task(admission.acquire())
     await asyncio.sleep(0)
-    gone.cancel()
+    return admission, waiting
+
+
+async def hang_up(request: asyncio.Task[bool]) -> None:
+    request.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await gone
+        await request
+
+
+async def test_a_request_gone_while_waiting_takes_no_room_with_it() -> None:
+    """A client that hangs up while waiting: the room goes to the next one."""
+    read_model = ReadModel()
+    admission, gone = await full_with_one_waiting(read_model)
+    await hang_up(gone)
     assert admission.waiting == 0
 
     read_model.in_flight, read_model.as_of = 0, 1
@@ -207,17 +219,11 @@ async def test_a_request_gone_while_waiting_takes_no_room_with_it() -> None:
 
 async def test_room_handed_to_a_request_that_is_gone_goes_to_the_next() -> None:
     read_model = ReadModel()
-    admission = Admission(read_model, limit=1, wait_s=5)
-    await admission.refresh()
-    assert admit(admission, 1)
-    gone = asyncio.create_task(admission.acquire())
-    await asyncio.sleep(0)
+    admission, gone = await full_with_one_waiting(read_model)
 
     read_model.in_flight, read_model.as_of = 0, 1
     await admission.refresh()  # room handed over, before the request runs again
-    gone.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await gone
+    await hang_up(gone)
 
     assert admission.in_flight == 0
     assert await admission.acquire()
