@@ -24,10 +24,10 @@ class ReadModel:
     def __init__(self, in_flight: int = 0, as_of: int = 0) -> None:
         self.in_flight = in_flight
         self.as_of = as_of
-        self.longest_wait_s = 0.0
+        self.engine_wait_s = 0.0
 
     async def __call__(self) -> InFlight:
-        return InFlight(self.in_flight, self.as_of, self.longest_wait_s)
+        return InFlight(self.in_flight, self.as_of, self.engine_wait_s)
 
 
 def admit(admission: Admission, position: int) -> bool:
@@ -437,7 +437,7 @@ def simulate_engine(
             next_count += REFRESH_S
             read_model.in_flight = len(queue) + len(outside)
             read_model.as_of = position
-            read_model.longest_wait_s = clock.now - queue[0] if queue else 0.0
+            read_model.engine_wait_s = clock.now - queue[0] if queue else 0.0
             # the count is taken as if from a read model that is up to date
             run.limits.append(_count(admission))
     return run
@@ -504,13 +504,13 @@ def test_the_limit_comes_back_once_the_engine_catches_up() -> None:
     limit = AdaptiveLimit(500, target_wait_s=0.5, clock=clock)
     for _ in range(240):  # a minute's stall: every order waits
         clock.now += REFRESH_S
-        limit.observe(in_flight=limit.value, longest_wait_s=5.0)
+        limit.observe(in_flight=limit.value, engine_wait_s=5.0)
     assert limit.value == limit.floor == 64
 
     counts = 0
     while limit.value < 500:  # the engine takes orders at once again
         clock.now += REFRESH_S
-        limit.observe(in_flight=limit.value, longest_wait_s=0.01)
+        limit.observe(in_flight=limit.value, engine_wait_s=0.01)
         counts += 1
 
     assert counts * REFRESH_S < 25  # back at the ceiling within seconds
@@ -534,10 +534,10 @@ def test_an_engine_that_has_caught_up_takes_a_burst_again() -> None:
     limit = AdaptiveLimit(500, target_wait_s=0.5, clock=clock)
     for _ in range(200):
         clock.now += REFRESH_S
-        limit.observe(in_flight=limit.value, longest_wait_s=2.0)
+        limit.observe(in_flight=limit.value, engine_wait_s=2.0)
     assert limit.value == limit.floor
 
     clock.now += REFRESH_S
-    limit.observe(in_flight=0, longest_wait_s=0.0)
+    limit.observe(in_flight=0, engine_wait_s=0.0)
 
     assert limit.value == 500

@@ -94,8 +94,9 @@ ADMISSION_LIMIT = Gauge(
 )
 ENGINE_WAIT = Gauge(
     "oe_admission_engine_wait_seconds",
-    "How long the order waiting longest for a router or an executor has waited, as"
-    " the gateway's read model shows it.",
+    "How long orders have waited for a router or an executor (the fourth-longest"
+    " wait, as the gateway's read model shows it): what the adaptive limit steers"
+    " by.",
 )
 RETRY_AFTER = Gauge(
     "oe_admission_retry_after_seconds",

@@ -32,6 +32,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from shared.metrics import (
@@ -52,12 +53,19 @@ class InFlight(NamedTuple):
     # How long orders have waited for a router or an executor to take them up:
     # the fourth-longest wait, so that a few orders stuck for good do not count
     # (0 with fewer waiting); a read model that trails adds its lag
-    longest_wait_s: float
+    engine_wait_s: float
 
 
 CountInFlight = Callable[[], Awaitable[InFlight]]
 
 REFRESH_S: Final = 0.25
+
+
+@dataclass(slots=True)
+class _Second:
+    second: int
+    admitted: int = 0
+    waits_s: float = 0.0  # the waits given to the clients refused in it
 
 
 class RetryAdvice:
@@ -94,37 +102,34 @@ class RetryAdvice:
         self.max_s = max_s
         self.polls_per_room = polls_per_room
         self._clock = clock
-        # One entry per second of the window: [second, admissions, waits given]
-        self._seconds: deque[list[float]] = deque()
+        self._seconds: deque[_Second] = deque()  # the window, a second per entry
 
     def admitted(self) -> None:
-        self._now()[1] += 1
+        self._now().admitted += 1
 
     def room_per_s(self) -> float:
         """Orders admitted per second over the window: the rate room appears at
         while the limit binds."""
         self._now()
-        return sum(second[1] for second in self._seconds) / self.window_s
+        return sum(second.admitted for second in self._seconds) / self.window_s
 
     def refused(self) -> float:
         """Record a refusal and return the seconds to tell its client."""
-        now = self._now()
-        admitted = sum(second[1] for second in self._seconds)
-        waiting = sum(second[2] for second in self._seconds) / self.window_s
         # No room at all in the window: as if one order had ended in it.
-        room_per_s = max(admitted, 1) / self.window_s
+        room_per_s = max(self.room_per_s(), 1 / self.window_s)
+        waiting = sum(second.waits_s for second in self._seconds) / self.window_s
         wait = waiting / (room_per_s * self.polls_per_room)
         seconds = min(self.max_s, max(self.min_s, round(wait, 3)))
-        now[2] += seconds
-        RETRY_AFTER.set(seconds)
+        self._now().waits_s += seconds
         return seconds
 
-    def _now(self) -> list[float]:
+    def _now(self) -> _Second:
+        """The current second's entry, the window pruned to ``window_s``."""
         second = int(self._clock())
-        while self._seconds and self._seconds[0][0] <= second - self.window_s:
+        while self._seconds and self._seconds[0].second <= second - self.window_s:
             self._seconds.popleft()
-        if not self._seconds or self._seconds[-1][0] != second:
-            self._seconds.append([second, 0, 0.0])
+        if not self._seconds or self._seconds[-1].second != second:
+            self._seconds.append(_Second(second))
         return self._seconds[-1]
 
 
@@ -139,8 +144,8 @@ class AdaptiveLimit:
 
     So the limit follows the engine's own queueing, as TCP Vegas and CoDel follow a
     link's: each count says how long orders have waited for a router or an
-    executor (``InFlight.longest_wait_s``). Above ``target_wait_s`` the limit is cut to
-    nine tenths of the orders in flight (at most once per ``cut_every_s``, so one
+    executor (``InFlight.engine_wait_s``). Above ``target_wait_s`` the limit is cut
+    to nine tenths of the orders in flight (at most once per ``cut_every_s``, so one
     cut shows in the waits before the next); below it, while the limit binds, it
     grows by a twentieth (at least one order) per count, up to ``ceiling``, and
     once less than half of it is in use it is back at ``ceiling`` at once: it is
@@ -169,9 +174,9 @@ class AdaptiveLimit:
         self.value = ceiling
         self._cut_at = -math.inf
 
-    def observe(self, in_flight: int, longest_wait_s: float) -> int:
+    def observe(self, in_flight: int, engine_wait_s: float) -> int:
         """Adjust the limit to one count; returns the limit now."""
-        if longest_wait_s > self.target_wait_s:
+        if engine_wait_s > self.target_wait_s:
             now = self._clock()
             if now - self._cut_at >= self.cut_every_s:
                 self._cut_at = now
@@ -302,7 +307,9 @@ class Admission:
 
     def retry_after(self) -> float:
         """Seconds a client refused now should wait before asking again."""
-        return self.advice.refused()
+        seconds = self.advice.refused()
+        RETRY_AFTER.set(seconds)
+        return seconds
 
     async def refresh(self) -> None:
         counted = await self._count_in_flight()
@@ -311,7 +318,7 @@ class Admission:
         self._uncounted = [p for p in self._uncounted if p > counted.as_of]
         if self.adaptive:
             before = self.adaptive.value
-            after = self.adaptive.observe(self.in_flight, counted.longest_wait_s)
+            after = self.adaptive.observe(self.in_flight, counted.engine_wait_s)
             if after < before:
                 logger.info(
                     "admission limit cut",
@@ -320,13 +327,13 @@ class Admission:
                         "limit": after,
                         "was": before,
                         "in_flight": self.in_flight,
-                        "longest_wait_s": round(counted.longest_wait_s, 3),
+                        "engine_wait_s": round(counted.engine_wait_s, 3),
                     },
                 )
         self._hand_over()
         ORDERS_IN_FLIGHT.set(self.in_flight)
         ADMISSION_LIMIT.set(self.limit)
-        ENGINE_WAIT.set(counted.longest_wait_s)
+        ENGINE_WAIT.set(counted.engine_wait_s)
 
     async def run(self) -> None:
         """Refresh the count forever (after the first, taken at start); a failed
