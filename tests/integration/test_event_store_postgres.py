@@ -22,10 +22,12 @@ from shared.eventstore.port import (
     ANY_VERSION,
     NO_STREAM,
     AppendResult,
+    EventIdConflictError,
     RawEvent,
     WrongExpectedVersionError,
 )
 from shared.eventstore.postgres import (
+    APPEND_BATCH,
     APPEND_EVENTS,
     STORE_CHANNEL,
     PostgresEventStore,
@@ -367,3 +369,132 @@ async def test_the_relay_forwards_an_event_type_this_release_does_not_know(
     assert unknown.headers["stream-version"] == 2
     assert b'"limitPrice":"163.2"' in unknown.body.replace(b" ", b"")
     assert routing_key(raw[1].type) == "order.OrderRepriced"
+
+
+async def _transactions_of(pool: Pool, positions: Sequence[int]) -> int:
+    """How many transactions recorded the events at these positions."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(DISTINCT xmin::text) FROM es.events"
+            " WHERE global_position = ANY(%s)",
+            (list(positions),),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    count: int = row[0]
+    return count
+
+
+async def test_concurrent_appends_share_transactions_and_each_keeps_its_outcome(
+    pg_store: PostgresEventStore, es_pool: Pool
+) -> None:
+    """Appends made at once are committed together, yet a stale one fails alone,
+    a repeated one is a replay, and two to one stream apply in turn."""
+    streams = [uuid4() for _ in range(40)]
+    stale, shared = uuid4(), uuid4()
+    await pg_store.append(stale, new_events(1), NO_STREAM)
+    repeated = new_events(2)
+
+    results = await asyncio.gather(
+        *(pg_store.append(s, new_events(1), NO_STREAM) for s in streams),
+        pg_store.append(stale, new_events(1), NO_STREAM),
+        pg_store.append(shared, new_events(1), NO_STREAM),
+        pg_store.append(shared, new_events(1), 1),
+        pg_store.append(uuid4(), repeated, NO_STREAM),
+        pg_store.append(uuid4(), repeated, NO_STREAM),
+        return_exceptions=True,
+    )
+
+    *fresh, refused, shared_1, shared_2, original, copy = results
+    assert all(isinstance(r, AppendResult) and not r.replayed for r in fresh)
+    assert isinstance(refused, WrongExpectedVersionError)
+    assert refused.actual == 1
+    assert isinstance(shared_1, AppendResult)
+    assert isinstance(shared_2, AppendResult)
+    assert (shared_1.stream_version, shared_2.stream_version) == (1, 2)
+    assert isinstance(original, AppendResult)
+    assert not original.replayed
+    assert isinstance(copy, EventIdConflictError)  # same ids, another stream
+    positions = [r.first_position for r in fresh if isinstance(r, AppendResult)]
+    assert await _transactions_of(es_pool, positions) <= len(positions) // 4
+
+
+async def test_a_malformed_batch_records_nothing(
+    pg_store: PostgresEventStore, es_pool: Pool
+) -> None:
+    """Counts that do not add up to the events given are refused whole."""
+    head = await pg_store.head_position()
+    async with es_pool.connection() as conn:
+        with pytest.raises(psycopg.Error) as caught:
+            await conn.execute(
+                APPEND_BATCH,
+                (
+                    [uuid4(), uuid4()],
+                    [NO_STREAM, NO_STREAM],
+                    [1, 2],
+                    [uuid4(), uuid4()],
+                    ["RoutingStarted"] * 2,
+                    ['{"type": "RoutingStarted", "attempt": 1}'] * 2,
+                    [uuid4()] * 2,
+                    [None] * 2,
+                ),
+            )
+
+    assert caught.value.sqlstate == "22023"
+    assert await pg_store.head_position() == head
+
+
+@pytest.mark.parametrize("function", ["append_batch", "append_events"])
+async def test_the_replay_check_probes_the_index_on_a_store_that_grew(
+    infrastructure: tuple[str, str], function: str
+) -> None:
+    """A connection that planned its appends while the store was empty still
+    probes the event id index once the store has grown, statistics or none:
+    a join by scanning the table made each append slower as the store grew."""
+    body = '{"type": "RoutingStarted", "attempt": 1}'
+
+    def one_append(conn: psycopg.Connection) -> None:
+        ids = [uuid4()]
+        if function == "append_batch":
+            params: tuple[object, ...] = (
+                [uuid4()], [0], [1], ids, ["RoutingStarted"], [body], [uuid4()], [None]
+            )  # fmt: skip
+            conn.execute(APPEND_BATCH, params).fetchall()
+        else:
+            params = (uuid4(), 0, ids, ["RoutingStarted"], [body], [uuid4()], [None])
+            conn.execute(APPEND_EVENTS, params).fetchall()
+
+    with (
+        fresh_database(infrastructure[0], f"plans_{function}") as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        for _ in range(10):  # planned, and the plans kept, on a near-empty store
+            one_append(conn)
+        for _ in range(40):  # the store grows; nobody gathers statistics
+            conn.execute(
+                "INSERT INTO es.events (global_position, stream_id, stream_version,"
+                " event_id, event_type, data, correlation_id)"
+                " SELECT c.last_position + g, gen_random_uuid(), 1,"
+                " gen_random_uuid(), 'RoutingStarted', %s::jsonb, gen_random_uuid()"
+                " FROM es.position_counter AS c, generate_series(1, 100) AS g",
+                (body,),
+            )
+            conn.execute(
+                "UPDATE es.position_counter SET last_position = last_position + 100"
+            )
+        plans: list[str] = []
+        conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+        conn.execute("LOAD 'auto_explain'")
+        for setting in (
+            "auto_explain.log_min_duration = 0",
+            "auto_explain.log_nested_statements = on",
+            "auto_explain.log_level = notice",
+            "client_min_messages = notice",
+        ):
+            conn.execute(f"SET {setting}")  # type: ignore[arg-type]
+        one_append(conn)
+
+    (replay_check,) = [p for p in plans if "JOIN es.events" in p]
+    assert "events_event_id_uq" in replay_check
+    assert "Hash Join" not in replay_check
+    assert "Seq Scan on events" not in replay_check

@@ -1,30 +1,46 @@
-"""The event store on PostgreSQL: one server-side function call per append."""
+"""The event store on PostgreSQL: appends go in groups, one function call each."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final, LiteralString
 from uuid import UUID
 
-import psycopg
 from psycopg import errors
 from pydantic import TypeAdapter
 
 from shared.domain.envelope import EventEnvelope, NewEvent
+from shared.eventstore.group_commit import GroupCommit
 from shared.eventstore.pool import Pool
 from shared.eventstore.port import (
     ANY_VERSION,
     AppendResult,
     EventIdConflictError,
+    EventStoreError,
     RawEvent,
     WrongExpectedVersionError,
 )
 
 STORE_CHANNEL: Final = "es_events"  # es.append_events notifies it on every commit
-WRONG_EXPECTED_VERSION: Final = "ES001"
-EVENT_ID_CONFLICT: Final = "ES002"
+
+MAX_APPENDS_PER_BATCH: Final = 256
+"""Bounds one transaction's hold on the counter lock; under it, every append that
+queued during the previous transaction goes in the next."""
+
+BATCHES_IN_FLIGHT: Final = 2
+"""While one batch holds the counter lock, the next already waits for it at the
+server, so the lock passes on without a round trip to this process in between."""
 
 # The casts pin every array's type, so psycopg needs no guessing (a list of only
 # None has no element type) and the statement's text never varies: it is prepared
 # once per connection after a few calls.
+APPEND_BATCH = """
+SELECT outcome, first_position, last_position, stream_version
+  FROM es.append_batch(%s::uuid[], %s::int[], %s::int[],
+       %s::uuid[], %s::text[], %s::jsonb[], %s::uuid[], %s::uuid[])
+"""
+
+# One append in its own transaction: the previous release's statement, still
+# served for its writers during a rolling upgrade.
 APPEND_EVENTS = """
 SELECT first_position, last_position, stream_version, replayed
   FROM es.append_events(
@@ -76,11 +92,31 @@ _HEAD = "SELECT last_position FROM es.position_counter"
 _ENVELOPES: Final = TypeAdapter(list[EventEnvelope])
 
 
+@dataclass(frozen=True, slots=True)
+class _Append:
+    stream: UUID
+    expected_version: int
+    event_ids: list[UUID]
+    event_types: list[str]
+    data: list[str]
+    correlation_ids: list[UUID]
+    causation_ids: list[UUID | None]
+
+
 class PostgresEventStore:
-    """``EventStore`` on a pool of autocommit connections (see ``open_pool``)."""
+    """``EventStore`` on a pool of autocommit connections (see ``open_pool``).
+
+    Concurrent appends share transactions (``GroupCommit``); each still succeeds
+    or fails on its own, exactly as if it had been sent alone.
+    """
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
+        self._appends = GroupCommit[_Append, AppendResult](
+            self._append_batch,
+            max_batch=MAX_APPENDS_PER_BATCH,
+            max_in_flight=BATCHES_IN_FLIGHT,
+        )
 
     async def append(
         self, stream: UUID, events: Sequence[NewEvent], expected_version: int
@@ -92,52 +128,47 @@ class PostgresEventStore:
         event_ids = [e.event_id for e in events]
         if len(set(event_ids)) != len(event_ids):
             raise ValueError("an append cannot hold the same event id twice")
-        params = (
-            stream,
-            expected_version,
-            event_ids,
-            [e.event.type for e in events],
-            [e.event.model_dump_json(by_alias=True) for e in events],
-            [e.correlation_id for e in events],
-            [e.causation_id for e in events],
+        return await self._appends.submit(
+            _Append(
+                stream=stream,
+                expected_version=expected_version,
+                event_ids=event_ids,
+                event_types=[e.event.type for e in events],
+                data=[e.event.model_dump_json(by_alias=True) for e in events],
+                correlation_ids=[e.correlation_id for e in events],
+                causation_ids=[e.causation_id for e in events],
+            )
         )
-        try:
-            return await self._append(stream, expected_version, params)
-        except errors.UniqueViolation:
-            # Raced with an append that recorded some of these ids after our replay
-            # check (possible with ANY_VERSION, or across streams). Running again
-            # lets the replay check see the winner and settle it either way.
-            pass
-        try:
-            return await self._append(stream, expected_version, params)
-        except errors.UniqueViolation as e:
-            if e.diag.constraint_name == "events_event_id_uq":
-                raise EventIdConflictError(e.diag.message_primary or str(e)) from e
-            raise
 
-    async def _append(
-        self, stream: UUID, expected: int, params: tuple[object, ...]
-    ) -> AppendResult:
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(APPEND_EVENTS, params)
-                row = await cur.fetchone()
-        except psycopg.DatabaseError as e:
-            if e.sqlstate == WRONG_EXPECTED_VERSION:
-                actual = int(e.diag.message_detail or "-1")
-                raise WrongExpectedVersionError(stream, expected, actual) from e
-            if e.sqlstate == EVENT_ID_CONFLICT:
-                raise EventIdConflictError(e.diag.message_primary or str(e)) from e
-            raise
-        if row is None:  # the function always returns one row
-            raise RuntimeError("es.append_events returned no row")
-        first, last, version, replayed = row
-        return AppendResult(
-            first_position=first,
-            last_position=last,
-            stream_version=version,
-            replayed=replayed,
+    async def _append_batch(
+        self, appends: Sequence[_Append]
+    ) -> list[AppendResult | Exception]:
+        params = (
+            [a.stream for a in appends],
+            [a.expected_version for a in appends],
+            [len(a.event_ids) for a in appends],
+            [i for a in appends for i in a.event_ids],
+            [t for a in appends for t in a.event_types],
+            [d for a in appends for d in a.data],
+            [c for a in appends for c in a.correlation_ids],
+            [c for a in appends for c in a.causation_ids],
         )
+        try:
+            rows = await self._send(params)
+        except errors.UniqueViolation:
+            # Only a writer of the previous release, whose check runs before it
+            # takes the lock, can race an id in; running again sees its append.
+            rows = await self._send(params)
+        return [
+            _outcome(append, *row) for append, row in zip(appends, rows, strict=True)
+        ]
+
+    async def _send(
+        self, params: tuple[object, ...]
+    ) -> list[tuple[str, int | None, int | None, int | None]]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(APPEND_BATCH, params)
+            return await cur.fetchall()
 
     async def read_stream(
         self, stream: UUID, after_version: int = 0
@@ -177,6 +208,33 @@ class PostgresEventStore:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
         return [] if row is None else _ENVELOPES.validate_json(row[0])
+
+
+def _outcome(
+    append: _Append,
+    outcome: str,
+    first: int | None,
+    last: int | None,
+    version: int | None,
+) -> AppendResult | EventStoreError:
+    match outcome, first, last, version:
+        case (("appended" | "replayed"), int(), int(), int()):
+            return AppendResult(
+                first_position=first,
+                last_position=last,
+                stream_version=version,
+                replayed=outcome == "replayed",
+            )
+        case "wrong_version", _, _, int():
+            return WrongExpectedVersionError(
+                append.stream, append.expected_version, version
+            )
+        case "id_conflict", _, _, _:
+            return EventIdConflictError(
+                "event ids already recorded, but not as this append to stream "
+                f"{append.stream}"
+            )
+    raise RuntimeError(f"es.append_batch answered {outcome!r} for {append.stream}")
 
 
 def _check_page(after_position: int, limit: int) -> None:
