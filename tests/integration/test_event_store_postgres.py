@@ -491,7 +491,7 @@ async def test_the_replay_check_probes_the_index_on_a_store_that_grew(
             "auto_explain.log_level = notice",
             "client_min_messages = notice",
         ):
-            conn.execute(f"SET {setting}")  # type: ignore[arg-type]
+            conn.execute(f"SET {setting}")
         one_append(conn)
 
     (replay_check,) = [p for p in plans if "JOIN es.events" in p]

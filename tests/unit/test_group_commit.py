@@ -26,6 +26,17 @@ class Sender:
         return [ValueError(f"odd {n}") if n % 2 else n * 10 for n in batch]
 
 
+async def first_batch_then_queued(
+    group: GroupCommit[int, int], first: int, *queued: int
+) -> tuple["asyncio.Task[int]", list["asyncio.Task[int]"]]:
+    """``first``'s batch on its way, then the other requests queued behind it."""
+    on_its_way = asyncio.create_task(group.submit(first))
+    await asyncio.sleep(0)
+    behind = [asyncio.create_task(group.submit(n)) for n in queued]
+    await asyncio.sleep(0)
+    return on_its_way, behind
+
+
 async def test_a_lone_request_goes_at_once_in_a_batch_of_its_own() -> None:
     sender = Sender()
     group = GroupCommit(sender, max_batch=8)
@@ -37,10 +48,7 @@ async def test_a_lone_request_goes_at_once_in_a_batch_of_its_own() -> None:
 async def test_requests_queued_during_a_batch_go_together_in_the_next() -> None:
     sender = Sender(hold=True)
     group = GroupCommit(sender, max_batch=3)
-    first = asyncio.create_task(group.submit(0))
-    await asyncio.sleep(0)  # the first batch is on its way
-    rest = [asyncio.create_task(group.submit(n)) for n in (2, 4, 6, 8)]
-    await asyncio.sleep(0)
+    first, rest = await first_batch_then_queued(group, 0, 2, 4, 6, 8)
 
     sender.release.set()
     results = await asyncio.wait_for(asyncio.gather(first, *rest), 1)
@@ -54,13 +62,7 @@ async def test_each_request_has_its_own_outcome_and_a_failed_send_fails_its_batc
 ):
     sender = Sender(hold=True)
     group = GroupCommit(sender, max_batch=8)
-    lone = asyncio.create_task(group.submit(2))
-    await asyncio.sleep(0)
-    even, odd = (
-        asyncio.create_task(group.submit(4)),
-        asyncio.create_task(group.submit(5)),
-    )
-    await asyncio.sleep(0)
+    lone, (even, odd) = await first_batch_then_queued(group, 2, 4, 5)
 
     sender.release.set()
     assert await lone == 20
@@ -78,18 +80,12 @@ async def test_each_request_has_its_own_outcome_and_a_failed_send_fails_its_batc
 async def test_a_caller_cancelled_while_queued_is_left_out_of_the_batch() -> None:
     sender = Sender(hold=True)
     group = GroupCommit(sender, max_batch=8)
-    first = asyncio.create_task(group.submit(0))
-    await asyncio.sleep(0)
-    gone, kept = (
-        asyncio.create_task(group.submit(2)),
-        asyncio.create_task(group.submit(4)),
-    )
-    await asyncio.sleep(0)
+    first, (gone, kept) = await first_batch_then_queued(group, 0, 2, 4)
     gone.cancel()
 
     sender.release.set()
 
-    assert await asyncio.wait_for(asyncio.gather(first, kept), 1) == [0, 40]
+    assert list(await asyncio.wait_for(asyncio.gather(first, kept), 1)) == [0, 40]
     assert sender.batches == [[0], [4]]
 
 

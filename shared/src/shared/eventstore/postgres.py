@@ -20,7 +20,7 @@ from shared.eventstore.port import (
     WrongExpectedVersionError,
 )
 
-STORE_CHANNEL: Final = "es_events"  # es.append_events notifies it on every commit
+STORE_CHANNEL: Final = "es_events"  # every append transaction notifies it once
 
 MAX_APPENDS_PER_BATCH: Final = 256
 """Bounds one transaction's hold on the counter lock; under it, every append that
