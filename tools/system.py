@@ -8,6 +8,7 @@ Instances are named after their service (``router``), replicas get a suffix
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,10 +34,34 @@ LISTENING = "Uvicorn running on"  # logged once a service accepts connections
 _BOOL = TypeAdapter(bool)
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to port 0) is also one it hands to outgoing
+    connections: between the pick and the service's bind, or across a restart, a
+    connection to PostgreSQL or RabbitMQ from any process could take it and the
+    service would fail with "address already in use". Below the ephemeral range
+    only listeners bind, and each of them is checked here (on every address, so a
+    port is free for a service on 127.0.0.1 and an edge proxy on 0.0.0.0 alike).
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    candidates = [p for p in range(max(1024, low - 12000), low) if p not in _handed_out]
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # noqa: S104 - taken on any address
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port below the ephemeral range (from {low})")
 
 
 def service_of(instance: str) -> str:

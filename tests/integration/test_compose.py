@@ -29,7 +29,7 @@ import yaml
 from shared.settings import Settings
 from tests.integration import probes
 from tests.integration.clients import stream
-from tests.integration.system import System
+from tests.integration.system import System, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -96,13 +96,6 @@ def _port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _check_points_at(
@@ -239,7 +232,7 @@ def test_compose_service_starts_becomes_ready_and_stops_cleanly(
     assert setting in env, f"compose {name} does not set its port {setting}"
     port = int(env[setting])
     if not _port_is_free(port):
-        port = _free_port()
+        port = free_port()
         env[setting] = str(port)
 
     log = tmp_path / f"{name}.log"
@@ -343,7 +336,7 @@ def test_the_edge_proxies_the_api_dashboard_and_websockets(
     started: list[subprocess.Popen[bytes]],
 ) -> None:
     """Through compose's edge config: an order is placed and followed to confirmed."""
-    api_port, ws_port = _free_port(), _free_port()
+    api_port, ws_port = free_port(), free_port()
     (tmp_path / "default.conf").write_text(
         _edge_config(
             compose,
