@@ -878,8 +878,9 @@ SELECT %(base)s::bigint + (g - %(first)s::int) * %(per)s::int + t.version,
 
 
 def preload(database_url: str, namespace: str, events: int) -> dict[str, Any]:
-    """Append ``events`` history events (one SQL statement per ~100k rows), then
-    move the counter and every checkpoint to the new head."""
+    """Append ``events`` history events (one SQL statement per ~100k rows), move
+    the counter and every subscriber's checkpoint to the new head, and have
+    PostgreSQL write it all back before the scenario starts."""
     started = time.monotonic()
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute(
@@ -928,6 +929,12 @@ def preload(database_url: str, namespace: str, events: int) -> dict[str, Any]:
                 (subscriber, head),
             )
         conn.execute("VACUUM ANALYZE es.events")
+        # A store that has held a million events for a while has had them written
+        # back; without this the load's own checkpoint runs inside S5's window and
+        # bills its CPU to the orders measured there.
+        checkpoint_started = time.monotonic()
+        conn.execute("CHECKPOINT")
+        checkpoint_s = time.monotonic() - checkpoint_started
         (count, size) = conn.execute(
             "SELECT count(*), pg_size_pretty(pg_total_relation_size('es.events'))"
             " FROM es.events"
@@ -937,6 +944,7 @@ def preload(database_url: str, namespace: str, events: int) -> dict[str, Any]:
         "head_position": head,
         "es.events size": size,
         "preload_s": round(time.monotonic() - started, 1),
+        "checkpoint_s": round(checkpoint_s, 1),
     }
 
 

@@ -17,7 +17,7 @@ from shared.domain.envelope import EventEnvelope, NewEvent
 from shared.domain.events import OrderEvent, OrderFailed, RoutingStarted
 from shared.domain.retry import FailureClass
 from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.pool import Pool
+from shared.eventstore.pool import Pool, open_pool
 from shared.eventstore.port import RawEvent
 from shared.eventstore.postgres import PostgresEventStore
 from tests.unit.order_events import accepted, confirmed, retry, routed, submitted
@@ -224,3 +224,36 @@ async def test_admission_sees_how_long_orders_have_waited_for_the_engine(
                 "DELETE FROM gateway.orders_view WHERE order_id = ANY(%s)",
                 (order_ids,),
             )
+
+
+async def test_the_admission_count_starts_no_parallel_workers(
+    database_url: str,
+) -> None:
+    """Even where the planner thinks parallel workers free, the engine's
+    connections plan none: each would be a process started for one statement
+    of a few rows (on a large store the count's bound, read in the same
+    statement, looks to the planner like a third of the table)."""
+    pool = open_pool(database_url, min_size=1, max_size=1)
+    await pool.open(wait=True)
+    try:
+        plans: list[str] = []
+        async with pool.connection() as conn:
+            conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+            await conn.execute("LOAD 'auto_explain'")
+            for setting in (
+                "parallel_setup_cost = 0",
+                "parallel_tuple_cost = 0",
+                "min_parallel_table_scan_size = 0",
+                "min_parallel_index_scan_size = 0",
+                "auto_explain.log_min_duration = 0",
+                "auto_explain.log_level = notice",
+                "client_min_messages = notice",
+            ):
+                await conn.execute(f"SET {setting}")
+        await OrdersView(pool).count_in_flight()
+    finally:
+        await pool.close()
+
+    (count,) = [p for p in plans if "es.events" in p]
+    assert "Gather" not in count
+    assert "Parallel" not in count

@@ -14,4 +14,3 @@ def test_a_picked_port_lies_below_the_range_outgoing_connections_draw_from() -> 
 
     assert all(1024 <= port < _ephemeral_low() for port in ports)
     assert len(set(ports)) == len(ports), "a port handed out twice"
-

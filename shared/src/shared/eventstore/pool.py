@@ -53,12 +53,20 @@ def open_pool(
     its constructor. Keep it small: appends serialize on one row lock, so extra
     connections only add waiters. The timeouts stop a stuck client from holding
     locks longer than any request is worth.
+
+    No statement of the engine's starts parallel workers. Each touches a handful
+    of rows, so a parallel plan only ever comes from a misestimate (a bound the
+    planner cannot see, such as a checkpoint read in the same statement), and
+    its workers are processes PostgreSQL starts for that one statement: on a
+    store of a million events the admission count alone launched two, four
+    times a second, for 12 ms instead of 0.06.
     """
 
     async def configure(conn: AsyncConnection[TupleRow]) -> None:
         await conn.execute(
             "SELECT set_config('statement_timeout', %s, false),"
-            " set_config('idle_in_transaction_session_timeout', %s, false)",
+            " set_config('idle_in_transaction_session_timeout', %s, false),"
+            " set_config('max_parallel_workers_per_gather', '0', false)",
             (str(statement_timeout_ms), str(idle_in_transaction_timeout_ms)),
         )
 
