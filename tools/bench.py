@@ -258,6 +258,33 @@ def summarize_runs(result: Result, runs: Sequence[OrderRun]) -> None:
     result.anomalies = dict(anomalies)
 
 
+def leaders(system: System) -> dict[str, str]:
+    """Which instance holds each leader lock now, from the services' own logs.
+
+    The relay, the read models and the chain's lander each run in one process
+    chosen by whoever takes the lock first, so their CPU lands in a different
+    service from one run to the next; this says where it landed.
+    """
+    latest: dict[str, tuple[str, str]] = {}
+    for instance in system.processes:
+        for line in system.log_since_start(instance).splitlines():
+            if '"kind": "leader"' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") != "leading":
+                continue
+            lock = str(record["lock"]).split(":", 1)[0]
+            if lock != "relay":
+                lock = str(record["lock"])
+            stamp = str(record.get("timestamp", ""))
+            if lock not in latest or stamp > latest[lock][0]:
+                latest[lock] = (stamp, instance)
+    return {lock: instance for lock, (_, instance) in sorted(latest.items())}
+
+
 def attach_cpu(result: Result, delta: Mapping[str, float], orders: int) -> None:
     result.cpu_s = {k: round(v, 2) for k, v in delta.items()}
     n = max(orders, 1)
@@ -506,6 +533,7 @@ async def closed_loop(
             dbname = str(psycopg.conninfo.conninfo_to_dict(database_url)["dbname"])
         meter = CpuMeter(system, dbname)
         runs, delta, wall = await drive(system, plan, warmup=warmup, meter=meter)
+        result.extra["leaders"] = leaders(system)
     summarize_runs(result, runs)
     attach_cpu(result, delta, result.terminal)
     result.wall_s = wall
@@ -631,6 +659,7 @@ async def s3(env: Env, args: argparse.Namespace) -> Result:
     with scenario_system(env, "S3", SEED_LIKE, replicas) as (system, dbname, _):
         meter = CpuMeter(system, dbname)
         runs, delta, wall = await drive(system, plan, warmup=20, meter=meter)
+        result.extra["leaders"] = leaders(system)
         done = [r for r in runs if r.order_id and r.terminal]
         sim = await asyncio.to_thread(
             _simulated, system.env["DATABASE_URL"], [str(r.order_id) for r in done]
@@ -822,6 +851,7 @@ async def s4(env: Env, args: argparse.Namespace, notifiers: int = 1) -> Result:
         worker_cpu_after = _workers_cpu(procs)
         meter.extra_harness = worker_cpu_after - worker_cpu_before
         after = meter.sample()
+        result.extra["leaders"] = leaders(system)
         stop.set()
         outs = [await asyncio.to_thread(results.get, True, 120) for _ in procs]
         for p in procs:
