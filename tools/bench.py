@@ -53,8 +53,10 @@ from typing import Any
 
 import psycopg
 
+from shared.chain.simulated import LANDER_LOCK
 from shared.messaging.relay import relay_subscriber
 from tools.databases import fresh_database
+from tools.leaders import lock_holder
 from tools.load import STATUSES, Load, LoadPlan, OrderRun, percentile, server_time
 from tools.machine import (
     LOOP_STEPS,
@@ -96,6 +98,9 @@ SEED_LIKE = {
     "EXECUTOR_CONCURRENCY": "512",
 }
 TERMINAL_TYPES = ("SwapConfirmed", "OrderFailed")
+# The read models' followers: each one's checkpoint and leader lock share this
+# name (the gateway's order list, the executor's orders in flight).
+PROJECTIONS = ("projection:gateway.orders_view", "projection:executor.in_flight")
 
 
 # --- CPU accounting ----------------------------------------------------------
@@ -259,30 +264,19 @@ def summarize_runs(result: Result, runs: Sequence[OrderRun]) -> None:
 
 
 def leaders(system: System) -> dict[str, str]:
-    """Which instance holds each leader lock now, from the services' own logs.
+    """Which instance holds each leader lock now.
 
     The relay, the read models and the chain's lander each run in one process
     chosen by whoever takes the lock first, so their CPU lands in a different
     service from one run to the next; this says where it landed.
     """
-    latest: dict[str, tuple[str, str]] = {}
-    for instance in system.processes:
-        for line in system.log_since_start(instance).splitlines():
-            if '"kind": "leader"' not in line:
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("event") != "leading":
-                continue
-            lock = str(record["lock"]).split(":", 1)[0]
-            if lock != "relay":
-                lock = str(record["lock"])
-            stamp = str(record.get("timestamp", ""))
-            if lock not in latest or stamp > latest[lock][0]:
-                latest[lock] = (stamp, instance)
-    return {lock: instance for lock, (_, instance) in sorted(latest.items())}
+    locks = {
+        "relay": relay_subscriber(system.env["BROKER_NAMESPACE"]),
+        LANDER_LOCK: LANDER_LOCK,
+        **{projection: projection for projection in PROJECTIONS},
+    }
+    held = {label: lock_holder(system, lock) for label, lock in locks.items()}
+    return {label: instance for label, instance in held.items() if instance}
 
 
 def attach_cpu(result: Result, delta: Mapping[str, float], orders: int) -> None:
@@ -947,11 +941,7 @@ def preload(database_url: str, namespace: str, events: int) -> dict[str, Any]:
         (head,) = conn.execute(
             "SELECT last_position FROM es.position_counter"
         ).fetchone()  # type: ignore[misc]
-        for subscriber in (
-            relay_subscriber(namespace),
-            "projection:gateway.orders_view",
-            "projection:executor.in_flight",
-        ):
+        for subscriber in (relay_subscriber(namespace), *PROJECTIONS):
             conn.execute(
                 "INSERT INTO es.checkpoints (subscriber, position) VALUES (%s, %s)"
                 " ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position,"

@@ -10,7 +10,6 @@ import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +23,7 @@ from shared.eventstore.pool import open_pool
 from shared.eventstore.postgres import PostgresEventStore
 from shared.messaging import relay
 from tests.integration.system import System
+from tools.leaders import lock_holder, lock_holders
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 HAPPY_EVENTS = [
@@ -35,16 +35,6 @@ HAPPY_EVENTS = [
 ]
 TERMINAL = {"confirmed", "failed"}
 ORDER = {"amount": 10, "tokenPair": "SOL-USDC", "type": "market"}
-
-# A bigint advisory lock shows in pg_locks as classid = high 32 bits, objid = low
-# 32 bits, objsubid = 1 (two int4 keys would have objsubid = 2).
-_ADVISORY_HOLDERS = """
-SELECT l.pid, a.client_port
-  FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)
- WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-   AND ((l.classid::int8 << 32) | l.objid::int8) = %s
-"""
 
 # --- PostgreSQL -------------------------------------------------------------------
 
@@ -61,7 +51,7 @@ def relay_key(system: System) -> int:
 
 def relay_lock_holders(system: System) -> list[tuple[int, int]]:
     """(backend pid, client port) of every session holding the relay lock."""
-    return query(system, _ADVISORY_HOLDERS, (relay_key(system),))
+    return lock_holders(system, relay_key(system))
 
 
 def landed_swaps(system: System, order_id: str) -> list[tuple[str, bool]]:
@@ -99,55 +89,16 @@ async def history(system: System, order_id: str) -> list[EventEnvelope]:
         return await store.read_stream(UUID(order_id))
 
 
-# --- Which service process owns a PostgreSQL session ------------------------------
-
-
-def _socket_inodes(pid: int) -> set[int]:
-    inodes = set()
-    fds = Path(f"/proc/{pid}/fd")
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        for fd in fds.iterdir():
-            with contextlib.suppress(OSError):
-                target = str(fd.readlink())
-                if target.startswith("socket:["):
-                    inodes.add(int(target[8:-1]))
-    return inodes
-
-
-def _inodes_of_local_port(port: int) -> set[int]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if local_port == port:
-                    inodes.add(int(fields[9]))
-    return inodes
-
-
-def service_of_client_port(system: System, client_port: int) -> str | None:
-    """The service process whose TCP socket has ``client_port`` as its local port."""
-    if client_port is None or client_port < 0:
-        raise AssertionError("DATABASE_URL must use TCP to map sessions to processes")
-    inodes = _inodes_of_local_port(client_port)
-    for name, process in system.processes.items():
-        if process.poll() is None and inodes & _socket_inodes(process.pid):
-            return name
-    return None
-
-
 def relay_leader(system: System, *, timeout: float = 10) -> str:
     """The service whose process holds the relay lock (waits for one to hold it)."""
+    lock = relay.relay_subscriber(system.env["BROKER_NAMESPACE"])
     deadline = time.monotonic() + timeout
-    holders: list[tuple[int, int]] = []
     while time.monotonic() < deadline:
-        holders = relay_lock_holders(system)
-        if len(holders) == 1:
-            service = service_of_client_port(system, holders[0][1])
-            if service is not None:
-                return service
+        service = lock_holder(system, lock)
+        if service is not None:
+            return service
         time.sleep(0.1)
+    holders = relay_lock_holders(system)
     raise AssertionError(f"no single service holds the relay lock: {holders}")
 
 
