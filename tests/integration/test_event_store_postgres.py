@@ -38,6 +38,7 @@ from shared.migrations import migrate
 from shared.postgres.wakeups import Wakeups
 from tests.conftest import fresh_database
 from tests.contracts.event_store import EventStoreContract, new_events
+from tests.integration.plans import plans_as_notices
 
 pytestmark = pytest.mark.integration
 
@@ -482,16 +483,7 @@ async def test_the_replay_check_probes_the_index_on_a_store_that_grew(
             conn.execute(
                 "UPDATE es.position_counter SET last_position = last_position + 100"
             )
-        plans: list[str] = []
-        conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
-        conn.execute("LOAD 'auto_explain'")
-        for setting in (
-            "auto_explain.log_min_duration = 0",
-            "auto_explain.log_nested_statements = on",
-            "auto_explain.log_level = notice",
-            "client_min_messages = notice",
-        ):
-            conn.execute(f"SET {setting}")
+        plans = plans_as_notices(conn)
         one_append(conn)
 
     (replay_check,) = [p for p in plans if "JOIN es.events" in p]

@@ -20,6 +20,7 @@ from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.pool import Pool, open_pool
 from shared.eventstore.port import RawEvent
 from shared.eventstore.postgres import PostgresEventStore
+from tests.integration.plans import plans_as_notices_async
 from tests.unit.order_events import accepted, confirmed, retry, routed, submitted
 
 pytestmark = pytest.mark.integration
@@ -236,18 +237,13 @@ async def test_the_admission_count_starts_no_parallel_workers(
     pool = open_pool(database_url, min_size=1, max_size=1)
     await pool.open(wait=True)
     try:
-        plans: list[str] = []
         async with pool.connection() as conn:
-            conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
-            await conn.execute("LOAD 'auto_explain'")
+            plans = await plans_as_notices_async(conn)
             for setting in (
                 "parallel_setup_cost = 0",
                 "parallel_tuple_cost = 0",
                 "min_parallel_table_scan_size = 0",
                 "min_parallel_index_scan_size = 0",
-                "auto_explain.log_min_duration = 0",
-                "auto_explain.log_level = notice",
-                "client_min_messages = notice",
             ):
                 await conn.execute(f"SET {setting}")
         await OrdersView(pool).count_in_flight()
