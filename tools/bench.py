@@ -54,6 +54,8 @@ from typing import Any
 import psycopg
 
 from shared.chain.simulated import LANDER_LOCK
+from shared.eventstore.checkpoints import Checkpoints
+from shared.eventstore.pool import open_pool
 from shared.messaging.relay import relay_subscriber
 from tools.databases import fresh_database
 from tools.leaders import lock_holder
@@ -901,11 +903,9 @@ SELECT %(base)s::bigint + (g - %(first)s::int) * %(per)s::int + t.version,
 """
 
 
-def preload(database_url: str, namespace: str, events: int) -> dict[str, Any]:
+def preload(database_url: str, events: int) -> dict[str, Any]:
     """Append ``events`` history events (one SQL statement per ~100k rows) and move
-    the counter and the relay's checkpoint to the new head: the history was
-    published long ago. The read models are left behind it, for the services to
-    build (``catch_up``), as they built those of any store of that age."""
+    the counter to the new head (``catch_up`` brings the followers there)."""
     started = time.monotonic()
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute(
@@ -942,12 +942,6 @@ def preload(database_url: str, namespace: str, events: int) -> dict[str, Any]:
         (head,) = conn.execute(
             "SELECT last_position FROM es.position_counter"
         ).fetchone()  # type: ignore[misc]
-        conn.execute(
-            "INSERT INTO es.checkpoints (subscriber, position) VALUES (%s, %s)"
-            " ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position,"
-            " updated_at = now()",
-            (relay_subscriber(namespace), head),
-        )
         (count, size) = conn.execute(
             "SELECT count(*), pg_size_pretty(pg_total_relation_size('es.events'))"
             " FROM es.events"
@@ -960,24 +954,31 @@ def preload(database_url: str, namespace: str, events: int) -> dict[str, Any]:
     }
 
 
-async def catch_up(database_url: str, head: int, timeout_s: float = 900.0) -> float:
-    """Wait until every read model has applied the log up to ``head``; the seconds."""
-    started = time.monotonic()
-    async with await psycopg.AsyncConnection.connect(
-        database_url, autocommit=True
-    ) as conn:
-        while True:
-            cursor = await conn.execute(
-                "SELECT count(*) FROM es.checkpoints"
-                " WHERE subscriber = ANY(%s) AND position >= %s",
-                (list(PROJECTIONS), head),
-            )
-            (done,) = await cursor.fetchone()  # type: ignore[misc]
-            if done == len(PROJECTIONS):
-                return round(time.monotonic() - started, 1)
-            if time.monotonic() - started > timeout_s:
-                raise RuntimeError(f"S5: the read models did not reach {head}")
-            await asyncio.sleep(0.5)
+async def catch_up(
+    env: Env, database_url: str, namespace: str, head: int, timeout_s: float = 900.0
+) -> float:
+    """Bring the followers of ``namespace`` to ``head``, where those of a store of
+    that age are; the seconds the services took to build the read models, their
+    start included.
+
+    The history was published long ago, so the relay starts at the head.
+    """
+    pool = open_pool(database_url, min_size=1, max_size=1)
+    await pool.open(wait=True)
+    try:
+        checkpoints = Checkpoints(pool)
+        await checkpoints.advance(relay_subscriber(namespace), head)
+        started = time.monotonic()
+        with _started(env, "S5-catch-up", database_url, namespace, ZERO_LATENCY, {}):
+            while True:
+                positions = await checkpoints.positions(PROJECTIONS)
+                if all(positions.get(name, 0) >= head for name in PROJECTIONS):
+                    return round(time.monotonic() - started, 1)
+                if time.monotonic() - started > timeout_s:
+                    raise RuntimeError(f"S5: the read models did not reach {head}")
+                await asyncio.sleep(0.5)
+    finally:
+        await pool.close()
 
 
 def settle(database_url: str) -> dict[str, Any]:
@@ -1009,12 +1010,10 @@ async def s5(env: Env, args: argparse.Namespace) -> Result:
                     orders=10, concurrency=5, run_id=f"bench-{env.run_id}-S5-seed"
                 ),
             ).run()
-        info = await asyncio.to_thread(
-            preload, database_url, namespace, args.preload_events
+        info = await asyncio.to_thread(preload, database_url, args.preload_events)
+        info["read_models_s"] = await catch_up(
+            env, database_url, namespace, info["head_position"]
         )
-        # The measured system's namespace, whose relay is at the head already.
-        with _started(env, "S5-catch-up", database_url, namespace, ZERO_LATENCY, {}):
-            info["read_models_s"] = await catch_up(database_url, info["head_position"])
         info |= await asyncio.to_thread(settle, database_url)
         print(f"   S5: preloaded {json.dumps(info)}", flush=True)
         result = await closed_loop(
