@@ -1,7 +1,9 @@
 """Test infrastructure: real PostgreSQL and RabbitMQ, isolated per run.
 
-Where a Docker engine answers, testcontainers starts both. Otherwise the URLs come
-from ``TEST_DATABASE_URL`` and ``TEST_AMQP_URL``. A missing service fails the run:
+Where a Docker engine answers, testcontainers starts both, whatever the
+environment says. Otherwise the URLs come from ``TEST_DATABASE_URL`` and
+``TEST_AMQP_URL`` (``make test`` sets them to the local servers). A missing service
+fails the run:
 integration tests are never skipped. Each run gets its own database and its own
 exchange and queue names, so runs never see each other's data.
 """
@@ -33,16 +35,16 @@ def _docker_answers() -> bool:
 @pytest.fixture(scope="session")
 def infrastructure() -> Iterator[tuple[str, str]]:
     """(server URL of PostgreSQL, URL of RabbitMQ)."""
-    pg_url = os.environ.get("TEST_DATABASE_URL")
-    amqp_url = os.environ.get("TEST_AMQP_URL")
-    if pg_url and amqp_url:
+    if not _docker_answers():
+        pg_url = os.environ.get("TEST_DATABASE_URL")
+        amqp_url = os.environ.get("TEST_AMQP_URL")
+        if not (pg_url and amqp_url):
+            pytest.fail(
+                "No PostgreSQL/RabbitMQ: run a Docker engine for testcontainers "
+                "or set TEST_DATABASE_URL and TEST_AMQP_URL"
+            )
         yield pg_url, amqp_url
         return
-    if not _docker_answers():
-        pytest.fail(
-            "No PostgreSQL/RabbitMQ: set TEST_DATABASE_URL and TEST_AMQP_URL "
-            "or run a Docker engine for testcontainers"
-        )
     from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
     from testcontainers.rabbitmq import RabbitMqContainer  # noqa: PLC0415
 

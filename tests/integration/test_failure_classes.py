@@ -122,3 +122,20 @@ async def test_a_buy_receives_exactly_the_amount_asked(system: System) -> None:
     async with httpx.AsyncClient(base_url=system.base_url) as client:
         events = (await client.get(f"/api/orders/{order_id}/events")).json()["events"]
     assert events[0]["side"] == "buy"
+
+
+async def test_a_sell_too_small_to_buy_anything_fails_at_once_with_the_reason(
+    system: System,
+) -> None:
+    """One lamport buys nothing after fees: every venue refuses, no retry, no send."""
+    body = {**ORDER, "amount": 0.000000001}
+    answer = await submit(system, body)
+    assert answer.status_code == 202, answer.text
+    order_id = answer.json()["orderId"]
+
+    seen = await stream(system, f"/ws/orders/{order_id}", timeout=30)
+
+    assert seen.statuses == ["pending", "routing", "failed"]
+    assert seen.frames[-1]["failure"] == "INSUFFICIENT_LIQUIDITY"
+    assert "no venue can fill 0.000000001 SOL (sell)" in seen.frames[-1]["reason"]
+    assert landed_swaps(system, order_id) == []

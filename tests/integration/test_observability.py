@@ -63,51 +63,86 @@ async def test_every_service_serves_metrics(system: System, service: str) -> Non
     assert "oe_order_stage_seconds_bucket" in samples
 
 
-async def test_a_confirmed_order_shows_in_the_metrics(
-    system: System, confirmed_order: tuple[str, str]
-) -> None:
-    """Counters and stage histograms move where each fact is recorded."""
-    gateway = await _samples(system, "gateway")
-    router = await _samples(system, "router")
-    executor = await _samples(system, "executor")
-    notifier = await _samples(system, "notifier")
+# What one confirmed order adds to each counter, where each fact is recorded.
+ONE_ORDER: tuple[tuple[str, str, dict[str, str], float], ...] = (
+    ("gateway", "oe_orders_accepted_total", {}, 1),
+    (
+        "executor",
+        "oe_orders_completed_total",
+        {"outcome": "confirmed", "failure_class": "none"},
+        1,
+    ),
+    ("router", "oe_order_stage_seconds_count", {"stage": "accepted_to_routed"}, 1),
+    ("executor", "oe_order_stage_seconds_count", {"stage": "routed_to_submitted"}, 1),
+    (
+        "executor",
+        "oe_order_stage_seconds_count",
+        {"stage": "submitted_to_confirmed"},
+        1,
+    ),
+    ("executor", "oe_order_stage_seconds_count", {"stage": "accepted_to_terminal"}, 1),
+    (
+        "router",
+        "oe_consumer_messages_total",
+        {"consumer": "router", "event_type": "OrderAccepted", "outcome": "ack"},
+        1,
+    ),
+    (
+        "executor",
+        "oe_consumer_messages_total",
+        {"consumer": "executor", "event_type": "RouteSelected", "outcome": "ack"},
+        1,
+    ),
+    # pending, routing, building, submitted, confirmed
+    ("notifier", "oe_consumer_messages_total", {"consumer": "notifier"}, 5),
+)
 
-    assert _value(gateway, "oe_orders_accepted_total") >= 1
-    assert (
-        _value(
-            executor,
-            "oe_orders_completed_total",
-            outcome="confirmed",
-            failure_class="none",
-        )
-        >= 1
-    )
-    assert (
-        _value(router, "oe_order_stage_seconds_count", stage="accepted_to_routed") >= 1
-    )
-    for stage in (
-        "routed_to_submitted",
-        "submitted_to_confirmed",
-        "accepted_to_terminal",
-    ):
-        assert _value(executor, "oe_order_stage_seconds_count", stage=stage) >= 1
-        assert _value(executor, "oe_order_stage_seconds_sum", stage=stage) > 0
-    assert (
-        _value(
-            router,
-            "oe_consumer_messages_total",
-            consumer="router",
-            event_type="OrderAccepted",
-            outcome="ack",
-        )
-        >= 1
-    )
-    assert _value(notifier, "oe_consumer_messages_total", consumer="notifier") >= 5
-    published = sum(
-        _value(s, "oe_relay_events_published_total")
-        for s in (gateway, router, executor, notifier)
-    )
-    assert published >= 5
+
+async def _all_samples(system: System) -> dict[str, dict[str, list[Any]]]:
+    return {service: await _samples(system, service) for service in SERVICES}
+
+
+def _published(samples: dict[str, dict[str, list[Any]]]) -> float:
+    # The relay runs in whichever service holds its lock.
+    return sum(_value(s, "oe_relay_events_published_total") for s in samples.values())
+
+
+async def test_one_confirmed_order_moves_each_counter_by_its_own_events(
+    system: System,
+) -> None:
+    """One order adds exactly its own facts: 1 accepted, 1 confirmed, 5 published."""
+    async with asyncio.timeout(30):  # earlier tests' orders have all finished
+        while _value(
+            await _samples(system, "gateway"), "oe_orders_in_flight"
+        ) or _value(await _samples(system, "gateway"), "oe_relay_lag_events"):
+            await asyncio.sleep(0.2)
+    before = await _all_samples(system)
+
+    answer = await submit(system, ORDER)
+    assert answer.status_code == 202
+    await wait_for_status(system, answer.json()["orderId"], {"confirmed"})
+
+    def moved(after: dict[str, dict[str, list[Any]]]) -> list[float]:
+        return [
+            _value(after[service], name, **labels)
+            - _value(before[service], name, **labels)
+            for service, name, labels, _ in ONE_ORDER
+        ] + [_published(after) - _published(before)]
+
+    expected = [delta for *_, delta in ONE_ORDER] + [5]
+    # The notifier counts a message once it has pushed it, a moment after the frame.
+    async with asyncio.timeout(10):
+        while True:
+            deltas = moved(await _all_samples(system))
+            if all(d >= e for d, e in zip(deltas, expected, strict=True)):
+                break
+            await asyncio.sleep(0.1)
+    assert deltas == expected
+    after = await _all_samples(system)
+    for stage in ("routed_to_submitted", "submitted_to_confirmed"):
+        assert _value(
+            after["executor"], "oe_order_stage_seconds_sum", stage=stage
+        ) > _value(before["executor"], "oe_order_stage_seconds_sum", stage=stage)
 
 
 async def test_relay_lag_settles_to_zero(system: System) -> None:

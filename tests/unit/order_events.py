@@ -90,12 +90,14 @@ def confirmed(attempt: int = 1) -> SwapConfirmed:
 
 
 def retry(attempt: int) -> RetryScheduled:
+    """The retry of a submitted attempt, naming the transaction it sent."""
     return RetryScheduled(
         attempt=attempt,
         failed_attempt=attempt - 1,
         failure=FailureClass.SLIPPAGE_EXCEEDED,
         reason="moved",
         delay_ms=500,
+        signature=f"sig{attempt - 1}",
     )
 
 

@@ -24,7 +24,7 @@ from shared.domain.events import (
     SwapConfirmed,
     TransactionSubmitted,
 )
-from shared.domain.order import decide_attempt_failed, decide_start_routing
+from shared.domain.order import Phase, decide_attempt_failed, decide_start_routing
 from shared.domain.pairs import Side
 from shared.domain.quotes import RouteLeg, RoutePlan, Venue
 from shared.domain.retry import FailureClass, RetryPolicy
@@ -139,6 +139,11 @@ async def test_an_acked_delivery_logs_one_handled_line_with_its_ids(
         outcome="ack",
     )
     redeliveries = _value("oe_consumer_redeliveries_total", consumer=CONSUMER)
+    timed = _value(
+        "oe_consumer_handle_seconds_count",
+        consumer=CONSUMER,
+        event_type="OrderAccepted",
+    )
     inner = logging.getLogger("shared.messaging.delivery")
 
     async def handler(received: EventEnvelope) -> None:
@@ -164,7 +169,7 @@ async def test_an_acked_delivery_logs_one_handled_line_with_its_ids(
             consumer=CONSUMER,
             event_type="OrderAccepted",
         )
-        >= 1
+        == timed + 1
     )
     log_lines_after = log_lines()
     handled = [line for line in log_lines_after if line["event"] == "handled"]
@@ -404,7 +409,12 @@ async def test_outcomes_are_counted_once_where_they_are_recorded() -> None:
 
     def fail(state: Any) -> Any:
         return decide_attempt_failed(
-            state, attempt=1, failure=failure, reason="too big", policy=RetryPolicy()
+            state,
+            attempt=1,
+            phase=Phase.ROUTING,
+            failure=failure,
+            reason="too big",
+            policy=RetryPolicy(),
         )
 
     _, first = await orders.decide(order_id, fail, cause=accepted)

@@ -157,6 +157,7 @@ def test_deciding_a_step_already_taken_decides_nothing() -> None:
         decide_attempt_failed(
             state,
             attempt=1,
+            phase=state.phase,
             failure=FailureClass.NETWORK_ERROR,
             reason="x",
             policy=POLICY,
@@ -225,6 +226,7 @@ def test_failures_are_retried_until_the_last_attempt_then_fail_with_the_reason()
         decided = decide_attempt_failed(
             state,
             attempt=attempt,
+            phase=Phase.SUBMITTED,
             failure=FailureClass.SLIPPAGE_EXCEEDED,
             reason="pool moved",
             policy=POLICY,
@@ -249,6 +251,7 @@ def test_a_terminal_failure_class_is_not_retried() -> None:
     [event] = decide_attempt_failed(
         state,
         attempt=1,
+        phase=Phase.ROUTING,
         failure=FailureClass.INSUFFICIENT_LIQUIDITY,
         reason="pool too thin",
         policy=POLICY,
@@ -281,3 +284,47 @@ def test_a_requoted_plan_is_the_one_confirmed_against() -> None:
 
     assert isinstance(event, SwapConfirmed)
     assert event.quoted_amount_out == Decimal(1625)
+
+
+@pytest.mark.parametrize(
+    "seen_in",
+    [
+        # A router's quote failed while another router's route went through.
+        Phase.ROUTING,
+        # An executor's build failed while another executor sent its transaction.
+        Phase.ROUTED,
+    ],
+)
+def test_a_failure_seen_before_the_order_moved_on_decides_nothing(
+    seen_in: Phase,
+) -> None:
+    """A stale failure must not retry an attempt whose transaction may still land."""
+    state = replay([accepted(), RoutingStarted(attempt=1), routed(), submitted()])
+    assert state is not None
+    assert state.phase is Phase.SUBMITTED
+
+    decided = decide_attempt_failed(
+        state,
+        attempt=1,
+        phase=seen_in,
+        failure=FailureClass.NETWORK_ERROR,
+        reason="quote timed out",
+        policy=POLICY,
+    )
+
+    assert decided == []
+
+
+def test_only_the_sent_transaction_can_end_a_submitted_attempt() -> None:
+    """A confirmation or failure naming another signature cannot follow the send."""
+    sent = [accepted(), RoutingStarted(attempt=1), routed(), submitted()]
+    other = confirmed().model_copy(update={"tx_hash": "someone-else"})
+    stale_retry = retry(2).model_copy(update={"signature": None})
+
+    with pytest.raises(InvalidTransitionError, match="someone-else"):
+        replay([*sent, other])
+    with pytest.raises(InvalidTransitionError, match="names None"):
+        replay([*sent, stale_retry])
+    state = replay([*sent, confirmed()])
+    assert state is not None
+    assert state.status is OrderStatus.CONFIRMED

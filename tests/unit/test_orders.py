@@ -6,6 +6,7 @@ The other must send the recorded one, never its own: two different transactions
 for one attempt could both land.
 """
 
+from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -15,6 +16,7 @@ from shared.domain.envelope import CauseRef, NewEvent
 from shared.domain.order import (
     Phase,
     decide_attempt_failed,
+    decide_confirm,
     decide_route,
     decide_start_routing,
     decide_submit,
@@ -96,6 +98,7 @@ async def test_an_outcome_raced_by_two_replicas_is_counted_once() -> None:
             return decide_attempt_failed(
                 state,
                 attempt=1,
+                phase=Phase.ROUTED,
                 failure=failure,
                 reason=reason,
                 policy=RetryPolicy(max_attempts=1),
@@ -173,3 +176,44 @@ async def test_a_stale_first_event_reloads_and_records_nothing_twice() -> None:
     assert store.reads >= 1
     history = await orders.history(first.state.order_id)
     assert [e.type for e in history] == ["OrderAccepted", "RoutingStarted"]
+
+
+async def test_a_failure_raced_by_another_replicas_send_leaves_the_send_to_land() -> (
+    None
+):
+    """A build failure seen on the routed order, after another executor sent its
+    transaction, records nothing: the order stays submitted and its swap confirms."""
+    orders, order_id, known, cause = await routed_order()
+    await orders.decide(order_id, submit("sig-A"), cause=cause, known=known)
+
+    def stale_failure(state: Any) -> Any:
+        return decide_attempt_failed(
+            state,
+            attempt=1,
+            phase=known.state.phase,
+            failure=FailureClass.NETWORK_ERROR,
+            reason="no blockhash",
+            policy=RetryPolicy(max_attempts=3),
+        )
+
+    after, recorded = await orders.decide(
+        order_id, stale_failure, cause=cause, known=known
+    )
+    assert recorded == []
+    assert after.state.phase is Phase.SUBMITTED
+
+    _, confirmed = await orders.decide(
+        order_id,
+        lambda s: decide_confirm(
+            s,
+            signature="sig-A",
+            slot=7,
+            amount_in=Decimal(1),
+            amount_out=Decimal(160),
+            legs=plan().legs,
+        ),
+        cause=cause,
+    )
+    assert [e.type for e in confirmed] == ["SwapConfirmed"]
+    stream = await orders.history(order_id)
+    assert [e.type for e in stream].count("RetryScheduled") == 0

@@ -214,3 +214,22 @@ def test_split_search_finds_the_peak_of_a_concave_total(peak: int, within: int) 
     assert abs(found - peak) <= within
     if within > 999:
         assert len(evaluated) <= 4  # the slope at the end settles it
+
+
+def test_a_sell_that_buys_nothing_is_no_fill() -> None:
+    """Dust whose output rounds to zero on every venue cannot be routed."""
+    pools = {
+        p.venue: p for p in (cp(Venue.RAYDIUM, 100, 160.0), book(160.0, 50, 8_000))
+    }
+
+    with pytest.raises(InsufficientLiquidityError, match=r"fill 0\.000000001 SOL"):
+        plan_route(
+            pools,
+            pair=PAIR,
+            side=Side.SELL,
+            amount=Decimal("0.000000001"),
+            slippage_bps=50,
+            quoted_at=NOW,
+            validity=timedelta(seconds=2),
+            now_s=0,
+        )

@@ -384,11 +384,16 @@ class ExecuteOrders:
         reason: str,
     ) -> None:
         state = order.state
-        attempt = state.attempt
+        attempt, phase = state.attempt, state.phase
         decided, _ = await self._orders.decide(
             state.order_id,
             lambda s: decide_attempt_failed(
-                s, attempt=attempt, failure=failure, reason=reason, policy=self._policy
+                s,
+                attempt=attempt,
+                phase=phase,
+                failure=failure,
+                reason=reason,
+                policy=self._policy,
             ),
             cause=cause,
             known=order,

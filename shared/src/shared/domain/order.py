@@ -108,6 +108,7 @@ def evolve(state: OrderState | None, event: OrderEvent) -> OrderState:
     if event.type not in _ALLOWED[state.phase]:
         raise InvalidTransitionError(f"{event.type} cannot follow phase {state.phase}")
     _check_attempt(state, event)
+    _check_signature(state, event)
     state = replace(state, version=state.version + 1)
     match event:
         case RoutingStarted():
@@ -153,6 +154,25 @@ def _check_attempt(state: OrderState, event: OrderEvent) -> None:
     if attempt != expected:
         raise InvalidTransitionError(
             f"{event.type} for attempt {attempt}, expected {expected}"
+        )
+
+
+def _check_signature(state: OrderState, event: OrderEvent) -> None:
+    # Once a transaction is sent, only its own outcome may end the attempt: the
+    # signature is the one thing that can land.
+    if state.phase is not Phase.SUBMITTED or state.transaction is None:
+        return
+    match event:
+        case SwapConfirmed():
+            claimed: str | None = event.tx_hash
+        case RetryScheduled() | OrderFailed():
+            claimed = event.signature
+        case _:
+            return
+    if claimed != state.transaction.signature:
+        raise InvalidTransitionError(
+            f"{event.type} names {claimed}, the attempt sent"
+            f" {state.transaction.signature}"
         )
 
 
@@ -259,12 +279,20 @@ def decide_attempt_failed(
     state: OrderState,
     *,
     attempt: int,
+    phase: Phase,
     failure: FailureClass,
     reason: str,
     policy: RetryPolicy,
 ) -> list[OrderEvent]:
-    """Retry the order as its next attempt, or fail it when the policy gives up."""
-    if state.is_terminal or state.attempt != attempt:
+    """Retry the order as its next attempt, or fail it when the policy gives up.
+
+    ``attempt`` and ``phase`` are where the failure was seen. A failure is news
+    only about that step: once the order has moved on (another router's route
+    was recorded, another executor's transaction was sent), it says nothing about
+    the step the order is at, and retrying then would sign a second swap while
+    the first may still land.
+    """
+    if state.is_terminal or state.attempt != attempt or state.phase is not phase:
         return []
     if state.phase is Phase.ACCEPTED:
         raise InvalidTransitionError("an order fails only once an attempt has started")

@@ -88,7 +88,7 @@ def plan_route(
     split = _best_split(pools, order)
     if single is None and split is None:
         raise InsufficientLiquidityError(
-            f"no venue can fill {amount} {pair.base.symbol} ({side})"
+            f"no venue can fill {amount:f} {pair.base.symbol} ({side})"
         )
     if split is not None and (
         single is None
@@ -106,9 +106,16 @@ class _Split:
 
 
 def _fill(pool: CpPool | DlmmPool, order: _Order, amount_raw: int) -> Fill:
-    if order.exact_in:
-        return fill_exact_in(pool, order.side, amount_raw, now_s=order.now_s)
-    return fill_exact_out(pool, order.side, amount_raw, now_s=order.now_s)
+    if not order.exact_in:
+        return fill_exact_out(pool, order.side, amount_raw, now_s=order.now_s)
+    fill = fill_exact_in(pool, order.side, amount_raw, now_s=order.now_s)
+    if fill.amount_out <= 0:
+        # Dust: the fee and rounding take everything. Paying for nothing is no
+        # fill, and a price cannot be quoted for it.
+        raise InsufficientLiquidityError(
+            f"{amount_raw} raw units of {order.in_token.symbol} buy nothing"
+        )
+    return fill
 
 
 def _other_side(fill: Fill, order: _Order) -> int:
@@ -182,6 +189,8 @@ def _split_two(
     else:
         candidates = {_golden_section(cached, lo, hi)}
     a1 = max(candidates | {lo, hi}, key=cached)
+    if cached(a1) == _INFEASIBLE:  # no allocation where both legs fill
+        return None
     legs = (
         (p1.venue, _fill(p1, order, a1)),
         (p2.venue, _fill(p2, order, total - a1)),
