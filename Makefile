@@ -1,5 +1,5 @@
 # Order execution engine: developer and CI entry points (GNU make).
-#   make install | migrate | run | test | test-unit | lint | fmt | up | down | clean
+#   make install | servers | migrate | run | test | test-unit | lint | fmt | up | down | clean
 # Every target works in a fresh clone: the ones that need Python depend on install.
 
 SHELL := bash
@@ -37,7 +37,12 @@ NOTIFIER_PORT ?= 3001
 # docker compose (make up): replicas of the scalable services.
 COMPOSE ?= docker compose
 
-.PHONY: help install migrate run test test-unit lint fmt up down clean
+# The servers the services are pointed at: environment, then .env, then defaults.
+SETTINGS_URLS := $(BIN)/python -c 'from shared.settings import Settings; s = Settings(); print(s.database_url, s.amqp_url)'
+# The same probe as the tests' fixtures: with a Docker engine they use testcontainers.
+DOCKER_ANSWERS := $(BIN)/python -c 'import docker; docker.from_env(timeout=2).ping()' >/dev/null 2>&1
+
+.PHONY: help install servers migrate run test test-unit lint fmt up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,7 +57,10 @@ $(STAMP): $(INSTALL_INPUTS) | $(BIN)/python
 
 install: $(STAMP) ## Create .venv and install everything (skipped when nothing changed)
 
-migrate: install ## Create or migrate the schema at DATABASE_URL (idempotent)
+servers: install ## Start the local PostgreSQL and RabbitMQ if installed and stopped
+	tools/local-servers $$($(SETTINGS_URLS))
+
+migrate: install servers ## Create or migrate the schema at DATABASE_URL (idempotent)
 	$(BIN)/python -m shared.migrations
 
 run: install migrate ## Run all services locally (GATEWAYS=n ROUTERS=n EXECUTORS=n NOTIFIERS=n); Ctrl-C stops them
@@ -60,11 +68,14 @@ run: install migrate ## Run all services locally (GATEWAYS=n ROUTERS=n EXECUTORS
 	@echo "API:       http://localhost:$(GATEWAY_PORT)/ (Swagger UI: http://localhost:$(GATEWAY_PORT)/docs)"
 	@echo "WebSocket: ws://localhost:$(NOTIFIER_PORT)"
 	@echo "Replicas:  gateway=$(GATEWAYS) router=$(ROUTERS) executor=$(EXECUTORS) notifier=$(NOTIFIERS) (Ctrl-C stops everything)"
+	@# -e /dev/null: the services read .env themselves, under the real environment;
+	@# honcho's own reading of it would override make's variables and the shell's.
 	PATH="$(abspath $(BIN)):$$PATH" GATEWAY_PORT=$(GATEWAY_PORT) NOTIFIER_PORT=$(NOTIFIER_PORT) \
-		HTTP_REUSE_PORT=$(HTTP_REUSE_PORT) exec $(BIN)/honcho start -f Procfile \
+		HTTP_REUSE_PORT=$(HTTP_REUSE_PORT) exec $(BIN)/honcho start -f Procfile -e /dev/null \
 		-c gateway=$(GATEWAYS),notifier=$(NOTIFIERS),router=$(ROUTERS),executor=$(EXECUTORS)
 
-test: install ## All tests, integration included (needs PostgreSQL and RabbitMQ)
+test: install ## All tests, integration included (starts the local servers, or Docker's)
+	if ! $(DOCKER_ANSWERS); then tools/local-servers '$(TEST_DATABASE_URL)' '$(TEST_AMQP_URL)'; fi
 	TEST_DATABASE_URL='$(TEST_DATABASE_URL)' TEST_AMQP_URL='$(TEST_AMQP_URL)' \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -75,16 +86,19 @@ BENCH_ARGS ?=
 
 .PHONY: chaos
 chaos: install ## Chaos suite, long form: 2,000 orders, 20 kills, RabbitMQ and PostgreSQL restarts (CHAOS_ARGS='--short')
+	tools/local-servers '$(BENCH_DATABASE_URL)' '$(BENCH_AMQP_URL)'
 	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \
 		$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
 
 .PHONY: bench
 bench: install ## Benchmark scenarios S1-S5 on this machine (~9 min; BENCH_ARGS='--scenario S2')
+	tools/local-servers '$(BENCH_DATABASE_URL)' '$(BENCH_AMQP_URL)'
 	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \
 		$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 .PHONY: floor
 floor: install ## The architecture's floor: each primitive's CPU cost alone, per order (~3 min)
+	tools/local-servers '$(BENCH_DATABASE_URL)' '$(BENCH_AMQP_URL)'
 	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \
 		$(BIN)/python -m tools.floor $(FLOOR_ARGS)
 

@@ -20,6 +20,7 @@ from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.pool import Pool, open_pool
 from shared.eventstore.port import RawEvent
 from shared.eventstore.postgres import PostgresEventStore
+from shared.eventstore.projection import SupersededError
 from tests.integration.plans import plans_as_notices_async
 from tests.unit.order_events import accepted, confirmed, retry, routed, submitted
 
@@ -31,9 +32,14 @@ _COLUMNS = (
 )
 
 
-class _TestProjection(OrdersProjection):
-    # Its own checkpoint: a running system may share this database.
-    subscriber = f"test:orders_view:{uuid4()}"
+def _projection(pool: Pool) -> OrdersProjection:
+    """A projection with a checkpoint of its own: a running system may share this
+    database, and each replay of a history starts from the beginning."""
+
+    class _OwnCheckpoint(OrdersProjection):
+        subscriber = f"test:orders_view:{uuid4()}"
+
+    return _OwnCheckpoint(pool=pool, checkpoints=Checkpoints(pool))
 
 
 def retried_then_confirmed() -> list[OrderEvent]:
@@ -96,7 +102,7 @@ async def _listed_row_by_batches(
     pool: Pool, history: Sequence[EventEnvelope], batches: Sequence[int]
 ) -> dict[str, Any]:
     """Apply ``history`` in batches of these sizes; the row that results."""
-    projection = _TestProjection(pool=pool, checkpoints=Checkpoints(pool))
+    projection = _projection(pool)
     start = 0
     for size in batches:
         await projection.apply([RawEvent.of(e) for e in history[start : start + size]])
@@ -180,7 +186,7 @@ async def test_an_event_type_this_release_does_not_know_is_passed_over(
         envelope_json='{"type": "OrderRepriced", "limitPrice": "163.2"}',
     )
     with_newer = [*raw[:2], newer, *raw[3:]]
-    projection = _TestProjection(pool=es_pool, checkpoints=Checkpoints(es_pool))
+    projection = _projection(es_pool)
 
     await projection.apply(with_newer)
 
@@ -206,7 +212,7 @@ async def test_admission_sees_how_long_orders_have_waited_for_the_engine(
     """Four orders waiting show how long they have waited (the fourth-longest
     wait is what admission steers by, so a few stuck orders do not)."""
     store = PostgresEventStore(es_pool)
-    projection = _TestProjection(pool=es_pool, checkpoints=Checkpoints(es_pool))
+    projection = _projection(es_pool)
     order_ids: list[UUID] = []
     try:
         for _ in range(4):
@@ -253,3 +259,32 @@ async def test_the_admission_count_starts_no_parallel_workers(
     (count,) = [p for p in plans if "es.events" in p]
     assert "Gather" not in count
     assert "Parallel" not in count
+
+
+async def test_a_batch_another_instance_already_applied_writes_nothing(
+    es_pool: Pool,
+) -> None:
+    """A leader that lost its lock and applies a batch late is refused whole: its
+    rows roll back with its checkpoint, and the row stays as the new leader left it.
+    """
+    store = PostgresEventStore(es_pool)
+    history = await _recorded(store, retried_then_confirmed())
+    raw = [RawEvent.of(e) for e in history]
+    leader = _projection(es_pool)
+    late = type(leader)(pool=es_pool, checkpoints=Checkpoints(es_pool))
+    await leader.apply(raw[:3])
+    await leader.apply(raw[3:])
+    async with es_pool.connection() as conn:
+        # What the late instance's rows would overwrite, had they committed.
+        await conn.execute(
+            "UPDATE gateway.orders_view SET version = 0 WHERE order_id = %s",
+            (history[0].order_id,),
+        )
+
+    with pytest.raises(SupersededError):
+        await late.apply(raw[:3])
+
+    row = await _row(es_pool, history[0].order_id)
+    assert row["status"] == "confirmed"
+    assert row["version"] == 0
+    assert await Checkpoints(es_pool).get(leader.subscriber) == raw[-1].global_position

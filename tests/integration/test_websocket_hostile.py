@@ -26,7 +26,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tests.integration.clients import post_order, stream, submit, wait_for_status
-from tests.integration.system import System
+from tests.integration.system import System, isolated_system
 
 pytestmark = pytest.mark.integration
 
@@ -229,12 +229,30 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
+SMALL_BUFFER = 256  # events per subscriber: a fifth of what the slow test sends
+
+
+@pytest.fixture(scope="module")
+def small_buffer_system(
+    infrastructure: tuple[str, str], broker_namespace: str
+) -> Iterator[System]:
+    """The system with room for only SMALL_BUFFER events per subscriber, so a
+    client that stops reading is certain to overflow it."""
+    with isolated_system(
+        infrastructure,
+        broker_namespace,
+        "small_ws_buffer",
+        {"WS_SUBSCRIBER_BUFFER": str(SMALL_BUFFER)},
+    ) as running:
+        yield running
+
+
 @pytest.fixture
-def tiny_buffer_socket(system: System) -> Iterator[socket.socket]:
+def tiny_buffer_socket(small_buffer_system: System) -> Iterator[socket.socket]:
     """A TCP socket to the notifier that can hold only a few KiB unread."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
-    sock.connect(("127.0.0.1", system.port("notifier")))
+    sock.connect(("127.0.0.1", small_buffer_system.port("notifier")))
     sock.setblocking(False)
     try:
         yield sock
@@ -277,28 +295,28 @@ class Reader:
             self.lags.append(time.time() - recorded)
 
 
-SLOW_ORDERS = 300  # ~1,500 events: more than a subscriber's buffer (1,024) holds
+SLOW_ORDERS = 300  # ~1,500 events: more than the buffer and the sockets hold
 MAX_RSS_GROWTH_KIB = 100 * 1024
 
 
 async def test_a_subscriber_that_stops_reading_is_closed_1013_without_stalling_others(
-    system: System, tiny_buffer_socket: socket.socket
+    small_buffer_system: System, tiny_buffer_socket: socket.socket
 ) -> None:
     """A firehose client that stops reading gets 1013; others stay prompt, RSS flat."""
-    notifier_pid = system.processes["notifier"].pid
+    notifier_pid = small_buffer_system.processes["notifier"].pid
     rss_before = _rss_kib(notifier_pid)
     slow = await websockets.connect(
-        f"{system.ws_url}/ws/orders",
+        f"{small_buffer_system.ws_url}/ws/orders",
         sock=tiny_buffer_socket,
         max_queue=1,  # the client library stops reading the socket at once
         ping_interval=None,
     )
     reader = Reader()
-    async with websockets.connect(f"{system.ws_url}/ws/orders") as fast:
+    async with websockets.connect(f"{small_buffer_system.ws_url}/ws/orders") as fast:
         reading = asyncio.create_task(reader.run(fast))
         await asyncio.sleep(0.5)  # both subscriptions registered
 
-        order_ids = await _submit_many(system, SLOW_ORDERS)
+        order_ids = await _submit_many(small_buffer_system, SLOW_ORDERS)
         async with asyncio.timeout(90):
             while reader.finished(order_ids) != order_ids:
                 assert not reading.done(), reading
@@ -313,11 +331,11 @@ async def test_a_subscriber_that_stops_reading_is_closed_1013_without_stalling_o
     assert max(reader.lags) < 3.0, f"reader lagged {max(reader.lags):.1f}s"
     assert rss_after - rss_before < MAX_RSS_GROWTH_KIB, (rss_before, rss_after)
 
-    # Now the slow client reads what was buffered for it. Either the kernel's
-    # socket buffers held everything (it gets every frame, in order, no gap), or its
-    # subscriber buffer overflowed and it was cut off: "try again" (1013) behind the
-    # frames already in the socket, or a dropped connection (1006) if it stayed
-    # silent past the close timeout. Never a gap, never a stall for the others.
+    # Now the slow client reads what was left for it: the frames already in the
+    # sockets, then its close. It overflowed its buffer, so it was cut off: "try
+    # again" (1013, naming the cursor to resume from) behind those frames, or a
+    # dropped connection (1006) if it stayed silent past the close timeout. What it
+    # got has no gap, and the others never stalled (above).
     got: list[int] = []
     with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
         async with asyncio.timeout(30):
@@ -325,14 +343,13 @@ async def test_a_subscriber_that_stops_reading_is_closed_1013_without_stalling_o
                 got.append(json.loads(await slow.recv())["position"])
     seen = f"{len(got)} frames of {len(positions)}; gaps: {_gaps(got)[:5]}"
     assert got == sorted(set(got)), seen
-    if len(got) < len(positions):
-        assert slow.close_code in {CLOSE_TRY_AGAIN, CLOSE_ABNORMAL}, (
-            f"slow client ended {slow.close_code} {slow.close_reason!r} after {seen}"
-        )
-        if slow.close_code == CLOSE_TRY_AGAIN:
-            assert "after=" in (slow.close_reason or ""), seen
-    else:
-        assert _gaps(got) == [], seen
+    assert _gaps(got) == [], seen
+    assert len(got) < len(positions), f"never cut off: {seen}"
+    assert slow.close_code in {CLOSE_TRY_AGAIN, CLOSE_ABNORMAL}, (
+        f"slow client ended {slow.close_code} {slow.close_reason!r} after {seen}"
+    )
+    if slow.close_code == CLOSE_TRY_AGAIN:
+        assert "after=" in (slow.close_reason or ""), seen
     await slow.close()
 
 

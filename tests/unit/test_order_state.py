@@ -317,7 +317,12 @@ def test_a_failure_seen_before_the_order_moved_on_decides_nothing(
 
 def test_only_the_sent_transaction_can_end_a_submitted_attempt() -> None:
     """A confirmation or failure naming another signature cannot follow the send."""
-    sent = [accepted(), RoutingStarted(attempt=1), routed(), submitted()]
+    sent: list[OrderEvent] = [
+        accepted(),
+        RoutingStarted(attempt=1),
+        routed(),
+        submitted(),
+    ]
     other = confirmed().model_copy(update={"tx_hash": "someone-else"})
     stale_retry = retry(2).model_copy(update={"signature": None})
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.web import STATIC_DIR, mount_web
-from shared.service.docs import SWAGGER_DIR
+from shared.service.docs import SWAGGER_DIR, mount_docs
 
 ABSOLUTE_URL = re.compile(r"(?:https?:|wss?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)
 # The vendored files a page needs at run time; licences travel with them.
@@ -63,6 +63,7 @@ def _parse(html: str) -> _AssetRefs:
 @pytest.fixture(scope="module")
 def client() -> TestClient:
     app = FastAPI(title="web-assets-test", docs_url=None, redoc_url=None)
+    mount_docs(app)  # as service_app does for every service
     mount_web(app)
     return TestClient(app)
 

@@ -1,4 +1,4 @@
-"""The browser side of the gateway: the dashboard, its assets and Swagger UI.
+"""The browser side of the gateway: the dashboard and its assets.
 
 Everything a browser loads is served from the package's own ``static`` directory,
 never from a CDN: many deployments of this product have no internet access.
@@ -10,8 +10,6 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from shared.service.docs import mount_docs
-
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 # The dashboard is a handful of small files that change with each release; making
@@ -21,15 +19,12 @@ _REVALIDATE = {"Cache-Control": "no-cache"}
 
 
 def mount_web(app: FastAPI) -> None:
-    """Serve the dashboard at ``/``, assets at ``/static``, Swagger UI at ``/docs``.
+    """Serve the dashboard at ``/`` and its assets at ``/static``.
 
-    Create the app with ``docs_url=None, redoc_url=None`` so FastAPI's CDN-backed
-    pages do not claim those paths first.
+    Swagger UI at ``/docs`` comes with every service's app (``service_app``).
     """
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=_REVALIDATE)
-
-    mount_docs(app)

@@ -21,6 +21,11 @@ ON CONFLICT (subscriber) DO UPDATE
  WHERE c.position < excluded.position
 """
 
+# Fails with SUPERSEDED once the checkpoint is past where the caller read from
+# (migration 0007).
+_MOVE = "SELECT es.move_checkpoint(%s, %s, %s)"
+SUPERSEDED = "OE409"
+
 
 class Checkpoints:
     """Get and advance per-subscriber positions.
@@ -63,6 +68,17 @@ class Checkpoints:
         async with self._connection(conn) as c, c.cursor(row_factory=tuple_row) as cur:
             await cur.execute(_ADVANCE, (subscriber, position))
             return cur.rowcount == 1
+
+    async def move(
+        self, subscriber: str, read_after: int, to: int, *, conn: AsyncConnection[Any]
+    ) -> None:
+        """Move ``subscriber`` to ``to`` in ``conn``'s transaction.
+
+        The transaction fails (SQLSTATE ``SUPERSEDED``, raised at the latest when
+        it commits) if the checkpoint is already past ``read_after``, where the
+        batch was read from: another instance applied those events.
+        """
+        await conn.execute(_MOVE, (subscriber, read_after, to))
 
     @asynccontextmanager
     async def _connection(

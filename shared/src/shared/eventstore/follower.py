@@ -60,6 +60,9 @@ class Follower:
             position = await self._checkpoints.get(self.subscriber)
             while True:
                 batch = await self._store.read_all_raw(position, self._batch_size)
+                # Before every batch, a backlog's included: a follower whose lock
+                # session died must stop, as another process may lead by now.
+                await leader.still_leading()
                 if batch:
                     await self._handle(batch)
                     position = batch[-1].global_position
@@ -68,7 +71,6 @@ class Follower:
                         continue  # a backlog: read on at once
                 # A short batch was the end of the log when read; anything
                 # appended since has notified, so the wait returns at once.
-                await leader.still_leading()
                 await wakeups.wait(self._poll_s)
                 if self._linger_s:
                     # Let the events that follow this one arrive: an order's

@@ -14,15 +14,26 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import psycopg
+
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import EVENT_TYPES
-from shared.eventstore.checkpoints import Checkpoints
+from shared.eventstore.checkpoints import SUPERSEDED, Checkpoints
 from shared.eventstore.pool import Pool
 from shared.eventstore.port import RawEvent
 
 logger = logging.getLogger(__name__)
 
 Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
+
+
+class SupersededError(Exception):
+    """Another instance already applied this batch: this one's rows roll back.
+
+    Two instances can hold a batch at once for a moment (a leader whose lock
+    session died has not noticed yet). The checkpoint, which never moves back,
+    decides: whoever moved it applied the batch; the other writes nothing.
+    """
 
 
 class TableProjection:
@@ -39,6 +50,8 @@ class TableProjection:
 
     async def apply(self, batch: Sequence[RawEvent]) -> None:
         position = batch[-1].global_position
+        # The log is dense: the batch was read after the position before its first.
+        read_after = batch[0].global_position - 1
         statements = self.statements(self._known(batch))
         async with self._pool.connection() as conn:
             if not statements:
@@ -46,11 +59,18 @@ class TableProjection:
                 await self._checkpoints.advance(self.subscriber, position, conn=conn)
                 return
             # One round trip for the whole transaction: rows and checkpoint.
-            async with conn.pipeline(), conn.transaction():
-                async with conn.cursor() as cursor:
-                    for query, params in statements:
-                        await cursor.execute(query, params)
-                await self._checkpoints.advance(self.subscriber, position, conn=conn)
+            try:
+                async with conn.pipeline(), conn.transaction():
+                    async with conn.cursor() as cursor:
+                        for query, params in statements:
+                            await cursor.execute(query, params)
+                    await self._checkpoints.move(
+                        self.subscriber, read_after, position, conn=conn
+                    )
+            except psycopg.Error as error:
+                if error.sqlstate == SUPERSEDED:
+                    raise SupersededError(str(error)) from error
+                raise
 
     def _known(self, batch: Sequence[RawEvent]) -> list[EventEnvelope]:
         known: list[EventEnvelope] = []
