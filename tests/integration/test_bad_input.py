@@ -33,6 +33,8 @@ def _without(field: str) -> dict[str, Any]:
         ({**VALID, "side": "short"}, "side", "sell"),
         ({**VALID, "slippageBps": 0}, "slippageBps", "greater than or equal"),
         ({**VALID, "slippageBps": 100_000}, "slippageBps", "less than or equal"),
+        ({**VALID, "slippageBps": True}, "slippageBps", "integer"),
+        ({**VALID, "slippageBps": "50"}, "slippageBps", "integer"),
         ({**VALID, "clientOrderId": "has spaces"}, "clientOrderId", "pattern"),
         ({**VALID, "surprise": 1}, "surprise", "not permitted"),
     ],
@@ -95,6 +97,22 @@ def test_an_idempotency_key_that_contradicts_client_order_id_gets_422(
         f"{system.base_url}/api/orders/execute",
         json={**VALID, "clientOrderId": "a-1"},
         headers={"Idempotency-Key": "b-2"},
+        timeout=10,
+    )
+
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+
+
+@pytest.mark.parametrize("key", ["", "has spaces", "a" * 65])
+def test_a_malformed_idempotency_key_header_gets_422_naming_it(
+    system: System, key: str
+) -> None:
+    """The header is held to clientOrderId's rules: nothing is recorded under it."""
+    answer = httpx.post(
+        f"{system.base_url}/api/orders/execute",
+        json=VALID,
+        headers={"Idempotency-Key": key},
         timeout=10,
     )
 

@@ -229,20 +229,25 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-SMALL_BUFFER = 256  # events per subscriber: a fifth of what the slow test sends
+SMALL_BUFFER = 256  # events per subscriber: a sixth of what the slow test sends
+SEND_BUFFER_BYTES = 16_384  # per connection, before Linux doubles it
 
 
 @pytest.fixture(scope="module")
 def small_buffer_system(
     infrastructure: tuple[str, str], broker_namespace: str
 ) -> Iterator[System]:
-    """The system with room for only SMALL_BUFFER events per subscriber, so a
-    client that stops reading is certain to overflow it."""
+    """The system with room for only SMALL_BUFFER events per subscriber and a
+    small kernel send buffer, so a client that stops reading is certain to
+    overflow it (on loopback the kernel would otherwise hold MiBs for it)."""
     with isolated_system(
         infrastructure,
         broker_namespace,
         "small_ws_buffer",
-        {"WS_SUBSCRIBER_BUFFER": str(SMALL_BUFFER)},
+        {
+            "WS_SUBSCRIBER_BUFFER": str(SMALL_BUFFER),
+            "WS_SEND_BUFFER_BYTES": str(SEND_BUFFER_BYTES),
+        },
     ) as running:
         yield running
 
@@ -305,52 +310,55 @@ async def test_a_subscriber_that_stops_reading_is_closed_1013_without_stalling_o
     """A firehose client that stops reading gets 1013; others stay prompt, RSS flat."""
     notifier_pid = small_buffer_system.processes["notifier"].pid
     rss_before = _rss_kib(notifier_pid)
-    slow = await websockets.connect(
+    async with websockets.connect(
         f"{small_buffer_system.ws_url}/ws/orders",
         sock=tiny_buffer_socket,
         max_queue=1,  # the client library stops reading the socket at once
         ping_interval=None,
-    )
-    reader = Reader()
-    async with websockets.connect(f"{small_buffer_system.ws_url}/ws/orders") as fast:
-        reading = asyncio.create_task(reader.run(fast))
-        await asyncio.sleep(0.5)  # both subscriptions registered
+    ) as slow:
+        reader = Reader()
+        async with websockets.connect(
+            f"{small_buffer_system.ws_url}/ws/orders"
+        ) as fast:
+            reading = asyncio.create_task(reader.run(fast))
+            await asyncio.sleep(0.5)  # both subscriptions registered
 
-        order_ids = await _submit_many(small_buffer_system, SLOW_ORDERS)
-        async with asyncio.timeout(90):
-            while reader.finished(order_ids) != order_ids:
-                assert not reading.done(), reading
-                await asyncio.sleep(0.2)
-        reading.cancel()
-    rss_after = _rss_kib(notifier_pid)
+            order_ids = await _submit_many(small_buffer_system, SLOW_ORDERS)
+            async with asyncio.timeout(90):
+                while reader.finished(order_ids) != order_ids:
+                    assert not reading.done(), reading
+                    await asyncio.sleep(0.2)
+            reading.cancel()
+        rss_after = _rss_kib(notifier_pid)
 
-    mine = [f for f in reader.frames if f["orderId"] in order_ids]
-    positions = [f["position"] for f in reader.frames]
-    assert positions == sorted(set(positions)), "the reader saw a gap or a duplicate"
-    assert len({f["orderId"] for f in mine}) == SLOW_ORDERS
-    assert max(reader.lags) < 3.0, f"reader lagged {max(reader.lags):.1f}s"
-    assert rss_after - rss_before < MAX_RSS_GROWTH_KIB, (rss_before, rss_after)
+        mine = [f for f in reader.frames if f["orderId"] in order_ids]
+        positions = [f["position"] for f in reader.frames]
+        assert positions == sorted(set(positions)), (
+            "the reader saw a gap or a duplicate"
+        )
+        assert len({f["orderId"] for f in mine}) == SLOW_ORDERS
+        assert max(reader.lags) < 3.0, f"reader lagged {max(reader.lags):.1f}s"
+        assert rss_after - rss_before < MAX_RSS_GROWTH_KIB, (rss_before, rss_after)
 
-    # Now the slow client reads what was left for it: the frames already in the
-    # sockets, then its close. It overflowed its buffer, so it was cut off: "try
-    # again" (1013, naming the cursor to resume from) behind those frames, or a
-    # dropped connection (1006) if it stayed silent past the close timeout. What it
-    # got has no gap, and the others never stalled (above).
-    got: list[int] = []
-    with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
-        async with asyncio.timeout(30):
-            while len(got) < len(positions):
-                got.append(json.loads(await slow.recv())["position"])
-    seen = f"{len(got)} frames of {len(positions)}; gaps: {_gaps(got)[:5]}"
-    assert got == sorted(set(got)), seen
-    assert _gaps(got) == [], seen
-    assert len(got) < len(positions), f"never cut off: {seen}"
-    assert slow.close_code in {CLOSE_TRY_AGAIN, CLOSE_ABNORMAL}, (
-        f"slow client ended {slow.close_code} {slow.close_reason!r} after {seen}"
-    )
-    if slow.close_code == CLOSE_TRY_AGAIN:
-        assert "after=" in (slow.close_reason or ""), seen
-    await slow.close()
+        # Now the slow client reads what was left for it: the frames already in the
+        # sockets, then its close. It overflowed its buffer, so it was cut off: "try
+        # again" (1013, naming the cursor to resume from) behind those frames, or a
+        # dropped connection (1006) if it stayed silent past the close timeout. What it
+        # got has no gap, and the others never stalled (above).
+        got: list[int] = []
+        with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+            async with asyncio.timeout(30):
+                while len(got) < len(positions):
+                    got.append(json.loads(await slow.recv())["position"])
+        seen = f"{len(got)} frames of {len(positions)}; gaps: {_gaps(got)[:5]}"
+        assert got == sorted(set(got)), seen
+        assert _gaps(got) == [], seen
+        assert len(got) < len(positions), f"never cut off: {seen}"
+        assert slow.close_code in {CLOSE_TRY_AGAIN, CLOSE_ABNORMAL}, (
+            f"slow client ended {slow.close_code} {slow.close_reason!r} after {seen}"
+        )
+        if slow.close_code == CLOSE_TRY_AGAIN:
+            assert "after=" in (slow.close_reason or ""), seen
 
 
 def _gaps(positions: list[int]) -> list[tuple[int, int]]:

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         default=1024,
         description="Events buffered per WebSocket subscriber before it is closed",
     )
+    ws_send_buffer_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="The notifier's kernel send buffer per connection (SO_SNDBUF;"
+        " Linux doubles it). 0 leaves it to the kernel, which grows it up to"
+        " net.ipv4.tcp_wmem's maximum for a client that does not read, so such a"
+        " client is cut off only after that much",
+    )
 
     # PostgreSQL connections per process (appends serialize anyway: keep it small)
     db_pool_size: int = 8

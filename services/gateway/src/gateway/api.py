@@ -23,6 +23,7 @@ from gateway.handlers import (
 )
 from gateway.readmodel import OrdersView
 from gateway.schemas import (
+    CLIENT_ORDER_ID_PATTERN,
     AttemptFailure,
     OrderCreate,
     OrderLinks,
@@ -228,7 +229,13 @@ def orders_api(  # noqa: C901 - one nested function per route
         ],
         response: Response,
         idempotency_key: Annotated[
-            str | None, Header(alias="Idempotency-Key", max_length=64)
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                min_length=1,
+                max_length=64,
+                pattern=CLIENT_ORDER_ID_PATTERN,
+            ),
         ] = None,
         request_id: Annotated[str | None, Header(alias="X-Request-ID")] = None,
     ) -> OrderReceipt:

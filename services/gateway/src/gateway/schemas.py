@@ -17,6 +17,10 @@ from shared.domain.retry import FailureClass
 SUPPORTED = ", ".join(SUPPORTED_PAIRS)
 
 
+# An idempotency key, as a body field (clientOrderId) or a header (Idempotency-Key).
+CLIENT_ORDER_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+
+
 class OrderCreate(Message):
     """A market order: swap ``amount`` of the pair's base token.
 
@@ -36,14 +40,15 @@ class OrderCreate(Message):
     amount: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=30, examples=[10])
     order_type: Literal["market"] = Field(alias="type", examples=["market"])
     side: Side = Side.SELL
+    # strict: JSON true is not 1 bp, nor "50" fifty
     slippage_bps: int = Field(
-        default=50, ge=1, le=5_000, description="Tolerance in bps"
+        default=50, ge=1, le=5_000, strict=True, description="Tolerance in bps"
     )
     client_order_id: str | None = Field(
         default=None,
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9._:-]+$",
+        pattern=CLIENT_ORDER_ID_PATTERN,
         description="Idempotency key: submitting it again returns the same order",
     )
 

@@ -54,4 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def run() -> None:
     settings = Settings()
-    serve(create_app(settings), settings, settings.notifier_port)
+    serve(
+        create_app(settings),
+        settings,
+        settings.notifier_port,
+        send_buffer_bytes=settings.ws_send_buffer_bytes,
+    )

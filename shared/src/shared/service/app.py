@@ -79,7 +79,15 @@ async def _store_unavailable(request: Request, error: Exception) -> JSONResponse
 _CHECKS: set["asyncio.Task[None]"] = set()
 
 
-def serve(app: FastAPI, settings: Settings, port: int) -> None:
+def serve(
+    app: FastAPI, settings: Settings, port: int, *, send_buffer_bytes: int = 0
+) -> None:
+    """Run ``app`` on ``port`` until SIGTERM or SIGINT.
+
+    ``send_buffer_bytes`` sets each connection's kernel send buffer (through the
+    listening socket, whose size accepted sockets inherit); 0 leaves it to the
+    kernel.
+    """
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -90,7 +98,16 @@ def serve(app: FastAPI, settings: Settings, port: int) -> None:
         ws_per_message_deflate=False,
     )
     sockets = (
-        [_shared_port(settings.http_host, port)] if settings.http_reuse_port else None
+        [
+            _listening_socket(
+                settings.http_host,
+                port,
+                reuse_port=settings.http_reuse_port,
+                send_buffer_bytes=send_buffer_bytes,
+            )
+        ]
+        if settings.http_reuse_port or send_buffer_bytes
+        else None
     )
     server = _Server(config)
     with contextlib.suppress(KeyboardInterrupt):
@@ -107,14 +124,17 @@ class _Server(uvicorn.Server):
             # uvicorn says where it listens only for sockets it bound itself.
             host, port = sockets[0].getsockname()[:2]
             logger.info(
-                "Uvicorn running on http://%s:%d (a port shared by replicas)",
+                "Uvicorn running on http://%s:%d",
                 host,
                 port,
             )
 
 
-def _shared_port(host: str, port: int) -> socket.socket:
-    """A socket bound to a port that other replicas on this host bind too.
+def _listening_socket(
+    host: str, port: int, *, reuse_port: bool, send_buffer_bytes: int
+) -> socket.socket:
+    """A socket bound to ``port``, shared with other replicas on this host when
+    ``reuse_port``.
 
     uvicorn starts listening on it only once the app's startup has finished, so
     the kernel hands connections to a replica only when it is ready for them.
@@ -122,6 +142,9 @@ def _shared_port(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if send_buffer_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
     sock.bind((host, port))
     return sock
