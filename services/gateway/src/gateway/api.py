@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
+import psycopg
+import psycopg_pool
 import structlog
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -137,7 +139,9 @@ EXECUTE_RESPONSES: Responses = {
         " up to `ADMISSION_QUEUE_MS` for room first), or the event store is briefly"
         " unreachable: retry after `Retry-After-Ms` milliseconds where sent, else"
         " `Retry-After` seconds (with the same `clientOrderId`, it is safe)."
-        " Nothing is recorded",
+        " Nothing is recorded, except when the store failed while the order was"
+        " being written: then `detail` names the order id, which may be recorded"
+        " (`GET /api/orders/{orderId}` tells)",
         "content": {
             "application/json": {
                 "examples": {
@@ -184,7 +188,10 @@ async def _record_admitted(
         )
     recorded_at: int | None = None
     try:
-        placed = await place_order(store, accepted, correlation_id=correlation_id)
+        try:
+            placed = await place_order(store, accepted, correlation_id=correlation_id)
+        except psycopg.OperationalError:
+            placed = await _recorded_after_all(store, accepted)
         if not placed.replayed:
             recorded_at = placed.position
     except IdempotencyConflictError as error:
@@ -197,6 +204,38 @@ async def _record_admitted(
         if held:
             admission.release(recorded_at)
     return placed
+
+
+async def _recorded_after_all(store: EventStore, accepted: OrderAccepted) -> Placed:
+    """The order, if the append that lost its connection committed after all.
+
+    A connection can drop after the server got the COMMIT and before its answer
+    came back. Telling the client "nothing is recorded" then could make it submit
+    the order a second time; so the stream is read once, and the answer is the
+    order if it is there, else a 503 that names it as possibly recorded.
+    """
+    try:
+        history = await store.read_stream(accepted.order_id)
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+        history = []
+    if history and history[0].event == accepted:
+        return Placed(
+            accepted.order_id,
+            history[-1].status,
+            replayed=False,
+            correlation_id=history[0].correlation_id,
+            position=history[0].global_position,
+        )
+    order_id = accepted.order_id
+    logger.warning("append outcome unknown", extra={"kind": "append_outcome_unknown"})
+    raise HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"the event store failed while order {order_id} was being recorded, and it"
+        f" may or may not be recorded: GET /api/orders/{order_id} shows it if it"
+        " is. Submitting again with the same clientOrderId is safe; without one it"
+        " is a new order",
+        headers={"Retry-After": "1"},
+    )
 
 
 def orders_api(  # noqa: C901 - one nested function per route
