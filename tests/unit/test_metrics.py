@@ -30,7 +30,7 @@ from shared.domain.quotes import RouteLeg, RoutePlan, Venue
 from shared.domain.retry import FailureClass, RetryPolicy
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.orders import Orders
-from shared.eventstore.port import NO_STREAM
+from shared.eventstore.port import NO_STREAM, WrongExpectedVersionError
 from shared.logging import formatter
 from shared.messaging.delivery import settle
 from shared.settings import Settings
@@ -214,10 +214,32 @@ async def test_a_failing_handler_parks_and_counts_it(
     assert "cannot decide" in handled[0]["exception"]
 
 
-async def test_infrastructure_still_failing_requeues(
+async def test_an_outage_longer_than_the_patience_is_waited_out_then_acked(
     log_lines: Lines,
 ) -> None:
-    """A transient fault past the patience requeues, counted and logged once."""
+    """The store away past the patience: the message is held, not requeued (each
+    requeue counts toward the delivery limit and would park a healthy order)."""
+    message = _message(_accepted_envelope(uuid4(), uuid4()))
+    failures = iter(range(4))
+
+    async def handler(_: EventEnvelope) -> None:
+        if next(failures, None) is not None:
+            raise psycopg.OperationalError("database away")
+
+    await settle(message, handler, consumer=CONSUMER, patience_s=0)
+
+    assert _settled(message) == ["ack"]
+    handled = [line for line in log_lines() if line["event"] == "handled"]
+    assert [line["outcome"] for line in handled] == ["ack"]
+    retrying = [line for line in log_lines() if line.get("kind") == "delivery_retry"]
+    assert len(retrying) == 1, "one warning, not one per retry"
+
+
+async def test_contention_past_the_patience_requeues(
+    log_lines: Lines,
+) -> None:
+    """Another writer winning the stream past the patience: requeued for another
+    replica, counted and logged once."""
     message = _message(_accepted_envelope(uuid4(), uuid4()))
     before = _value(
         "oe_consumer_messages_total",
@@ -226,8 +248,8 @@ async def test_infrastructure_still_failing_requeues(
         outcome="requeue",
     )
 
-    async def handler(_: EventEnvelope) -> None:
-        raise psycopg.OperationalError("database away")
+    async def handler(envelope: EventEnvelope) -> None:
+        raise WrongExpectedVersionError(envelope.order_id, 1, 2)
 
     await settle(message, handler, consumer=CONSUMER, patience_s=0)
 

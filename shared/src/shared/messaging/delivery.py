@@ -1,9 +1,13 @@
 """How a consumer settles each delivery: ack, retry in place, or park.
 
 Handlers are idempotent, so redelivery is always safe. Infrastructure faults
-(database or broker briefly away) are retried in place with back-off, holding the
-message, then requeued; anything else is a poison message and is rejected to the
-parking queue for a human, never dropped. The event store still holds the event.
+(the database away) are retried in place with back-off, holding the message, for
+as long as they last: every delivery counts toward the queue's delivery limit, so
+requeueing through an outage would park the triggers of orders that did nothing
+wrong and strand them. Contention that outlasts the patience (another writer
+keeps winning the stream) is requeued for another replica. Anything else is a
+poison message and is rejected to the parking queue for a human, never dropped.
+The event store still holds the event.
 """
 
 import asyncio
@@ -27,6 +31,7 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import ValidationError
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_delay,
     wait_exponential,
@@ -130,16 +135,35 @@ async def settle(
 
 
 async def _retry(handler: Handler, envelope: EventEnvelope, patience_s: float) -> None:
-    """Run the handler again with back-off until it succeeds or patience runs out."""
+    """Run the handler again with back-off until it succeeds; give up only on
+    contention that outlasts ``patience_s`` (an outage is waited out)."""
+    out_of_patience = stop_after_delay(patience_s)
+
+    def give_up(state: RetryCallState) -> bool:
+        failure = state.outcome.exception() if state.outcome else None
+        return isinstance(failure, WrongExpectedVersionError) and out_of_patience(state)
+
     await asyncio.sleep(_FIRST_RETRY_S)
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(TRANSIENT),
         wait=wait_exponential(multiplier=_FIRST_RETRY_S, max=5),
-        stop=stop_after_delay(patience_s),
+        stop=give_up,
+        before_sleep=_still_failing,
         reraise=True,
     ):
         with attempt:
             await handler(envelope)
+
+
+def _still_failing(state: RetryCallState) -> None:
+    # Once at the first retry, then every 16th (~80 s apart at the 5 s ceiling).
+    if state.attempt_number % 16 == 1:
+        failure = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "still retrying in place: %s",
+            failure,
+            extra={"kind": "delivery_retry", "attempt": state.attempt_number},
+        )
 
 
 def _handled(
