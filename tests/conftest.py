@@ -60,9 +60,14 @@ def infrastructure() -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def fresh_database(server_url: str, name: str) -> Iterator[str]:
-    """Database ``oe_test_<run>_<name>``, migrated, dropped afterwards."""
-    with databases.fresh_database(server_url, f"oe_test_{RUN_ID}_{name}") as url:
+def fresh_database(
+    server_url: str, name: str, *, migrated: bool = True
+) -> Iterator[str]:
+    """Database ``oe_test_<run>_<name>``, migrated unless told not to, dropped
+    afterwards."""
+    with databases.fresh_database(
+        server_url, f"oe_test_{RUN_ID}_{name}", migrated=migrated
+    ) as url:
         yield url
 
 

@@ -15,14 +15,16 @@ def with_database(url: str, dbname: str) -> str:
 
 @contextlib.contextmanager
 def fresh_database(
-    server_url: str, dbname: str, *, keep: bool = False
+    server_url: str, dbname: str, *, keep: bool = False, migrated: bool = True
 ) -> Iterator[str]:
-    """Create ``dbname``, migrate it, and drop it afterwards unless ``keep``."""
+    """Create ``dbname``, migrate it unless told not to, and drop it afterwards
+    unless ``keep``."""
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     url = with_database(server_url, dbname)
     try:
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url
     finally:
         if not keep:

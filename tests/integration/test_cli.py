@@ -138,11 +138,14 @@ def test_a_bad_pair_with_json_reports_the_detail_as_json(system: System) -> None
     assert "SOL-USDC" in error["error"]
 
 
-def test_a_missing_option_is_a_usage_error(system: System) -> None:
-    """typer's own usage errors exit 2 too."""
+def test_a_bad_option_is_a_usage_error_naming_it(system: System) -> None:
+    """typer's own usage errors exit 2 too, naming the option, before any request."""
     run = orders(system, "submit", "--side", "sideways", timeout=20)
 
     assert run.returncode == 2
+    assert "Usage:" in run.stderr
+    assert "Invalid value for '--side'" in run.stderr
+    assert "sideways" in run.stderr
 
 
 def test_list_show_and_history_return_the_order(system: System) -> None:

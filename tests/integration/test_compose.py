@@ -23,10 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
 from shared.settings import Settings
+from tests.conftest import fresh_database
 from tests.integration import probes
 from tests.integration.clients import stream
 from tests.integration.system import System, free_port
@@ -34,6 +36,7 @@ from tests.integration.system import System, free_port
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS = ROOT / "shared" / "src" / "shared" / "migrations" / "sql"
 PORT_SETTING = {
     "gateway": "GATEWAY_PORT",
     "notifier": "NOTIFIER_PORT",
@@ -170,29 +173,43 @@ def started() -> Iterator[list[subprocess.Popen[bytes]]]:
             process.wait(timeout=10)
 
 
-def test_migrate_command_migrates_idempotently(
+def _applied_migrations(database_url: str) -> list[str]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT version FROM public.schema_migrations ORDER BY version"
+        ).fetchall()
+    return [version for (version,) in rows]
+
+
+def test_migrate_command_migrates_an_empty_database_then_does_nothing(
     compose: dict[str, Any],
     tmp_path: Path,
+    infrastructure: tuple[str, str],
     test_run: dict[str, str],
 ) -> None:
-    """The one-shot migrate command succeeds, and again on a migrated database."""
+    """The one-shot migrate command applies every migration to an empty database,
+    and run again on it, succeeds and applies none."""
     service = compose["services"]["migrate"]
     command = _command("migrate", service)
-    env = _environment("migrate", compose, test_run)
-    for attempt in (1, 2):
-        result = subprocess.run(  # noqa: S603 - the compose file's own command
-            command,
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=MIGRATE_TIMEOUT_S,
-            check=False,
-        )
-        assert result.returncode == 0, (
-            f"`{shlex.join(command)}` (run {attempt}) exited {result.returncode}:\n"
-            f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
-        )
+    every_migration = sorted(path.stem for path in MIGRATIONS.glob("*.sql"))
+    with fresh_database(infrastructure[0], "migrate_cmd", migrated=False) as empty:
+        env = _environment("migrate", compose, {**test_run, "DATABASE_URL": empty})
+        for attempt in (1, 2):
+            result = subprocess.run(  # noqa: S603 - the compose file's own command
+                command,
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=MIGRATE_TIMEOUT_S,
+                check=False,
+            )
+            assert result.returncode == 0, (
+                f"`{shlex.join(command)}` (run {attempt}) exited"
+                f" {result.returncode}:\n"
+                f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
+            assert _applied_migrations(empty) == every_migration, attempt
 
 
 def _healthcheck_argv(test: list[str] | str) -> list[str]:

@@ -100,6 +100,7 @@ class Orders:
         state returned is then the recorded one, never this call's own copy of
         the step.
         """
+        last_conflict: WrongExpectedVersionError | None = None
         for _ in range(_CONFLICT_RETRIES):
             order = known if known is not None else await self.read(order_id)
             known = None
@@ -122,7 +123,8 @@ class Orders:
                 appended = await self._store.append(
                     order_id, new_events, expected_version=state.version
                 )
-            except WrongExpectedVersionError:
+            except WrongExpectedVersionError as conflict:
+                last_conflict = conflict
                 continue
             if appended.replayed:
                 # Another writer recorded this very step first, perhaps with other
@@ -133,4 +135,8 @@ class Orders:
             observe_recorded(order.recorded_at, events, now)
             annotate(recorded=[event.type for event in events])
             return order.after(events, now), events
-        raise WrongExpectedVersionError(order_id, -1, -1)
+        # Every try lost to another writer (or found its step recorded by one):
+        # the caller's delivery retries, then requeues for another replica.
+        if last_conflict is not None:
+            raise last_conflict
+        raise WrongExpectedVersionError(order_id, state.version, state.version + 1)

@@ -39,8 +39,10 @@ SELECT outcome, first_position, last_position, stream_version
        %s::uuid[], %s::text[], %s::jsonb[], %s::uuid[], %s::uuid[])
 """
 
-# One append in its own transaction: the previous release's statement, still
-# served for its writers during a rolling upgrade.
+# One append in its own transaction: the previous release's statement. This
+# release never sends it; the function stays for the previous release's writers
+# during a rolling upgrade, and `make floor` and tools.appends price one
+# transaction per append with it.
 APPEND_EVENTS = """
 SELECT first_position, last_position, stream_version, replayed
   FROM es.append_events(
