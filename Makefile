@@ -1,5 +1,5 @@
 # Order execution engine: developer and CI entry points (GNU make).
-#   make install | servers | migrate | run | test | test-unit | lint | fmt | up | down | clean
+#   make install | servers | migrate | run | redrive | test | test-unit | lint | fmt | up | down | clean
 # Every target works in a fresh clone: the ones that need Python depend on install.
 
 SHELL := bash
@@ -42,7 +42,7 @@ SETTINGS_URLS := $(BIN)/python -c 'from shared.settings import Settings; s = Set
 # The same probe as the tests' fixtures: with a Docker engine they use testcontainers.
 DOCKER_ANSWERS := $(BIN)/python -c 'import docker; docker.from_env(timeout=2).ping()' >/dev/null 2>&1
 
-.PHONY: help install servers migrate run test test-unit lint fmt up down clean
+.PHONY: help install servers migrate run redrive test test-unit lint fmt up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ floor: install ## The architecture's floor: each primitive's CPU cost alone, per
 	tools/local-servers '$(BENCH_DATABASE_URL)' '$(BENCH_AMQP_URL)'
 	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \
 		$(BIN)/python -m tools.floor $(FLOOR_ARGS)
+
+redrive: install ## Move parked messages back to the queues that parked them (REDRIVE_ARGS='--max 10')
+	$(BIN)/python -m shared.messaging.redrive $(REDRIVE_ARGS)
 
 test-unit: install ## Tests that need no external service
 	$(BIN)/python -m pytest -m 'not integration and not system' $(PYTEST_ARGS)

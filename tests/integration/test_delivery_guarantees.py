@@ -6,18 +6,22 @@ order's stream, the chain's ledger and the broker's safety queues.
 """
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
 
 import aio_pika
+import httpx
 import pytest
 
+from shared.domain.envelope import EventEnvelope
 from shared.eventstore.port import RawEvent
 from shared.messaging.relay import to_message
 from shared.messaging.topology import routing_key
 from tests.integration import probes
 from tests.integration.clients import stream, submit, wait_for_status
-from tests.integration.system import SERVICES, System
+from tests.integration.system import SERVICES, System, isolated_system
 
 pytestmark = pytest.mark.integration
 
@@ -181,3 +185,60 @@ async def test_exactly_one_relay_publishes(system: System) -> None:
     assert set(holders) == {1}
     assert [s for s in SERVICES if system.processes[s].poll() is None] == list(SERVICES)
     assert await asyncio.to_thread(probes.relay_leader, system) == leader
+
+
+async def test_a_parked_trigger_is_redriven_and_its_order_confirms(
+    infrastructure: tuple[str, str], broker_namespace: str
+) -> None:
+    """An order whose trigger was parked waits, not lost; re-driven, it confirms."""
+    with isolated_system(infrastructure, broker_namespace, "redrive") as system:
+        system.stop("router")
+        answer = await submit(system, probes.ORDER)
+        assert answer.status_code == 202
+        order_id = uuid.UUID(answer.json()["orderId"])
+
+        # Its OrderAccepted waits in the router's queue; park it as a failing
+        # handler would (rejected, dead-lettered to parking).
+        async with probes.amqp_channel(system) as channel:
+            queue = await channel.declare_queue(
+                probes.name(system, "router"), passive=True
+            )
+            async with asyncio.timeout(10):
+                while True:
+                    message = await queue.get(no_ack=False, fail=False)
+                    if message is None:
+                        await asyncio.sleep(0.1)
+                        continue
+                    if EventEnvelope.model_validate_json(message.body).order_id == (
+                        order_id
+                    ):
+                        await message.reject(requeue=False)
+                        break
+                    await message.reject(requeue=True)
+            parking = await channel.declare_queue(
+                probes.name(system, "parking"), passive=True
+            )
+            async with asyncio.timeout(10):
+                while not parking.declaration_result.message_count:
+                    await asyncio.sleep(0.1)
+                    parking = await channel.declare_queue(parking.name, passive=True)
+        system.start("router")
+        system.wait_ready("router")
+        async with httpx.AsyncClient(base_url=system.base_url, timeout=10) as client:
+            waiting = (await client.get(f"/api/orders/{order_id}")).json()
+        assert waiting["status"] == "pending"
+
+        redriven = subprocess.run(
+            [sys.executable, "-m", "shared.messaging.redrive"],
+            env=system.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert redriven.returncode == 0, redriven.stderr
+        assert f"re-drove 1 to {probes.name(system, 'router')}" in redriven.stdout
+        order = await wait_for_status(system, str(order_id), {"confirmed", "failed"})
+        assert order["status"] == "confirmed"
+        assert len(probes.landed_swaps(system, str(order_id))) == 1

@@ -1,0 +1,139 @@
+"""Re-drive parked messages to the queues that parked them.
+
+A message lands in ``<ns>.parking`` when its handler failed on it (a poison
+message, or a defect) or when it outlived the delivery limit. Its order waits
+meanwhile: the trigger is parked, not lost, and the store still holds the event.
+Once the cause is fixed, an operator re-drives the parking queue:
+
+    python -m shared.messaging.redrive            # every parked message
+    python -m shared.messaging.redrive --max 10   # the ten oldest
+    make redrive
+
+Each message goes back to the work queue that dead-lettered it (its ``x-death``
+header names the queue), not to the exchange, so no other consumer sees it twice.
+It is removed from parking only once the broker has confirmed the copy: a crash
+in between leaves a duplicate, which the idempotent handlers take as one.
+"""
+
+import argparse
+import asyncio
+import sys
+from collections import Counter
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+from aiormq.exceptions import ChannelNotFoundEntity
+
+from shared.settings import Settings
+
+# Headers the broker set while the message was delivered and dead-lettered; the
+# copy starts a fresh life in its queue (the delivery limit counts from zero).
+_BROKER_HEADERS = ("x-death", "x-first-death", "x-last-death", "x-delivery-count")
+
+
+def source_queue(message: AbstractIncomingMessage) -> str | None:
+    """The queue that dead-lettered ``message`` most recently, if any."""
+    deaths = (message.headers or {}).get("x-death")
+    if not isinstance(deaths, list) or not deaths:
+        return None
+    latest = deaths[0]  # the broker keeps the most recent death first
+    queue = latest.get("queue") if isinstance(latest, dict) else None
+    if isinstance(queue, bytes):
+        queue = queue.decode()
+    return queue if isinstance(queue, str) and queue else None
+
+
+def _copy(message: AbstractIncomingMessage, redrives: int) -> aio_pika.Message:
+    headers: dict[str, Any] = {
+        key: value
+        for key, value in (message.headers or {}).items()
+        if not key.startswith(_BROKER_HEADERS)
+    }
+    headers["x-redriven"] = redrives
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        correlation_id=message.correlation_id,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+async def redrive(
+    amqp_url: str, namespace: str, *, most: int | None = None
+) -> Counter[str]:
+    """Move parked messages back to their queues, oldest first.
+
+    Returns how many went to each queue, and under ``"kept"`` how many stayed
+    because no queue dead-lettered them (published to parking by hand).
+    """
+    moved: Counter[str] = Counter()
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        parking = await channel.declare_queue(f"{namespace}.parking", passive=True)
+        # Only what was parked when the re-drive began: a message that fails again
+        # is parked again behind them and waits for the next re-drive.
+        waiting = parking.declaration_result.message_count or 0
+        budget = waiting if most is None else min(most, waiting)
+        kept: list[AbstractIncomingMessage] = []
+        try:
+            for _ in range(budget):
+                message = await parking.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                queue = source_queue(message)
+                if queue is None:
+                    kept.append(message)
+                    moved["kept"] += 1
+                    continue
+                before = (message.headers or {}).get("x-redriven", 0)
+                redrives = before if isinstance(before, int) else 0
+                await channel.default_exchange.publish(
+                    _copy(message, redrives + 1), routing_key=queue
+                )
+                await message.ack()
+                moved[queue] += 1
+        finally:
+            for message in kept:  # held until now, so the loop moved past them
+                await message.nack(requeue=True)
+    return moved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.messaging.redrive", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--max", type=int, default=None, help="re-drive at most this many (oldest)"
+    )
+    args = parser.parse_args(argv)
+    settings = Settings()
+    try:
+        moved = asyncio.run(
+            redrive(settings.amqp_url, settings.broker_namespace, most=args.max)
+        )
+    except ChannelNotFoundEntity:
+        print(  # noqa: T201 - a command's report
+            f"no queue {settings.broker_namespace}.parking at AMQP_URL: has the"
+            " system run against this broker with this BROKER_NAMESPACE?",
+            file=sys.stderr,
+        )
+        return 1
+    kept = moved.pop("kept", 0)
+    for queue, count in sorted(moved.items()):
+        print(f"re-drove {count} to {queue}")  # noqa: T201 - a command's report
+    if kept:
+        print(f"kept {kept} that no queue parked (published to parking directly)")  # noqa: T201
+    if not moved and not kept:
+        print("nothing parked")  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
