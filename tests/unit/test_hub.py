@@ -7,6 +7,7 @@ import pytest
 from notifier.hub import Hub, SlowSubscriberError
 from shared.domain.envelope import EventEnvelope
 from shared.eventstore.memory import InMemoryEventStore
+from shared.eventstore.port import RawEvent
 from tests.unit.order_events import recorded
 
 
@@ -57,3 +58,42 @@ async def test_a_full_buffer_marks_the_subscriber_slow_after_what_it_holds() -> 
     assert positions(await firehose.next()) == [1, 2]
     with pytest.raises(SlowSubscriberError):
         await firehose.next()
+
+
+class _StoreWithANewerType(InMemoryEventStore):
+    """A log whose position 2 holds a type a newer release recorded."""
+
+    async def read_all_raw(
+        self, after_position: int = 0, limit: int = 1000
+    ) -> list[RawEvent]:
+        log = [RawEvent.of(recorded(1)), _newer(2), RawEvent.of(recorded(3))]
+        return log[after_position : after_position + limit]
+
+
+def _newer(position: int) -> RawEvent:
+    order = uuid.uuid4()
+    return RawEvent(
+        global_position=position,
+        event_id=uuid.uuid4(),
+        order_id=order,
+        stream_version=1,
+        type="OrderRepriced",
+        correlation_id=order,
+        envelope_json='{"type": "OrderRepriced", "limitPrice": "163.2"}',
+    )
+
+
+async def test_an_event_type_this_release_does_not_know_is_passed_over() -> None:
+    """A newer release's event never reaches the broker copy the hub can parse, so
+    the hub fills the hole from the store: it passes over that position instead of
+    waiting for it for good, and everything after it still flows."""
+    hub = Hub(_StoreWithANewerType(), hole_timeout=60)
+    firehose = hub.subscribe(None)
+    hub.offer(recorded(1))
+    hub.offer(recorded(3))  # 2 never comes from the broker
+    assert hub.watermark == 1
+
+    await hub.fill()
+
+    assert hub.watermark == 3
+    assert positions(await firehose.next()) == [1, 3]

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from shared.domain.envelope import EventEnvelope
 from shared.eventstore.port import EventStore
+from shared.eventstore.unknown import PassedOver
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +92,15 @@ class Hub:
         self._head_poll = head_poll
         self._max_buffer = max_buffer
         self.watermark = 0
-        self._held: dict[int, EventEnvelope] = {}
+        # None: a position this release cannot show (an event type it does not
+        # know, recorded by a newer one); in order, it is passed over.
+        self._held: dict[int, EventEnvelope | None] = {}
         self._by_order: dict[UUID, set[Subscription]] = defaultdict(set)
         self._firehose: set[Subscription] = set()
         self._filling = asyncio.Lock()
         self._hole_timer: asyncio.TimerHandle | None = None
         self._fills: set[asyncio.Task[None]] = set()
+        self._passed_over = PassedOver("notifier hub")
 
     async def start(self) -> None:
         self.watermark = await self._store.head_position()
@@ -125,13 +129,21 @@ class Hub:
 
     def offer(self, envelope: EventEnvelope) -> None:
         """Take an event from the broker (or the store); emit what is now in order."""
-        position = envelope.global_position
+        self._hold(envelope.global_position, envelope)
+
+    def pass_over(self, position: int) -> None:
+        """Let the watermark pass ``position`` without showing what it holds."""
+        self._hold(position, None)
+
+    def _hold(self, position: int, envelope: EventEnvelope | None) -> None:
         if position <= self.watermark:
             return
         self._held[position] = envelope
-        while (next_one := self._held.pop(self.watermark + 1, None)) is not None:
+        while self.watermark + 1 in self._held:
+            next_one = self._held.pop(self.watermark + 1)
             self.watermark += 1
-            self._emit(next_one)
+            if next_one is not None:
+                self._emit(next_one)
         if self._held and self._hole_timer is None:
             loop = asyncio.get_running_loop()
             self._hole_timer = loop.call_later(self._hole_timeout, self._schedule_fill)
@@ -153,9 +165,16 @@ class Hub:
         """Read from the store whatever lies after the watermark."""
         async with self._filling:
             while True:
-                batch = await self._store.read_all(self.watermark, limit=_FILL_BATCH)
-                for envelope in batch:
-                    self.offer(envelope)
+                batch = await self._store.read_all_raw(
+                    self.watermark, limit=_FILL_BATCH
+                )
+                for event in batch:
+                    envelope = event.known()
+                    if envelope is None:
+                        self._passed_over.note(event)
+                        self.pass_over(event.global_position)
+                    else:
+                        self.offer(envelope)
                 if len(batch) < _FILL_BATCH:
                     return
 

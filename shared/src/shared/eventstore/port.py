@@ -6,6 +6,7 @@ from typing import Final, Protocol
 from uuid import UUID
 
 from shared.domain.envelope import EventEnvelope, NewEvent
+from shared.domain.events import EVENT_TYPES
 
 NO_STREAM: Final = 0
 """Expected version of a stream that must not exist yet."""
@@ -40,6 +41,12 @@ class RawEvent:
     type: str
     correlation_id: UUID
     envelope_json: str
+
+    def known(self) -> EventEnvelope | None:
+        """The parsed envelope, or None for a type this release does not know."""
+        if self.type not in EVENT_TYPES:
+            return None
+        return EventEnvelope.model_validate_json(self.envelope_json)
 
     @classmethod
     def of(cls, envelope: EventEnvelope) -> "RawEvent":

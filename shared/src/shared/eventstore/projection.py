@@ -10,19 +10,16 @@ knows; one recorded by a newer release during a rolling upgrade is passed over
 (logged once per type), so the read model keeps advancing instead of stopping.
 """
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import psycopg
 
 from shared.domain.envelope import EventEnvelope
-from shared.domain.events import EVENT_TYPES
 from shared.eventstore.checkpoints import SUPERSEDED, Checkpoints
 from shared.eventstore.pool import Pool
 from shared.eventstore.port import RawEvent
-
-logger = logging.getLogger(__name__)
+from shared.eventstore.unknown import PassedOver
 
 Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
 
@@ -42,7 +39,7 @@ class TableProjection:
     def __init__(self, *, pool: Pool, checkpoints: Checkpoints) -> None:
         self._pool = pool
         self._checkpoints = checkpoints
-        self._passed_over: set[str] = set()
+        self._passed_over = PassedOver(self.subscriber)
 
     def statements(self, batch: Sequence[EventEnvelope]) -> list[Statement]:
         """The statements that apply these events, in log order (may be none)."""
@@ -75,17 +72,8 @@ class TableProjection:
     def _known(self, batch: Sequence[RawEvent]) -> list[EventEnvelope]:
         known: list[EventEnvelope] = []
         for event in batch:
-            if event.type in EVENT_TYPES:
-                known.append(EventEnvelope.model_validate_json(event.envelope_json))
-            elif event.type not in self._passed_over:
-                self._passed_over.add(event.type)
-                logger.warning(
-                    "passing over an event type this release does not know",
-                    extra={
-                        "kind": "unknown_event_type",
-                        "event_type": event.type,
-                        "subscriber": self.subscriber,
-                        "global_position": event.global_position,
-                    },
-                )
+            if (envelope := event.known()) is not None:
+                known.append(envelope)
+            else:
+                self._passed_over.note(event)
         return known
