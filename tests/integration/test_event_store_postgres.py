@@ -302,7 +302,8 @@ async def test_a_lingering_follower_takes_events_close_together_in_one_batch(
         store=pg_store,
         checkpoints=checkpoints,
         handle=handle,
-        linger_s=0.5,
+        # Far longer than the three appends below take, even on a slow machine.
+        linger_s=2.0,
     )
     following = asyncio.create_task(follower.run())
     try:

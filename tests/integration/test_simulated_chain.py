@@ -321,16 +321,22 @@ async def test_only_one_lander_leads_and_a_standby_takes_over(
 ) -> None:
     """A second lander waits; when the leader stops, it lands what arrives next."""
     one, two = make_chain(db, settings), make_chain(db, settings)
-    first, second = await swap(one), await swap(one)
+    first = await swap(one)
     leader = asyncio.create_task(one.run_lander(chain_db))
     try:
         await one.send_transaction(first.encoded)
         assert isinstance(await settle(one, first.signature), TxLanded)
+        assert one.leads_landing
         async with landing(two, chain_db):
-            await asyncio.sleep(0.5)  # ``two`` is up and waiting for the lock
+            await asyncio.sleep(0.5)  # ``two`` has tried for the lock by now
+            assert not two.leads_landing, "a second lander took the lock"
             leader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await leader
+            async with asyncio.timeout(8):
+                while not two.leads_landing:
+                    await asyncio.sleep(0.05)
+            second = await swap(two)
             await two.send_transaction(second.encoded)
             status = await settle(two, second.signature, timeout=8)
     finally:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
 
 from tests.integration.clients import post_order, stream, submit, wait_for_status
@@ -321,7 +322,7 @@ async def test_a_subscriber_that_stops_reading_is_closed_1013_without_stalling_o
             f"{small_buffer_system.ws_url}/ws/orders"
         ) as fast:
             reading = asyncio.create_task(reader.run(fast))
-            await asyncio.sleep(0.5)  # both subscriptions registered
+            await _until_firehose_subscribers(small_buffer_system, 2)
 
             order_ids = await _submit_many(small_buffer_system, SLOW_ORDERS)
             async with asyncio.timeout(90):
@@ -361,6 +362,28 @@ async def test_a_subscriber_that_stops_reading_is_closed_1013_without_stalling_o
             assert "after=" in (slow.close_reason or ""), seen
 
 
+async def _firehose_subscribers(system: System) -> float:
+    """Firehose connections the notifier has subscribed, from its /metrics."""
+    url = f"http://127.0.0.1:{system.port('notifier')}/metrics"
+    async with httpx.AsyncClient(timeout=5) as client:
+        metrics = (await client.get(url)).text
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if (
+                sample.name == "oe_websocket_connections"
+                and sample.labels.get("kind") == "firehose"
+            ):
+                return float(sample.value)
+    return 0.0
+
+
+async def _until_firehose_subscribers(system: System, count: float) -> None:
+    # The notifier counts a connection once it has subscribed it to the hub.
+    async with asyncio.timeout(20):
+        while await _firehose_subscribers(system) < count:
+            await asyncio.sleep(0.05)
+
+
 def _gaps(positions: list[int]) -> list[tuple[int, int]]:
     """Where consecutive positions jump: (last seen, next seen)."""
     return [(a, b) for a, b in itertools.pairwise(positions) if b != a + 1]
@@ -376,6 +399,7 @@ async def test_five_hundred_firehose_subscribers_each_get_every_event(
     system: System,
 ) -> None:
     """500 concurrent firehose subscribers each get every event of a few orders."""
+    before = await _firehose_subscribers(system)
     gate = asyncio.Semaphore(50)
 
     async def connect() -> ClientConnection:
@@ -391,7 +415,7 @@ async def test_five_hundred_firehose_subscribers_each_get_every_event(
         asyncio.create_task(r.run(ws)) for r, ws in zip(readers, clients, strict=True)
     ]
     try:
-        await asyncio.sleep(1.0)  # every subscription registered
+        await _until_firehose_subscribers(system, before + MANY)
         order_ids = await _submit_many(system, FEW_ORDERS)
         async with asyncio.timeout(60):
             while any(r.finished(order_ids) != order_ids for r in readers):

@@ -159,6 +159,7 @@ class SimulatedChain:
             divergent_pairs=frozenset(settings.divergent_pairs),
             reversion_half_life_ms=settings.market_reversion_half_life_ms,
         )
+        self.leads_landing = False  # whether this process's lander holds the lock
 
     @property
     def market(self) -> Market:
@@ -280,7 +281,10 @@ class SimulatedChain:
                     await leader.still_leading()
                     await received.wait(min(wait_s, _IDLE_S))
 
-        await lead_forever(conninfo, LANDER_LOCK, land)
+        await lead_forever(conninfo, LANDER_LOCK, land, on_change=self._leading)
+
+    def _leading(self, leading: bool) -> None:
+        self.leads_landing = leading
 
     async def land_due(self) -> float:
         """Land or expire everything due now; return seconds until more is due.
