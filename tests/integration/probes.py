@@ -17,6 +17,7 @@ import aio_pika
 import httpx
 import psycopg
 from aio_pika.abc import AbstractIncomingMessage
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.domain.envelope import EventEnvelope
 from shared.eventstore.pool import open_pool
@@ -227,3 +228,18 @@ async def get_matching(
         finally:
             for other in others:
                 await other.reject(requeue=True)
+
+
+async def metric(system: System, instance: str, name: str, **labels: str) -> float:
+    """A sample of ``instance``'s /metrics, summed over the labels not given (0 if
+    the family has no such sample yet)."""
+    url = f"http://127.0.0.1:{system.port(instance)}/metrics"
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(url)).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+        and all(sample.labels.get(key) == value for key, value in labels.items())
+    )

@@ -11,7 +11,6 @@ import uuid
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.handlers import order_id_for
 from tests.integration import probes
@@ -94,16 +93,6 @@ async def test_a_burst_of_concurrent_orders_gets_exactly_the_room_left(
             assert shown.status_code == (404 if answer.status_code == 503 else 200)
 
 
-async def _in_flight(client: httpx.AsyncClient, gateway: str) -> float:
-    """The gateway's own count of orders in flight, from its /metrics."""
-    metrics = (await client.get(f"{gateway}/metrics")).text
-    for family in text_string_to_metric_families(metrics):
-        for sample in family.samples:
-            if sample.name == "oe_orders_in_flight":
-                return float(sample.value)
-    raise AssertionError("no oe_orders_in_flight on the gateway's /metrics")
-
-
 async def test_a_gateway_counts_the_orders_another_gateway_just_accepted(
     two_gateway_admission_system: System,
 ) -> None:
@@ -121,7 +110,7 @@ async def test_a_gateway_counts_the_orders_another_gateway_just_accepted(
         # Until gateway-2's next count (every 0.25 s) sees both, well inside the
         # read model's 5 s lag.
         async with asyncio.timeout(3):
-            while await _in_flight(client, second_gateway) < 2:
+            while await probes.metric(system, "gateway-2", "oe_orders_in_flight") < 2:
                 await asyncio.sleep(0.05)
         third = await client.post(
             f"{second_gateway}/api/orders/execute", json=body(keys[2])

@@ -23,9 +23,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
 
+from tests.integration import probes
 from tests.integration.clients import post_order, stream, submit, wait_for_status
 from tests.integration.system import System, isolated_system
 
@@ -363,18 +363,9 @@ async def test_a_subscriber_that_stops_reading_is_closed_1013_without_stalling_o
 
 
 async def _firehose_subscribers(system: System) -> float:
-    """Firehose connections the notifier has subscribed, from its /metrics."""
-    url = f"http://127.0.0.1:{system.port('notifier')}/metrics"
-    async with httpx.AsyncClient(timeout=5) as client:
-        metrics = (await client.get(url)).text
-    for family in text_string_to_metric_families(metrics):
-        for sample in family.samples:
-            if (
-                sample.name == "oe_websocket_connections"
-                and sample.labels.get("kind") == "firehose"
-            ):
-                return float(sample.value)
-    return 0.0
+    return await probes.metric(
+        system, "notifier", "oe_websocket_connections", kind="firehose"
+    )
 
 
 async def _until_firehose_subscribers(system: System, count: float) -> None:
