@@ -15,12 +15,39 @@ SLOW_CHAIN = {
 }
 # The slow chain with room for two orders in flight.
 ROOM_FOR_TWO = {**SLOW_CHAIN, "MAX_ORDERS_IN_FLIGHT": "2"}
+# Room for 256 events per WebSocket subscriber and a 16 KiB kernel send buffer per
+# connection (Linux doubles it): a client that stops reading is certain to
+# overflow, where on loopback the kernel would otherwise hold MiBs for it.
+SMALL_WS_BUFFER = {"WS_SUBSCRIBER_BUFFER": "256", "WS_SEND_BUFFER_BYTES": "16384"}
 
 
 @pytest.fixture(scope="session")
 def system(infrastructure: tuple[str, str], broker_namespace: str) -> Iterator[System]:
     """The four services, healthy, with fast simulated latencies and no faults."""
     with isolated_system(infrastructure, broker_namespace, "flow") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def fuzz_system(
+    infrastructure: tuple[str, str], broker_namespace: str
+) -> Iterator[System]:
+    """The four services with admission control off: valid orders are never
+    refused for capacity (a 503 the API documents), so any 5xx is a defect."""
+    with isolated_system(
+        infrastructure, broker_namespace, "fuzz", {"MAX_ORDERS_IN_FLIGHT": "0"}
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def small_buffer_system(
+    infrastructure: tuple[str, str], broker_namespace: str
+) -> Iterator[System]:
+    """The four services with SMALL_WS_BUFFER."""
+    with isolated_system(
+        infrastructure, broker_namespace, "small_ws_buffer", SMALL_WS_BUFFER
+    ) as running:
         yield running
 
 

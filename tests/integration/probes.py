@@ -230,16 +230,33 @@ async def get_matching(
                 await other.reject(requeue=True)
 
 
-async def metric(system: System, instance: str, name: str, **labels: str) -> float:
-    """A sample of ``instance``'s /metrics, summed over the labels not given (0 if
-    the family has no such sample yet)."""
+Samples = dict[str, list[Any]]  # a /metrics page's samples, by sample name
+
+
+async def metric_samples(system: System, instance: str) -> Samples:
+    """Every sample ``instance``'s /metrics shows now."""
     url = f"http://127.0.0.1:{system.port(instance)}/metrics"
     async with httpx.AsyncClient(timeout=5) as client:
-        text = (await client.get(url)).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-        and all(sample.labels.get(key) == value for key, value in labels.items())
+        response = await client.get(url)
+    assert response.status_code == 200, response.text
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def metric_value(samples: Samples, name: str, **labels: str) -> float:
+    """A sample summed over the labels not given (0 if there is none yet)."""
+    return float(
+        sum(
+            s.value
+            for s in samples.get(name, [])
+            if all(s.labels.get(k) == v for k, v in labels.items())
+        )
     )
+
+
+async def metric(system: System, instance: str, name: str, **labels: str) -> float:
+    """One value of ``instance``'s /metrics now (see ``metric_value``)."""
+    return metric_value(await metric_samples(system, instance), name, **labels)

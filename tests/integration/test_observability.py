@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration import probes
 from tests.integration.clients import submit, wait_for_status
 from tests.integration.system import SERVICES, System
 
@@ -22,26 +22,6 @@ async def _get(system: System, service: str, path: str) -> httpx.Response:
     url = f"http://127.0.0.1:{system.port(service)}{path}"
     async with httpx.AsyncClient(timeout=10) as client:
         return await client.get(url)
-
-
-async def _samples(system: System, service: str) -> dict[str, list[Any]]:
-    response = await _get(system, service, "/metrics")
-    assert response.status_code == 200
-    samples: dict[str, list[Any]] = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append(sample)
-    return samples
-
-
-def _value(samples: dict[str, list[Any]], name: str, **labels: str) -> float:
-    return float(
-        sum(
-            s.value
-            for s in samples.get(name, [])
-            if all(s.labels.get(k) == v for k, v in labels.items())
-        )
-    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +38,7 @@ async def confirmed_order(system: System) -> tuple[str, str]:
 @pytest.mark.parametrize("service", SERVICES)
 async def test_every_service_serves_metrics(system: System, service: str) -> None:
     """/metrics answers Prometheus text with the oe_ families on each service."""
-    samples = await _samples(system, service)
+    samples = await probes.metric_samples(system, service)
     assert "oe_relay_lag_events" in samples
     assert "oe_order_stage_seconds_bucket" in samples
 
@@ -98,13 +78,18 @@ ONE_ORDER: tuple[tuple[str, str, dict[str, str], float], ...] = (
 )
 
 
-async def _all_samples(system: System) -> dict[str, dict[str, list[Any]]]:
-    return {service: await _samples(system, service) for service in SERVICES}
+async def _all_samples(system: System) -> dict[str, probes.Samples]:
+    return {
+        service: await probes.metric_samples(system, service) for service in SERVICES
+    }
 
 
-def _published(samples: dict[str, dict[str, list[Any]]]) -> float:
+def _published(samples: dict[str, probes.Samples]) -> float:
     # The relay runs in whichever service holds its lock.
-    return sum(_value(s, "oe_relay_events_published_total") for s in samples.values())
+    return sum(
+        probes.metric_value(s, "oe_relay_events_published_total")
+        for s in samples.values()
+    )
 
 
 async def test_one_confirmed_order_moves_each_counter_by_its_own_events(
@@ -112,9 +97,9 @@ async def test_one_confirmed_order_moves_each_counter_by_its_own_events(
 ) -> None:
     """One order adds exactly its own facts: 1 accepted, 1 confirmed, 5 published."""
     async with asyncio.timeout(30):  # earlier tests' orders have all finished
-        while _value(
-            await _samples(system, "gateway"), "oe_orders_in_flight"
-        ) or _value(await _samples(system, "gateway"), "oe_relay_lag_events"):
+        while await probes.metric(
+            system, "gateway", "oe_orders_in_flight"
+        ) or await probes.metric(system, "gateway", "oe_relay_lag_events"):
             await asyncio.sleep(0.2)
     before = await _all_samples(system)
 
@@ -122,10 +107,10 @@ async def test_one_confirmed_order_moves_each_counter_by_its_own_events(
     assert answer.status_code == 202
     await wait_for_status(system, answer.json()["orderId"], {"confirmed"})
 
-    def moved(after: dict[str, dict[str, list[Any]]]) -> list[float]:
+    def moved(after: dict[str, probes.Samples]) -> list[float]:
         return [
-            _value(after[service], name, **labels)
-            - _value(before[service], name, **labels)
+            probes.metric_value(after[service], name, **labels)
+            - probes.metric_value(before[service], name, **labels)
             for service, name, labels, _ in ONE_ORDER
         ] + [_published(after) - _published(before)]
 
@@ -140,15 +125,17 @@ async def test_one_confirmed_order_moves_each_counter_by_its_own_events(
     assert deltas == expected
     after = await _all_samples(system)
     for stage in ("routed_to_submitted", "submitted_to_confirmed"):
-        assert _value(
+        assert probes.metric_value(
             after["executor"], "oe_order_stage_seconds_sum", stage=stage
-        ) > _value(before["executor"], "oe_order_stage_seconds_sum", stage=stage)
+        ) > probes.metric_value(
+            before["executor"], "oe_order_stage_seconds_sum", stage=stage
+        )
 
 
 async def test_relay_lag_settles_to_zero(system: System) -> None:
     """Once nothing is being recorded, the sampled relay lag drops to 0."""
     async with asyncio.timeout(15):
-        while _value(await _samples(system, "gateway"), "oe_relay_lag_events"):
+        while await probes.metric(system, "gateway", "oe_relay_lag_events"):
             await asyncio.sleep(0.5)
 
 

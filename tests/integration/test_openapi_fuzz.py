@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.integration.system import System, isolated_system
+from tests.integration.system import System
 
 pytestmark = pytest.mark.integration
 
@@ -66,16 +66,6 @@ HYPOTHESIS = settings(
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-
-
-@pytest.fixture(scope="module")
-def fuzz_system(
-    infrastructure: tuple[str, str], broker_namespace: str
-) -> Iterator[System]:
-    with isolated_system(
-        infrastructure, broker_namespace, "fuzz", {"MAX_ORDERS_IN_FLIGHT": "0"}
-    ) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

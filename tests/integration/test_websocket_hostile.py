@@ -27,7 +27,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.integration import probes
 from tests.integration.clients import post_order, stream, submit, wait_for_status
-from tests.integration.system import System, isolated_system
+from tests.integration.system import System
 
 pytestmark = pytest.mark.integration
 
@@ -230,29 +230,6 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-SMALL_BUFFER = 256  # events per subscriber: a sixth of what the slow test sends
-SEND_BUFFER_BYTES = 16_384  # per connection, before Linux doubles it
-
-
-@pytest.fixture(scope="module")
-def small_buffer_system(
-    infrastructure: tuple[str, str], broker_namespace: str
-) -> Iterator[System]:
-    """The system with room for only SMALL_BUFFER events per subscriber and a
-    small kernel send buffer, so a client that stops reading is certain to
-    overflow it (on loopback the kernel would otherwise hold MiBs for it)."""
-    with isolated_system(
-        infrastructure,
-        broker_namespace,
-        "small_ws_buffer",
-        {
-            "WS_SUBSCRIBER_BUFFER": str(SMALL_BUFFER),
-            "WS_SEND_BUFFER_BYTES": str(SEND_BUFFER_BYTES),
-        },
-    ) as running:
-        yield running
-
-
 @pytest.fixture
 def tiny_buffer_socket(small_buffer_system: System) -> Iterator[socket.socket]:
     """A TCP socket to the notifier that can hold only a few KiB unread."""
@@ -301,7 +278,7 @@ class Reader:
             self.lags.append(time.time() - recorded)
 
 
-SLOW_ORDERS = 300  # ~1,500 events: more than the buffer and the sockets hold
+SLOW_ORDERS = 300  # ~1,500 events: more than SMALL_WS_BUFFER and the sockets hold
 MAX_RSS_GROWTH_KIB = 100 * 1024
 
 

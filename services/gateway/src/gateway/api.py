@@ -19,6 +19,7 @@ from gateway.handlers import (
     IdempotencyConflictError,
     Placed,
     accepted_order,
+    as_placed,
     fold,
     order_id_for,
     place_order,
@@ -218,14 +219,8 @@ async def _recorded_after_all(store: EventStore, accepted: OrderAccepted) -> Pla
         history = await store.read_stream(accepted.order_id)
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
         history = []
-    if history and history[0].event == accepted:
-        return Placed(
-            accepted.order_id,
-            history[-1].status,
-            replayed=False,
-            correlation_id=history[0].correlation_id,
-            position=history[0].global_position,
-        )
+    if history:
+        return as_placed(history, accepted, replayed=False)
     order_id = accepted.order_id
     logger.warning("append outcome unknown", extra={"kind": "append_outcome_unknown"})
     raise HTTPException(

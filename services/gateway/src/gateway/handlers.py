@@ -1,5 +1,6 @@
 """Placing and reading orders: the gateway's use cases, free of HTTP."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID, uuid4, uuid5
 
@@ -56,9 +57,17 @@ async def place_order(
                 position=appended.first_position,
             )
     # The key was used before: the first order stands, if it is this order.
-    history = await store.read_stream(accepted.order_id)
-    first = history[0].event
-    if first != accepted:
+    return as_placed(
+        await store.read_stream(accepted.order_id), accepted, replayed=True
+    )
+
+
+def as_placed(
+    history: Sequence[EventEnvelope], accepted: OrderAccepted, *, replayed: bool
+) -> Placed:
+    """The order a non-empty stream records, if it is ``accepted``; else raise
+    ``IdempotencyConflictError`` (its key was used for another order)."""
+    if history[0].event != accepted:
         raise IdempotencyConflictError(
             f"clientOrderId {accepted.client_order_id!r} was already used"
             " for another order"
@@ -68,7 +77,7 @@ async def place_order(
     return Placed(
         accepted.order_id,
         state.status,
-        replayed=True,
+        replayed=replayed,
         correlation_id=history[0].correlation_id,
         position=history[0].global_position,
     )

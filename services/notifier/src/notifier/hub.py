@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
+from typing import Final
 from uuid import UUID
 
 from shared.domain.envelope import EventEnvelope
@@ -78,6 +79,10 @@ class Subscription:
         return batch
 
 
+# What the held map answers for a position not there yet (None is a pass-over).
+_ABSENT: Final = object()
+
+
 class Hub:
     def __init__(
         self,
@@ -139,10 +144,9 @@ class Hub:
         if position <= self.watermark:
             return
         self._held[position] = envelope
-        while self.watermark + 1 in self._held:
-            next_one = self._held.pop(self.watermark + 1)
+        while (next_one := self._held.pop(self.watermark + 1, _ABSENT)) is not _ABSENT:
             self.watermark += 1
-            if next_one is not None:
+            if isinstance(next_one, EventEnvelope):  # not a pass-over
                 self._emit(next_one)
         if self._held and self._hole_timer is None:
             loop = asyncio.get_running_loop()

@@ -19,12 +19,14 @@ import argparse
 import asyncio
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelNotFoundEntity
 
+from shared.messaging.topology import Topology
 from shared.settings import Settings
 
 # Headers the broker set while the message was delivered and dead-lettered; the
@@ -44,13 +46,14 @@ def source_queue(message: AbstractIncomingMessage) -> str | None:
     return queue if isinstance(queue, str) and queue else None
 
 
-def _copy(message: AbstractIncomingMessage, redrives: int) -> aio_pika.Message:
+def _copy(message: AbstractIncomingMessage) -> aio_pika.Message:
     headers: dict[str, Any] = {
         key: value
         for key, value in (message.headers or {}).items()
         if not key.startswith(_BROKER_HEADERS)
     }
-    headers["x-redriven"] = redrives
+    before = headers.get("x-redriven", 0)
+    headers["x-redriven"] = (before if isinstance(before, int) else 0) + 1
     return aio_pika.Message(
         message.body,
         headers=headers,
@@ -64,45 +67,45 @@ def _copy(message: AbstractIncomingMessage, redrives: int) -> aio_pika.Message:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Redriven:
+    moved: Counter[str]  # messages moved, by the queue they went back to
+    kept: int  # parked by no queue (published to parking by hand): left there
+
+
 async def redrive(
     amqp_url: str, namespace: str, *, most: int | None = None
-) -> Counter[str]:
-    """Move parked messages back to their queues, oldest first.
-
-    Returns how many went to each queue, and under ``"kept"`` how many stayed
-    because no queue dead-lettered them (published to parking by hand).
-    """
+) -> Redriven:
+    """Move parked messages back to their queues, oldest first."""
     moved: Counter[str] = Counter()
+    kept: list[AbstractIncomingMessage] = []
     connection = await aio_pika.connect(amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        parking = await channel.declare_queue(f"{namespace}.parking", passive=True)
+        parking = await channel.declare_queue(
+            Topology(namespace).parking.name, passive=True
+        )
         # Only what was parked when the re-drive began: a message that fails again
         # is parked again behind them and waits for the next re-drive.
         waiting = parking.declaration_result.message_count or 0
-        budget = waiting if most is None else min(most, waiting)
-        kept: list[AbstractIncomingMessage] = []
         try:
-            for _ in range(budget):
+            for _ in range(waiting if most is None else min(most, waiting)):
                 message = await parking.get(no_ack=False, fail=False)
                 if message is None:
                     break
                 queue = source_queue(message)
                 if queue is None:
                     kept.append(message)
-                    moved["kept"] += 1
                     continue
-                before = (message.headers or {}).get("x-redriven", 0)
-                redrives = before if isinstance(before, int) else 0
                 await channel.default_exchange.publish(
-                    _copy(message, redrives + 1), routing_key=queue
+                    _copy(message), routing_key=queue
                 )
                 await message.ack()
                 moved[queue] += 1
         finally:
             for message in kept:  # held until now, so the loop moved past them
                 await message.nack(requeue=True)
-    return moved
+    return Redriven(moved, len(kept))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     try:
-        moved = asyncio.run(
+        done = asyncio.run(
             redrive(settings.amqp_url, settings.broker_namespace, most=args.max)
         )
     except ChannelNotFoundEntity:
@@ -125,12 +128,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    kept = moved.pop("kept", 0)
-    for queue, count in sorted(moved.items()):
+    for queue, count in sorted(done.moved.items()):
         print(f"re-drove {count} to {queue}")  # noqa: T201 - a command's report
-    if kept:
-        print(f"kept {kept} that no queue parked (published to parking directly)")  # noqa: T201
-    if not moved and not kept:
+    if done.kept:
+        print(  # noqa: T201
+            f"kept {done.kept} that no queue parked (published to parking directly)"
+        )
+    if not done.moved and not done.kept:
         print("nothing parked")  # noqa: T201
     return 0
 
