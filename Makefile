@@ -33,6 +33,8 @@ NOTIFIERS ?= 1
 HTTP_REUSE_PORT := $(if $(filter-out 1,$(GATEWAYS) $(NOTIFIERS)),true,false)
 GATEWAY_PORT ?= 3000
 NOTIFIER_PORT ?= 3001
+# Where the gateway's answers tell clients to open their WebSockets.
+NOTIFIER_PUBLIC_URL ?= ws://localhost:$(NOTIFIER_PORT)
 
 # docker compose (make up): replicas of the scalable services.
 COMPOSE ?= docker compose
@@ -66,11 +68,12 @@ migrate: install servers ## Create or migrate the schema at DATABASE_URL (idempo
 run: install migrate ## Run all services locally (GATEWAYS=n ROUTERS=n EXECUTORS=n NOTIFIERS=n); Ctrl-C stops them
 	@echo "Dashboard: http://localhost:$(GATEWAY_PORT)/"
 	@echo "API:       http://localhost:$(GATEWAY_PORT)/ (Swagger UI: http://localhost:$(GATEWAY_PORT)/docs)"
-	@echo "WebSocket: ws://localhost:$(NOTIFIER_PORT)"
+	@echo "WebSocket: $(NOTIFIER_PUBLIC_URL)"
 	@echo "Replicas:  gateway=$(GATEWAYS) router=$(ROUTERS) executor=$(EXECUTORS) notifier=$(NOTIFIERS) (Ctrl-C stops everything)"
 	@# -e /dev/null: the services read .env themselves, under the real environment;
 	@# honcho's own reading of it would override make's variables and the shell's.
 	PATH="$(abspath $(BIN)):$$PATH" GATEWAY_PORT=$(GATEWAY_PORT) NOTIFIER_PORT=$(NOTIFIER_PORT) \
+		NOTIFIER_PUBLIC_URL='$(NOTIFIER_PUBLIC_URL)' \
 		HTTP_REUSE_PORT=$(HTTP_REUSE_PORT) exec $(BIN)/honcho start -f Procfile -e /dev/null \
 		-c gateway=$(GATEWAYS),notifier=$(NOTIFIERS),router=$(ROUTERS),executor=$(EXECUTORS)
 

@@ -2,6 +2,8 @@
 
 A ``System`` starts every service (``python -m <service>``) with one environment,
 its own free ports per instance, any number of replicas, and logs per instance.
+``env["DATABASE_URL"]`` is the schema owner's; each service logs in as its own
+role (``shared.postgres.roles``), as it does in production.
 Instances are named after their service (``router``), replicas get a suffix
 (``router-2``); each replica of a service with a port gets a port of its own.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 import httpx
 from pydantic import TypeAdapter
 
+from shared.postgres.roles import service_conninfo
 from tools.broker import delete_namespace
 
 SERVICES = ("gateway", "router", "executor", "notifier")
@@ -122,7 +125,13 @@ class System:
 
     def start(self, instance: str) -> None:
         service = service_of(instance)
-        env = {**self.env, PORT_SETTING[service]: str(self.port(instance))}
+        env = {
+            **self.env,
+            PORT_SETTING[service]: str(self.port(instance)),
+            "DATABASE_URL": service_conninfo(self.env["DATABASE_URL"], service),
+            # libpq's default application_name: each session says whose it is.
+            "PGAPPNAME": instance,
+        }
         log = (self.logs / f"{instance}.log").open("ab")
         self.log_starts[instance] = log.tell()
         self.processes[instance] = subprocess.Popen(  # noqa: S603 - our own module

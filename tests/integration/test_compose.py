@@ -27,6 +27,7 @@ import psycopg
 import pytest
 import yaml
 
+from shared.postgres.roles import SERVICE_ROLES, service_conninfo
 from shared.settings import Settings
 from tests.conftest import fresh_database
 from tests.integration import probes
@@ -124,7 +125,13 @@ def _environment(
 
     _check_points_at(compose, environment["DATABASE_URL"], "postgres:", 5432)
     _check_points_at(compose, environment["AMQP_URL"], "rabbitmq:", 5672)
+    login = urllib.parse.urlsplit(environment["DATABASE_URL"]).username
+    assert login == SERVICE_ROLES.get(name, "postgres"), (
+        f"compose {name} logs in to PostgreSQL as {login!r}"
+    )
     environment.update(test_run)
+    if name in SERVICE_ROLES:
+        environment["DATABASE_URL"] = service_conninfo(test_run["DATABASE_URL"], name)
 
     # A container sees only its own environment: drop the host's settings.
     base = {k: v for k, v in os.environ.items() if k.upper() not in SETTING_NAMES}

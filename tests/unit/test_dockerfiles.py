@@ -11,12 +11,14 @@ import json
 import re
 import shutil
 import subprocess
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from shared.postgres.roles import SERVICE_ROLES
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,6 +264,42 @@ def test_infrastructure_services_have_healthchecks() -> None:
     assert rabbitmq["image"].startswith("rabbitmq:3.10")
     assert "pg_isready" in postgres["healthcheck"]["test"]
     assert "rabbitmq-diagnostics" in rabbitmq["healthcheck"]["test"]
+
+
+def _with_defaults(value: str) -> str:
+    """Compose's ${NAME:-default} with the default the file writes."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def test_each_service_logs_in_with_the_password_its_role_is_created_with() -> None:
+    """The postgres container creates each service's role with the password that
+    service's DATABASE_URL carries, and migrate logs in as the owner."""
+    postgres = _compose_service("postgres")
+    script = ROOT / "deploy" / "postgres" / "service-logins.sh"
+    assert (
+        f"./{script.relative_to(ROOT)}:/docker-entrypoint-initdb.d/service-logins.sh:ro"
+        in postgres["volumes"]
+    )
+    created = dict(
+        re.findall(r"CREATE ROLE (\w+) LOGIN .*PASSWORD :'(\w+)'", script.read_text())
+    )
+    variables = dict(re.findall(r"-v (\w+)=\"\$(\w+)\"", script.read_text()))
+    environment = postgres["environment"]
+    for service in SERVICES:
+        url = urllib.parse.urlsplit(
+            _with_defaults(_compose_service(service)["environment"]["DATABASE_URL"])
+        )
+        role = SERVICE_ROLES[service]
+        assert url.username == role
+        password_variable = variables[created[role]]
+        assert url.password == _with_defaults(environment[password_variable]), service
+    migrate = urllib.parse.urlsplit(
+        _with_defaults(_compose_service("migrate")["environment"]["DATABASE_URL"])
+    )
+    assert (migrate.username, migrate.password) == (
+        environment["POSTGRES_USER"],
+        _with_defaults(environment["POSTGRES_PASSWORD"]),
+    )
 
 
 @pytest.mark.parametrize("service", [*SERVICES, "migrate"])

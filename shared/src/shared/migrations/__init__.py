@@ -38,6 +38,10 @@ def migrate(conninfo: str) -> list[str]:
     Each file runs in its own transaction together with its ledger row, so a
     failing migration leaves neither trace nor record. Files must not contain
     their own BEGIN/COMMIT.
+
+    An up-to-date schema is only read, so services logged in as their own roles
+    (0008_service_roles), which may not change it, start as owners do. A role
+    that may not apply what is pending gets ``MigrationRefusedError``.
     """
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -45,26 +49,47 @@ def migrate(conninfo: str) -> list[str]:
         # the server when the connection drops.
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:
-            conn.execute(_CREATE_LEDGER)
-            done = {
-                version
-                for (version,) in conn.execute(
-                    "SELECT version FROM public.schema_migrations"
-                )
-            }
-            for script in _scripts():
+            done = _applied(conn)
+            pending = [s for s in _scripts() if s.name.removesuffix(".sql") not in done]
+            for script in pending:
                 version = script.name.removesuffix(".sql")
-                if version in done:
-                    continue
-                with conn.transaction():
-                    # Sent without parameters, so a file may hold many statements;
-                    # bytes because text read from a file is no LiteralString.
-                    conn.execute(script.read_text(encoding="utf-8").encode())
-                    conn.execute(
-                        "INSERT INTO public.schema_migrations (version) VALUES (%s)",
-                        (version,),
-                    )
+                try:
+                    _apply(conn, script, version)
+                except psycopg.errors.InsufficientPrivilege as error:
+                    raise MigrationRefusedError(
+                        f"{conn.info.user} may not apply {version} ({error});"
+                        " migrate as the schema's owner: python -m shared.migrations"
+                    ) from error
                 applied_now.append(version)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return applied_now
+
+
+class MigrationRefusedError(RuntimeError):
+    """The schema is behind this release and this login may not migrate it."""
+
+
+def _applied(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
+    (ledger,) = conn.execute(
+        "SELECT to_regclass('public.schema_migrations') IS NOT NULL"
+    ).fetchone() or (False,)
+    if not ledger:
+        return set()
+    return {
+        str(version)
+        for (version,) in conn.execute("SELECT version FROM public.schema_migrations")
+    }
+
+
+def _apply(
+    conn: psycopg.Connection[tuple[object, ...]], script: Traversable, version: str
+) -> None:
+    with conn.transaction():
+        conn.execute(_CREATE_LEDGER)
+        # Sent without parameters, so a file may hold many statements; bytes
+        # because text read from a file is no LiteralString.
+        conn.execute(script.read_text(encoding="utf-8").encode())
+        conn.execute(
+            "INSERT INTO public.schema_migrations (version) VALUES (%s)", (version,)
+        )

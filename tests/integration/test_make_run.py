@@ -1,0 +1,168 @@
+"""`make run`, the README's first command: it migrates an empty database, starts
+every service with the replicas asked for, each logged in as its own role, prints
+where the dashboard is, carries an order to confirmed, and stops on Ctrl-C."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from shared.postgres.roles import SERVICE_ROLES
+from shared.settings import Settings
+from tests.conftest import fresh_database
+from tests.integration import probes
+from tests.integration.clients import stream, submit
+from tests.integration.system import FAST, System, free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTING_NAMES = {name.upper() for name in Settings.model_fields}
+READY_TIMEOUT_S = 90.0
+REPLICAS = {"gateway": 1, "router": 2, "executor": 1, "notifier": 1}
+
+
+@dataclass(frozen=True)
+class Made:
+    system: System
+    database_url: str
+    log: Path
+    make: subprocess.Popen[bytes]
+    health: list[str]
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == httpx.codes.OK
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def made(
+    infrastructure: tuple[str, str],
+    database_url: str,  # its migration creates (and admits) the services' roles
+    broker_namespace: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Made]:
+    """`make run ROUTERS=2` on an empty database."""
+    server_url, amqp_url = infrastructure
+    ports = {
+        "GATEWAY_PORT": free_port(),
+        "NOTIFIER_PORT": free_port(),
+        "ROUTER_HTTP_PORT": free_port(),
+        "EXECUTOR_HTTP_PORT": free_port(),
+    }
+    log = tmp_path_factory.mktemp("make-run") / "make-run.log"
+    with fresh_database(server_url, "make_run", migrated=False) as conninfo:
+        # A URL, as a user writes DATABASE_URL (make hands it on as one word).
+        dbname = psycopg.conninfo.conninfo_to_dict(conninfo)["dbname"]
+        run_url = urllib.parse.urlsplit(server_url)._replace(path=f"/{dbname}").geturl()
+        # The shell's settings would leak into the services: only this run's.
+        base = {k: v for k, v in os.environ.items() if k.upper() not in SETTING_NAMES}
+        env = {
+            **base,
+            **FAST,
+            **{key: str(port) for key, port in ports.items()},
+            "DATABASE_URL": run_url,
+            "AMQP_URL": amqp_url,
+            "BROKER_NAMESPACE": f"{broker_namespace}-make-run",
+        }
+        with log.open("wb") as output:
+            make = subprocess.Popen(  # noqa: S603 - the README's own command
+                [  # noqa: S607 - make from PATH, as a user runs it
+                    "make",
+                    "--no-print-directory",
+                    "run",
+                    *(f"{s.upper()}S={n}" for s, n in REPLICAS.items()),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the whole group
+            )
+        system = System(env=env, logs=log.parent, replicas=REPLICAS)
+        routers = [
+            ports["ROUTER_HTTP_PORT"] + 10 * n for n in range(REPLICAS["router"])
+        ]
+        health = [
+            f"http://127.0.0.1:{port}/readyz"
+            for port in (
+                ports["GATEWAY_PORT"],
+                ports["NOTIFIER_PORT"],
+                ports["EXECUTOR_HTTP_PORT"],
+                *routers,
+            )
+        ]
+        try:
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while not all(_ready(url) for url in health):
+                assert make.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+            yield Made(system, run_url, log, make, health)
+        finally:
+            if make.poll() is None:
+                os.killpg(make.pid, signal.SIGINT)
+                try:
+                    make.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(make.pid, signal.SIGKILL)
+                    make.wait()
+
+
+async def test_make_run_prints_the_dashboard_and_confirms_an_order(
+    made: Made,
+) -> None:
+    system, log = made.system, made.log
+    printed = re.search(r"Dashboard: (http://\S+)", log.read_text())
+    assert printed, log.read_text()[-3000:]
+    assert printed.group(1) == f"http://localhost:{system.port('gateway')}/"
+    dashboard = httpx.get(printed.group(1), timeout=5)
+    assert dashboard.status_code == 200
+    assert dashboard.headers["content-type"].startswith("text/html")
+
+    answer = await submit(system, probes.ORDER)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["links"]["ws"].startswith(f"ws://localhost:{system.port('notifier')}/")
+    assert (await stream(system, f"/ws/orders/{body['orderId']}")).statuses == (
+        probes.HAPPY_PATH
+    )
+
+
+def test_make_run_logs_each_process_in_as_its_services_role(
+    made: Made,
+) -> None:
+    database_url = made.database_url
+    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT application_name, usename FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        ).fetchall()
+    assert {(str(name), str(user)) for name, user in rows} == {
+        (f"{service}.{n}", role)
+        for service, role in SERVICE_ROLES.items()
+        for n in range(1, REPLICAS[service] + 1)
+    }
+
+
+def test_ctrl_c_stops_every_process(made: Made) -> None:
+    """Last in this module: it stops the system the others ran on."""
+    os.killpg(made.make.pid, signal.SIGINT)
+    made.make.wait(timeout=30)
+    assert not any(_ready(url) for url in made.health)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(made.make.pid, 0)  # no process of the group is left
