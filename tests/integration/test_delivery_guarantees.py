@@ -190,8 +190,11 @@ async def test_exactly_one_relay_publishes(system: System) -> None:
 async def test_a_parked_trigger_is_redriven_and_its_order_confirms(
     infrastructure: tuple[str, str], broker_namespace: str
 ) -> None:
-    """An order whose trigger was parked waits, not lost; re-driven, it confirms."""
-    with isolated_system(infrastructure, broker_namespace, "redrive") as system:
+    """An order whose trigger was parked waits, not lost, and the gateway reports
+    it stalled; re-driven, it confirms and is stalled no more."""
+    with isolated_system(
+        infrastructure, broker_namespace, "redrive", {"STALLED_AFTER_MS": "500"}
+    ) as system:
         system.stop("router")
         answer = await submit(system, probes.ORDER)
         assert answer.status_code == 202
@@ -227,6 +230,8 @@ async def test_a_parked_trigger_is_redriven_and_its_order_confirms(
         async with httpx.AsyncClient(base_url=system.base_url, timeout=10) as client:
             waiting = (await client.get(f"/api/orders/{order_id}")).json()
         assert waiting["status"] == "pending"
+        await stalled_become(system, pending=1)
+        assert f'"order_ids": ["{order_id}"]' in system.log_since_start("gateway")
 
         redriven = subprocess.run(
             [sys.executable, "-m", "shared.messaging.redrive"],
@@ -242,3 +247,19 @@ async def test_a_parked_trigger_is_redriven_and_its_order_confirms(
         order = await wait_for_status(system, str(order_id), {"confirmed", "failed"})
         assert order["status"] == "confirmed"
         assert len(probes.landed_swaps(system, str(order_id))) == 1
+        await stalled_become(system, pending=0)
+
+
+async def stalled_become(system: System, *, pending: int) -> None:
+    """Wait until the gateway's oe_orders_stalled shows this many pending orders
+    (it looks every few seconds) and none in any other status."""
+    async with asyncio.timeout(20):
+        while True:
+            samples = await probes.metric_samples(system, "gateway")
+            if probes.metric_value(
+                samples, "oe_orders_stalled", status="pending"
+            ) == pending and probes.metric_value(samples, "oe_orders_stalled") == (
+                pending
+            ):
+                return
+            await asyncio.sleep(0.2)

@@ -83,6 +83,13 @@ ORDERS_IN_FLIGHT = Gauge(
     "oe_orders_in_flight",
     "Orders neither confirmed nor failed, as the gateway counts them for admission.",
 )
+ORDERS_STALLED = Gauge(
+    "oe_orders_stalled",
+    "Orders neither confirmed nor failed with nothing recorded for STALLED_AFTER_MS,"
+    " by status, as the gateway's read model shows them: an order whose trigger"
+    " is parked, or an engine too far behind. Alert on it above 0.",
+    ["status"],
+)
 ORDERS_REFUSED = Counter(
     "oe_orders_refused",
     "New orders refused with 503 because the engine was at its in-flight limit.",

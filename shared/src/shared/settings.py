@@ -57,6 +57,14 @@ class Settings(BaseSettings):
         " waited longer than this for a router or an executor; 0 keeps the limit"
         " fixed",
     )
+    stalled_after_ms: int = Field(
+        default=120_000,
+        ge=1,
+        description="An order neither confirmed nor failed with nothing recorded"
+        " for this long is stalled: counted in oe_orders_stalled and named in a"
+        " warning. Longer than any healthy wait (a back-off, a transaction's"
+        " blockhash validity)",
+    )
     ws_subscriber_buffer: int = Field(
         default=1024,
         description="Events buffered per WebSocket subscriber before it is closed",

@@ -10,6 +10,7 @@ from gateway.admission import Admission, InFlight
 from gateway.api import orders_api
 from gateway.limits import BodySizeLimit
 from gateway.readmodel import OrdersProjection, OrdersView
+from gateway.stalled import StalledWatch
 from gateway.web import mount_web
 from shared.eventstore.follower import Follower
 from shared.eventstore.memory import InMemoryEventStore
@@ -80,6 +81,10 @@ def _build_app(settings: Settings) -> FastAPI:
             )
             await admission.refresh()
             runtime.spawn(admission.run(), "admission")
+            stalled = StalledWatch(
+                view.stalled, after_s=settings.stalled_after_ms / 1000
+            )
+            runtime.spawn(stalled.run(), "stalled-orders")
             app.include_router(
                 orders_api(
                     settings=settings,

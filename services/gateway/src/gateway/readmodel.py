@@ -12,9 +12,9 @@ from uuid import UUID
 from psycopg.rows import dict_row
 
 from gateway.admission import InFlight
+from gateway.stalled import IN_FLIGHT, NAMED_PER_STATUS, Stalled
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import (
-    TERMINAL_STATUSES,
     OrderAccepted,
     OrderFailed,
     OrderStatus,
@@ -129,7 +129,7 @@ class OrdersProjection(TableProjection):
         ]
 
 
-_IN_FLIGHT = [s.value for s in OrderStatus if s not in TERMINAL_STATUSES]
+_IN_FLIGHT = [s.value for s in IN_FLIGHT]
 # Statuses in which an order waits for the engine itself, not for a venue, a
 # back-off or the chain: accepted and not yet taken by a router, or routed and not
 # yet sent by an executor.
@@ -153,6 +153,17 @@ SELECT (SELECT count(*) FROM gateway.orders_view WHERE status = ANY(%s))
 # orders stuck for good (a parked message) must not hold the limit down forever,
 # and a queue worth cutting for is longer than that anyway.
 _STUCK_IGNORED = 3
+
+
+_STALLED = """
+SELECT status, count(*),
+       (array_agg(order_id ORDER BY updated_at))[1:%(named)s],
+       extract(epoch FROM clock_timestamp() - min(updated_at))
+  FROM gateway.orders_view
+ WHERE status = ANY(%(in_flight)s)
+   AND updated_at < clock_timestamp() - make_interval(secs => %(after_s)s)
+ GROUP BY status
+"""
 
 
 class OrdersView:
@@ -188,6 +199,23 @@ class OrdersView:
         if row is None:
             return InFlight(0, 0, 0.0)
         return InFlight(int(row[0]), int(row[1]), float(row[2] or 0))
+
+    async def stalled(self, after_s: float) -> list[Stalled]:
+        """Orders in flight with nothing recorded for ``after_s``, by status."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                _STALLED,
+                {
+                    "named": NAMED_PER_STATUS,
+                    "in_flight": _IN_FLIGHT,
+                    "after_s": after_s,
+                },
+            )
+            rows = await cursor.fetchall()
+        return [
+            Stalled(OrderStatus(status), int(count), list(oldest), float(longest_s))
+            for status, count, oldest, longest_s in rows
+        ]
 
     async def recent(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
         async with (

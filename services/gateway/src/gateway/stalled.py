@@ -1,0 +1,83 @@
+"""Stalled orders: in flight, with nothing recorded for longer than a healthy
+order ever waits.
+
+An order stalls when its trigger is parked (a defect in a handler) or when the
+engine is far behind. Nothing here acts on it: the operator finds the cause,
+fixes it and re-drives (``make redrive``). The gauge is for alerting, the warning
+names the orders once each, when they first stall.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, NamedTuple
+from uuid import UUID
+
+from shared import metrics
+from shared.domain.events import TERMINAL_STATUSES, OrderStatus
+
+logger = logging.getLogger(__name__)
+
+CHECK_EVERY_S: Final = 5.0
+NAMED_PER_STATUS: Final = 10  # the oldest stalled orders a warning names
+IN_FLIGHT: Final = tuple(s for s in OrderStatus if s not in TERMINAL_STATUSES)
+
+
+class Stalled(NamedTuple):
+    """The orders of one status that are stalled."""
+
+    status: OrderStatus
+    orders: int
+    oldest: Sequence[UUID]  # up to NAMED_PER_STATUS, longest stalled first
+    longest_s: float
+
+
+FindStalled = Callable[[float], Awaitable[Sequence[Stalled]]]
+
+
+class StalledWatch:
+    def __init__(self, find: FindStalled, *, after_s: float) -> None:
+        self._find = find
+        self._after_s = after_s
+        self._named: set[UUID] = set()
+
+    async def check(self) -> Sequence[Stalled]:
+        """One look: set the gauge, warn about orders not named before."""
+        found = await self._find(self._after_s)
+        counts = {s.status: s.orders for s in found}
+        for status in IN_FLIGHT:
+            gauge = metrics.ORDERS_STALLED.labels(status=status.value)
+            gauge.set(counts.get(status, 0))
+        named: set[UUID] = set()
+        for stalled in found:
+            named.update(stalled.oldest)
+            new = [o for o in stalled.oldest if o not in self._named]
+            if new:
+                logger.warning(
+                    "orders stalled",
+                    extra={
+                        "status": stalled.status.value,
+                        "stalled": stalled.orders,
+                        "longest_s": round(stalled.longest_s, 1),
+                        "order_ids": [str(o) for o in new],
+                        "hint": "a parked trigger? see the parking queue, then"
+                        " make redrive",
+                    },
+                )
+        # An order that moved on, or dropped out of the oldest named, may be
+        # named again should it stall (again).
+        self._named = named
+        return found
+
+    async def run(self) -> None:
+        failing = False
+        while True:
+            try:
+                await self.check()
+            except Exception:
+                if not failing:
+                    logger.warning("cannot look for stalled orders", exc_info=True)
+                failing = True
+            else:
+                failing = False
+            await asyncio.sleep(CHECK_EVERY_S)
