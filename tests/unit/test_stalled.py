@@ -31,7 +31,11 @@ def gauge(status: OrderStatus) -> float | None:
 
 
 def named(caplog: pytest.LogCaptureFixture) -> list[list[str]]:
-    ids = [r.order_ids for r in caplog.records if r.getMessage() == "orders stalled"]
+    ids = [
+        r.__dict__["order_ids"]
+        for r in caplog.records
+        if r.getMessage() == "orders stalled"
+    ]
     caplog.clear()
     return ids
 

@@ -1,9 +1,11 @@
 """The HTTP API: thin translation between requests and the gateway's use cases."""
 
+import asyncio
 import logging
 import math
+import time
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 from uuid import UUID, uuid4
 
 import psycopg
@@ -49,6 +51,7 @@ from shared.domain.pairs import SUPPORTED_PAIRS
 from shared.domain.quotes import RoutePlan, VenueQuote
 from shared.domain.views import status_frame
 from shared.eventstore.follower import Follower
+from shared.eventstore.pool import STATEMENT_TIMEOUT_MS
 from shared.eventstore.port import EventStore
 from shared.metrics import ORDERS_ACCEPTED, ORDERS_REFUSED
 from shared.settings import Settings
@@ -141,7 +144,8 @@ EXECUTE_RESPONSES: Responses = {
         " unreachable: retry after `Retry-After-Ms` milliseconds where sent, else"
         " `Retry-After` seconds (with the same `clientOrderId`, it is safe)."
         " Nothing is recorded, except when the store failed while the order was"
-        " being written: then `detail` names the order id, which may be recorded"
+        " being written and stayed unreachable until the write's outcome was final"
+        " (about 6 s): then `detail` names the order id, which may be recorded"
         " (`GET /api/orders/{orderId}` tells)",
         "content": {
             "application/json": {
@@ -191,8 +195,13 @@ async def _record_admitted(
     try:
         try:
             placed = await place_order(store, accepted, correlation_id=correlation_id)
-        except psycopg.OperationalError:
-            placed = await _recorded_after_all(store, accepted)
+        except psycopg.OperationalError as error:
+            # With a SQLSTATE the server answered: the statement failed and its
+            # transaction rolled back; without a connection nothing was sent.
+            # Otherwise the connection dropped, and the server may still commit.
+            sent = not (error.sqlstate or isinstance(error, psycopg_pool.PoolTimeout))
+            settle_s = APPEND_SETTLED_S if sent else 0.0
+            placed = await _recorded_after_all(store, accepted, settle_s=settle_s)
         if not placed.replayed:
             recorded_at = placed.position
     except IdempotencyConflictError as error:
@@ -207,29 +216,60 @@ async def _record_admitted(
     return placed
 
 
-async def _recorded_after_all(store: EventStore, accepted: OrderAccepted) -> Placed:
-    """The order, if the append that lost its connection committed after all.
+APPEND_SETTLED_S: Final = STATEMENT_TIMEOUT_MS / 1000 + 1.0
+"""After an append lost its connection, its outcome is final by then: the append is
+one statement, which the server ends within its statement timeout (the second
+more covers the time the statement took to reach the server)."""
+_READ_BACK_EVERY_S: Final = 0.25
 
-    A connection can drop after the server got the COMMIT and before its answer
-    came back. Telling the client "nothing is recorded" then could make it submit
-    the order a second time; so the stream is read once, and the answer is the
-    order if it is there, else a 503 that names it as possibly recorded.
+
+async def _recorded_after_all(
+    store: EventStore, accepted: OrderAccepted, *, settle_s: float
+) -> Placed:
+    """The order, if the append that failed committed after all.
+
+    A connection can drop after the server got the append and before its answer
+    came back, and the server may commit it even later. Telling the client
+    "nothing is recorded" too soon could make it submit the order a second time;
+    so the stream is read until it shows the order or ``settle_s`` has passed,
+    after which the append's outcome is final. The answer is then exact: the
+    order, or a 503 saying it is not recorded. Only a store that stays
+    unreachable leaves the outcome unknown: a 503 naming the order as possibly
+    recorded.
     """
-    try:
-        history = await store.read_stream(accepted.order_id)
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
-        history = []
-    if history:
-        return as_placed(history, accepted, replayed=False)
+    deadline = time.monotonic() + settle_s
+    while True:
+        final = time.monotonic() >= deadline
+        try:
+            history: list[EventEnvelope] | None = await store.read_stream(
+                accepted.order_id
+            )
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+            history = None
+        if history:
+            return as_placed(history, accepted, replayed=False)
+        if final:
+            break
+        await asyncio.sleep(min(_READ_BACK_EVERY_S, deadline - time.monotonic()))
     order_id = accepted.order_id
-    logger.warning("append outcome unknown", extra={"kind": "append_outcome_unknown"})
+    if history is None:
+        logger.warning(
+            "append outcome unknown", extra={"kind": "append_outcome_unknown"}
+        )
+        detail = (
+            f"the event store failed while order {order_id} was being recorded, and"
+            f" it may or may not be recorded: GET /api/orders/{order_id} shows it"
+            " if it is. Submitting again with the same clientOrderId is safe;"
+            " without one it is a new order"
+        )
+    else:
+        logger.warning("append failed", extra={"kind": "append_failed"})
+        detail = (
+            f"the event store failed while order {order_id} was being recorded, and"
+            " it is not recorded: submitting it again is safe"
+        )
     raise HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        f"the event store failed while order {order_id} was being recorded, and it"
-        f" may or may not be recorded: GET /api/orders/{order_id} shows it if it"
-        " is. Submitting again with the same clientOrderId is safe; without one it"
-        " is a new order",
-        headers={"Retry-After": "1"},
+        status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "1"}
     )
 
 
