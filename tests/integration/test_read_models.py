@@ -233,6 +233,54 @@ async def test_admission_sees_how_long_orders_have_waited_for_the_engine(
             )
 
 
+async def test_stalled_orders_are_the_old_in_flight_rows_the_log_has_not_passed(
+    es_pool: Pool,
+) -> None:
+    """Old and in flight: stalled. Fresh, terminal, or behind the log (the read
+    model has not caught up): not."""
+    store = PostgresEventStore(es_pool)
+    projection = _projection(es_pool)
+    building = [accepted(), RoutingStarted(attempt=1), routed(1)]
+    cases = {
+        "old": (building, len(building), True),
+        "fresh": (building, len(building), False),
+        "terminal": ([*building, submitted(1), confirmed(1)], 5, True),
+        "behind the log": (building, 2, True),
+    }
+    order_ids: dict[str, UUID] = {}
+    try:
+        for name, (events, projected, aged) in cases.items():
+            history = await _recorded(store, events)
+            order_ids[name] = history[0].order_id
+            await projection.apply([RawEvent.of(e) for e in history[:projected]])
+            if aged:
+                async with es_pool.connection() as conn:
+                    await conn.execute(
+                        "UPDATE gateway.orders_view"
+                        " SET updated_at = updated_at - interval '1 hour'"
+                        " WHERE order_id = %s",
+                        (order_ids[name],),
+                    )
+
+        found = await OrdersView(es_pool).stalled(60.0)
+    finally:
+        async with es_pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM gateway.orders_view WHERE order_id = ANY(%s)",
+                (list(order_ids.values()),),
+            )
+
+    ours = {
+        (stalled.status.value, name)
+        for stalled in found
+        for name, order_id in order_ids.items()
+        if order_id in stalled.oldest
+    }
+    assert ours == {("building", "old")}
+    (building_stalled,) = [s for s in found if s.status.value == "building"]
+    assert building_stalled.longest_s >= 3600
+
+
 async def test_the_admission_count_starts_no_parallel_workers(
     database_url: str,
 ) -> None:

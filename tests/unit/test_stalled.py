@@ -54,6 +54,17 @@ async def test_the_gauge_counts_stalled_orders_by_status_and_zeroes_the_rest() -
     assert {gauge(s) for s in IN_FLIGHT} == {0.0}
 
 
+async def test_a_replica_that_does_not_project_counts_nothing() -> None:
+    find = Found()  # any look would fail: there is none to give
+    leading = False
+    watch = StalledWatch(find, after_s=120, leading=lambda: leading)
+
+    await watch.check()
+
+    assert find.asked == []
+    assert {gauge(s) for s in IN_FLIGHT} == {0.0}
+
+
 async def test_each_stalled_order_is_named_once_while_it_stays_stalled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -82,7 +82,9 @@ def _build_app(settings: Settings) -> FastAPI:
             await admission.refresh()
             runtime.spawn(admission.run(), "admission")
             stalled = StalledWatch(
-                view.stalled, after_s=settings.stalled_after_ms / 1000
+                view.stalled,
+                after_s=settings.stalled_after_ms / 1000,
+                leading=lambda: projector.is_leader,
             )
             runtime.spawn(stalled.run(), "stalled-orders")
             app.include_router(

@@ -155,14 +155,19 @@ SELECT (SELECT count(*) FROM gateway.orders_view WHERE status = ANY(%s))
 _STUCK_IGNORED = 3
 
 
+# A row the log has moved past is not stalled, only not projected yet: that shows
+# in the projection's lag instead.
 _STALLED = """
-SELECT status, count(*),
-       (array_agg(order_id ORDER BY updated_at))[1:%(named)s],
-       extract(epoch FROM clock_timestamp() - min(updated_at))
-  FROM gateway.orders_view
- WHERE status = ANY(%(in_flight)s)
-   AND updated_at < clock_timestamp() - make_interval(secs => %(after_s)s)
- GROUP BY status
+SELECT v.status, count(*),
+       (array_agg(v.order_id ORDER BY v.updated_at, v.order_id))[1:%(named)s],
+       extract(epoch FROM clock_timestamp() - min(v.updated_at))
+  FROM gateway.orders_view AS v
+ WHERE v.status = ANY(%(in_flight)s)
+   AND v.updated_at < clock_timestamp() - make_interval(secs => %(after_s)s)
+   AND NOT EXISTS (
+       SELECT FROM es.events AS e
+        WHERE e.stream_id = v.order_id AND e.stream_version > v.version)
+ GROUP BY v.status
 """
 
 
@@ -201,7 +206,8 @@ class OrdersView:
         return InFlight(int(row[0]), int(row[1]), float(row[2] or 0))
 
     async def stalled(self, after_s: float) -> list[Stalled]:
-        """Orders in flight with nothing recorded for ``after_s``, by status."""
+        """Orders in flight with nothing recorded for ``after_s``, by status: as
+        the read model shows them, less those the log has moved on since."""
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 _STALLED,

@@ -36,14 +36,25 @@ FindStalled = Callable[[float], Awaitable[Sequence[Stalled]]]
 
 
 class StalledWatch:
-    def __init__(self, find: FindStalled, *, after_s: float) -> None:
+    """Looks while ``leading`` (the replica that projects the read model), so that
+    with several gateways each order is counted and named once; the others show
+    0."""
+
+    def __init__(
+        self,
+        find: FindStalled,
+        *,
+        after_s: float,
+        leading: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._find = find
         self._after_s = after_s
+        self._leading = leading
         self._named: set[UUID] = set()
 
     async def check(self) -> Sequence[Stalled]:
         """One look: set the gauge, warn about orders not named before."""
-        found = await self._find(self._after_s)
+        found = await self._find(self._after_s) if self._leading() else []
         counts = {s.status: s.orders for s in found}
         for status in IN_FLIGHT:
             gauge = metrics.ORDERS_STALLED.labels(status=status.value)
