@@ -240,8 +240,8 @@ async def test_stalled_orders_are_the_old_in_flight_rows_the_log_has_not_passed(
     model has not caught up): not."""
     store = PostgresEventStore(es_pool)
     projection = _projection(es_pool)
-    building = [accepted(), RoutingStarted(attempt=1), routed(1)]
-    cases = {
+    building: list[OrderEvent] = [accepted(), RoutingStarted(attempt=1), routed(1)]
+    cases: dict[str, tuple[list[OrderEvent], int, bool]] = {
         "old": (building, len(building), True),
         "fresh": (building, len(building), False),
         "terminal": ([*building, submitted(1), confirmed(1)], 5, True),
