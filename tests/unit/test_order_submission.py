@@ -1,9 +1,10 @@
 """Submitting an order when the store's connection drops during the append.
 
-The commit may have happened before the connection dropped, or happen after it.
-The client must then hear about the order that exists, not "nothing is recorded"
-(which invites a second order); "not recorded" only once the append's outcome is
-final; and when the gateway cannot tell, it must say so and name the order.
+The server may have committed the append before the connection dropped, may
+commit it later, or never. The gateway sends it again (appends are idempotent),
+so the client hears about the one order that exists, recorded once, instead of
+"nothing is recorded" (which invites a second order); and when the store stays
+unreachable, the 503 says the order may be recorded and names it.
 """
 
 import asyncio
@@ -20,72 +21,66 @@ from fastapi import HTTPException
 
 from gateway.admission import Admission, InFlight
 from gateway.api import _record_admitted
-from gateway.handlers import accepted_order
+from gateway.handlers import accepted_order, place_order
 from shared.domain.envelope import EventEnvelope, NewEvent
 from shared.domain.events import OrderStatus
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.port import AppendResult
 
 DROPPED = psycopg.OperationalError("server closed the connection unexpectedly")
-SETTLED_S = 0.3  # stands in for the statement timeout and its margin
+RETRY_S = 0.3  # stands in for DROPPED_APPEND_RETRY_S
 
 
 @pytest.fixture(autouse=True)
-def short_settling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gateway.api.APPEND_SETTLED_S", SETTLED_S)
+def short_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.api.DROPPED_APPEND_RETRY_S", RETRY_S)
 
 
-class CommitsThenDrops(InMemoryEventStore):
-    """The append commits; its answer never arrives."""
+class AppendDrops(InMemoryEventStore):
+    """Append number ``drops`` never gets its answer; it commits ``commit_after_s``
+    later (0: before the drop, None: never). The others answer."""
 
-    async def append(
-        self, stream: UUID, events: Sequence[NewEvent], expected_version: int
-    ) -> AppendResult:
-        await super().append(stream, events, expected_version)
-        raise DROPPED
-
-
-class DropsThenCommits(InMemoryEventStore):
-    """The connection drops; the server commits the append a moment later."""
-
-    def __init__(self, after_s: float) -> None:
+    def __init__(self, commit_after_s: float | None, *, drops: int = 1) -> None:
         super().__init__()
-        self._after_s = after_s
+        self._commit_after_s = commit_after_s
+        self._drops = drops
         self._late: set[asyncio.Task[AppendResult]] = set()
+        self.appends = 0
 
     async def append(
         self, stream: UUID, events: Sequence[NewEvent], expected_version: int
     ) -> AppendResult:
-        async def commit() -> AppendResult:
-            await asyncio.sleep(self._after_s)
-            return await InMemoryEventStore.append(
-                self, stream, events, expected_version
-            )
-
-        self._late.add(asyncio.create_task(commit()))
+        self.appends += 1
+        if self.appends != self._drops:
+            return await super().append(stream, events, expected_version)
+        if self._commit_after_s == 0:
+            await super().append(stream, events, expected_version)
+        elif self._commit_after_s is not None:
+            self._late.add(asyncio.create_task(self._commit(stream, events)))
         raise DROPPED
+
+    async def _commit(self, stream: UUID, events: Sequence[NewEvent]) -> AppendResult:
+        assert self._commit_after_s is not None
+        await asyncio.sleep(self._commit_after_s)
+        # The first attempt's own transaction: it finds the retry's (or commits).
+        return await InMemoryEventStore.append(self, stream, events, -1)
 
 
 class Fails(InMemoryEventStore):
-    """The append fails with ``error``; reads answer."""
+    """Every append fails with ``error``, or hangs when it is None."""
 
-    def __init__(self, error: psycopg.OperationalError) -> None:
+    def __init__(self, error: psycopg.OperationalError | None) -> None:
         super().__init__()
         self._error = error
+        self.appends = 0
 
     async def append(
         self, stream: UUID, events: Sequence[NewEvent], expected_version: int
     ) -> AppendResult:
-        raise self._error
-
-
-class Unreachable(InMemoryEventStore):
-    """Neither the append nor the read that follows gets an answer."""
-
-    async def append(
-        self, stream: UUID, events: Sequence[NewEvent], expected_version: int
-    ) -> AppendResult:
-        raise DROPPED
+        self.appends += 1
+        if self._error is None and self.appends > 1:
+            await asyncio.Event().wait()  # a retry that never gets an answer
+        raise self._error or DROPPED
 
     async def read_stream(
         self, stream: UUID, after_version: int = 0
@@ -108,53 +103,66 @@ def _order() -> Any:
     )
 
 
-async def test_an_append_that_committed_before_its_connection_dropped_is_accepted() -> (
-    None
-):
-    store = CommitsThenDrops()
-    order = _order()
-
-    placed = await _record_admitted(
+async def _submit(store: InMemoryEventStore, order: Any) -> Any:
+    return await _record_admitted(
         store, Admission(_nothing_in_flight, limit=0), order, correlation_id=uuid4()
     )
 
-    assert placed.order_id == order.order_id
-    assert placed.status is OrderStatus.PENDING
-    assert not placed.replayed
-    assert len(await store.read_stream(order.order_id)) == 1
 
-
-async def test_an_append_committed_after_its_connection_dropped_is_accepted() -> None:
-    store = DropsThenCommits(after_s=SETTLED_S / 3)
+@pytest.mark.parametrize(
+    "commit_after_s",
+    [0, RETRY_S / 10, RETRY_S / 2, None],
+    ids=["before the drop", "soon after", "later", "never"],
+)
+async def test_a_dropped_append_records_the_order_exactly_once(
+    commit_after_s: float | None,
+) -> None:
+    store = AppendDrops(commit_after_s)
     order = _order()
 
-    placed = await _record_admitted(
-        store, Admission(_nothing_in_flight, limit=0), order, correlation_id=uuid4()
-    )
+    placed = await _submit(store, order)
+    await asyncio.sleep(RETRY_S)  # let a late commit land, if one is coming
 
     assert placed.order_id == order.order_id
     assert placed.status is OrderStatus.PENDING
+    assert not placed.replayed  # its own first attempt is no replay
+    assert len(await store.read_stream(order.order_id)) == 1
+    assert store.appends >= 2
+
+
+async def test_a_dropped_append_another_request_recorded_first_is_a_replay() -> None:
+    """A client's retry with the same clientOrderId won while this one waited."""
+    store = AppendDrops(commit_after_s=None, drops=2)
+    order = _order()
+    await place_order(store, order, correlation_id=uuid4())  # the other request
+
+    placed = await _submit(store, order)
+
+    assert placed.replayed
     assert len(await store.read_stream(order.order_id)) == 1
 
 
-async def test_a_dropped_append_is_not_recorded_only_once_its_outcome_is_final() -> (
-    None
-):
+@pytest.mark.parametrize(
+    "store",
+    [Fails(DROPPED), Fails(None)],
+    ids=["every retry fails", "a retry never answers"],
+)
+async def test_a_store_unreachable_for_the_retries_names_the_order(
+    store: Fails,
+) -> None:
     order = _order()
     started = time.monotonic()
 
     with pytest.raises(HTTPException) as refused:
-        await _record_admitted(
-            Fails(DROPPED),
-            Admission(_nothing_in_flight, limit=0),
-            order,
-            correlation_id=uuid4(),
-        )
+        await _submit(store, order)
 
-    assert time.monotonic() - started >= SETTLED_S
+    elapsed = time.monotonic() - started
+    assert RETRY_S <= elapsed < RETRY_S + 0.5
+    assert store.appends >= 2
     assert refused.value.status_code == 503
     assert str(order.order_id) in refused.value.detail
-    assert "it is not recorded: submitting it again is safe" in refused.value.detail
+    assert "may or may not be recorded" in refused.value.detail
+    assert refused.value.headers == {"Retry-After": "1"}
 
 
 @pytest.mark.parametrize(
@@ -165,34 +173,13 @@ async def test_a_dropped_append_is_not_recorded_only_once_its_outcome_is_final()
 async def test_an_append_known_to_have_failed_is_answered_at_once(
     error: psycopg.OperationalError,
 ) -> None:
-    order = _order()
-    started = time.monotonic()
-
-    with pytest.raises(HTTPException) as refused:
-        await _record_admitted(
-            Fails(error),
-            Admission(_nothing_in_flight, limit=0),
-            order,
-            correlation_id=uuid4(),
-        )
-
-    assert time.monotonic() - started < SETTLED_S
-    assert refused.value.status_code == 503
-    assert "it is not recorded" in refused.value.detail
-
-
-async def test_an_append_whose_outcome_cannot_be_learned_names_the_order() -> None:
+    store = Fails(error)
     order = _order()
 
     with pytest.raises(HTTPException) as refused:
-        await _record_admitted(
-            Unreachable(),
-            Admission(_nothing_in_flight, limit=0),
-            order,
-            correlation_id=uuid4(),
-        )
+        await _submit(store, order)
 
+    assert store.appends == 1
     assert refused.value.status_code == 503
     assert str(order.order_id) in refused.value.detail
-    assert "may or may not be recorded" in refused.value.detail
-    assert refused.value.headers == {"Retry-After": "1"}
+    assert "it is not recorded: submitting it again is safe" in refused.value.detail

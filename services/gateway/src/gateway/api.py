@@ -1,6 +1,7 @@
 """The HTTP API: thin translation between requests and the gateway's use cases."""
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -21,7 +22,6 @@ from gateway.handlers import (
     IdempotencyConflictError,
     Placed,
     accepted_order,
-    as_placed,
     fold,
     order_id_for,
     place_order,
@@ -51,7 +51,6 @@ from shared.domain.pairs import SUPPORTED_PAIRS
 from shared.domain.quotes import RoutePlan, VenueQuote
 from shared.domain.views import status_frame
 from shared.eventstore.follower import Follower
-from shared.eventstore.pool import STATEMENT_TIMEOUT_MS
 from shared.eventstore.port import EventStore
 from shared.metrics import ORDERS_ACCEPTED, ORDERS_REFUSED
 from shared.settings import Settings
@@ -144,7 +143,7 @@ EXECUTE_RESPONSES: Responses = {
         " unreachable: retry after `Retry-After-Ms` milliseconds where sent, else"
         " `Retry-After` seconds (with the same `clientOrderId`, it is safe)."
         " Nothing is recorded, except when the store failed while the order was"
-        " being written and stayed unreachable until the write's outcome was final"
+        " being written and stayed unreachable while the gateway tried again"
         " (about 6 s): then `detail` names the order id, which may be recorded"
         " (`GET /api/orders/{orderId}` tells)",
         "content": {
@@ -196,12 +195,13 @@ async def _record_admitted(
         try:
             placed = await place_order(store, accepted, correlation_id=correlation_id)
         except psycopg.OperationalError as error:
-            # With a SQLSTATE the server answered: the statement failed and its
-            # transaction rolled back; without a connection nothing was sent.
-            # Otherwise the connection dropped, and the server may still commit.
-            sent = not (error.sqlstate or isinstance(error, psycopg_pool.PoolTimeout))
-            settle_s = APPEND_SETTLED_S if sent else 0.0
-            placed = await _recorded_after_all(store, accepted, settle_s=settle_s)
+            if error.sqlstate or isinstance(error, psycopg_pool.PoolTimeout):
+                # The server answered (the statement failed and rolled back), or
+                # there was no connection to send it on.
+                raise _not_recorded(accepted.order_id) from None
+            placed = await _placed_after_drop(
+                store, accepted, correlation_id=correlation_id
+            )
         if not placed.replayed:
             recorded_at = placed.position
     except IdempotencyConflictError as error:
@@ -216,60 +216,61 @@ async def _record_admitted(
     return placed
 
 
-APPEND_SETTLED_S: Final = STATEMENT_TIMEOUT_MS / 1000 + 1.0
-"""After an append lost its connection, its outcome is final by then: the append is
-one statement, which the server ends within its statement timeout (the second
-more covers the time the statement took to reach the server)."""
-_READ_BACK_EVERY_S: Final = 0.25
+DROPPED_APPEND_RETRY_S: Final = 6.0
+"""How long an append that lost its connection is tried again: a PostgreSQL
+restart's worth, well inside any HTTP client's patience."""
+_FIRST_PAUSE_S: Final = 0.1
+_LONGEST_PAUSE_S: Final = 1.0
 
 
-async def _recorded_after_all(
-    store: EventStore, accepted: OrderAccepted, *, settle_s: float
+async def _placed_after_drop(
+    store: EventStore, accepted: OrderAccepted, *, correlation_id: UUID
 ) -> Placed:
-    """The order, if the append that failed committed after all.
+    """The order, appended again after its append lost its connection.
 
-    A connection can drop after the server got the append and before its answer
-    came back, and the server may commit it even later. Telling the client
-    "nothing is recorded" too soon could make it submit the order a second time;
-    so the stream is read until it shows the order or ``settle_s`` has passed,
-    after which the append's outcome is final. The answer is then exact: the
-    order, or a 503 saying it is not recorded. Only a store that stays
-    unreachable leaves the outcome unknown: a 503 naming the order as possibly
-    recorded.
+    The server may have committed that append, may still commit it, or never
+    will: no read can tell which in time. But the append is idempotent (the
+    same event ids), so it is sent again until the store answers, and the answer
+    is the outcome: the first attempt's events found, or recorded now, exactly
+    once either way. Events found with this request's correlation id are its own
+    first attempt, not a replay. Each try is bounded by what is left of
+    ``DROPPED_APPEND_RETRY_S``; a store unreachable for all of it leaves the
+    outcome unknown, and the 503 says so and names the order.
     """
-    deadline = time.monotonic() + settle_s
-    while True:
-        final = time.monotonic() >= deadline
+    deadline = time.monotonic() + DROPPED_APPEND_RETRY_S
+    pause = _FIRST_PAUSE_S
+    while (left := deadline - time.monotonic()) > 0:
         try:
-            history: list[EventEnvelope] | None = await store.read_stream(
-                accepted.order_id
-            )
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
-            history = None
-        if history:
-            return as_placed(history, accepted, replayed=False)
-        if final:
-            break
-        await asyncio.sleep(min(_READ_BACK_EVERY_S, deadline - time.monotonic()))
+            async with asyncio.timeout(left):
+                placed = await place_order(
+                    store, accepted, correlation_id=correlation_id
+                )
+        except (psycopg.OperationalError, TimeoutError):
+            await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(2 * pause, _LONGEST_PAUSE_S)
+            continue
+        if placed.replayed and placed.correlation_id == correlation_id:
+            placed = dataclasses.replace(placed, replayed=False)
+        return placed
     order_id = accepted.order_id
-    if history is None:
-        logger.warning(
-            "append outcome unknown", extra={"kind": "append_outcome_unknown"}
-        )
-        detail = (
-            f"the event store failed while order {order_id} was being recorded, and"
-            f" it may or may not be recorded: GET /api/orders/{order_id} shows it"
-            " if it is. Submitting again with the same clientOrderId is safe;"
-            " without one it is a new order"
-        )
-    else:
-        logger.warning("append failed", extra={"kind": "append_failed"})
-        detail = (
-            f"the event store failed while order {order_id} was being recorded, and"
-            " it is not recorded: submitting it again is safe"
-        )
+    logger.warning("append outcome unknown", extra={"kind": "append_outcome_unknown"})
     raise HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "1"}
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"the event store failed while order {order_id} was being recorded, and it"
+        f" may or may not be recorded: GET /api/orders/{order_id} shows it if it"
+        " is. Submitting again with the same clientOrderId is safe; without one it"
+        " is a new order",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _not_recorded(order_id: UUID) -> HTTPException:
+    logger.warning("append failed", extra={"kind": "append_failed"})
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"the event store failed while order {order_id} was being recorded, and it"
+        " is not recorded: submitting it again is safe",
+        headers={"Retry-After": "1"},
     )
 
 

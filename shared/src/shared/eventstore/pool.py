@@ -2,7 +2,6 @@
 
 import time
 import weakref
-from typing import Final
 
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
@@ -38,18 +37,12 @@ class _IdleCheck:
             await Pool.check_connection(conn)
 
 
-STATEMENT_TIMEOUT_MS: Final = 5_000
-"""The longest any statement of the pool runs; an append is one statement, so a
-writer that lost its connection knows the append's outcome is final this long
-after it was sent (unless commits wait on a synchronous standby)."""
-
-
 def open_pool(
     conninfo: str,
     *,
     min_size: int = 1,
     max_size: int = 10,
-    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+    statement_timeout_ms: int = 5_000,
     idle_in_transaction_timeout_ms: int = 5_000,
     name: str | None = None,
 ) -> Pool:
