@@ -13,8 +13,11 @@ import os
 import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
+from psycopg import sql
 
+from shared.postgres.roles import SERVICE_ROLES, password_variable
 from shared.settings import Settings
 from tools import databases
 from tools.broker import delete_namespace
@@ -51,12 +54,30 @@ def infrastructure() -> Iterator[tuple[str, str]]:
     with (
         PostgresContainer("postgres:15-alpine", driver=None) as pg,
         RabbitMqContainer("rabbitmq:3.10-alpine") as rabbit,
+        pytest.MonkeyPatch.context() as env,
     ):
         amqp = (
             f"amqp://{rabbit.username}:{rabbit.password}@"
             f"{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/"
         )
-        yield pg.get_connection_url(), amqp
+        server_url = pg.get_connection_url()
+        # The container asks every login for a password: the services' roles
+        # are made up front with one (as an operator would) and the harness
+        # hands it to them (shared.postgres.roles).
+        _create_service_roles(server_url, pg.password)
+        for service in SERVICE_ROLES:
+            env.setenv(password_variable(service), pg.password)
+        yield server_url, amqp
+
+
+def _create_service_roles(server_url: str, password: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        for role in SERVICE_ROLES.values():
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN NOINHERIT PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ import psycopg
 from psycopg import sql
 
 from shared.migrations import migrate
-from shared.postgres.roles import SERVICE_ROLES
 
 
 def with_database(url: str, dbname: str) -> str:
@@ -26,7 +25,6 @@ def fresh_database(
     try:
         if migrated:
             migrate(url)
-            admit_service_roles(server_url)
         yield url
     finally:
         if not keep:
@@ -36,21 +34,3 @@ def fresh_database(
                         sql.Identifier(dbname)
                     )
                 )
-
-
-def admit_service_roles(server_url: str) -> None:
-    """Let the services log in as their roles where the owner logs in by password.
-
-    The roles come without passwords (0008_service_roles). A throwaway server that
-    asks for one (testcontainers) gets the owner's for each: test tooling only.
-    """
-    password = psycopg.conninfo.conninfo_to_dict(server_url).get("password")
-    if not password:
-        return
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        for role in SERVICE_ROLES.values():
-            conn.execute(
-                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(str(password))
-                )
-            )

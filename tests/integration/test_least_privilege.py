@@ -42,13 +42,37 @@ REWRITES = [
 ]
 
 # Which service may read which table: private state is its owner's alone.
+EVERY = {"gateway", "router", "executor", "notifier"}
 READERS = {
-    "es.events": {"gateway", "router", "executor", "notifier"},
-    "es.checkpoints": {"gateway", "router", "executor", "notifier"},
+    "es.events": EVERY,
+    "es.position_counter": EVERY,
+    "es.checkpoints": EVERY,
     "gateway.orders_view": {"gateway"},
     "executor.in_flight": {"executor"},
+    "chain.genesis": {"router", "executor"},
     "chain.pools": {"router", "executor"},
-    "chain.ledger": {"executor"},
+    "chain.transactions": {"executor"},
+    "chain.ledger": set(),  # written by the executor, read by no service
+}
+
+# Who may change rows of which table (on empty tables: allowed is "UPDATE 0").
+WRITERS = {
+    "UPDATE gateway.orders_view SET status = status": {"gateway"},
+    "DELETE FROM gateway.orders_view": set(),
+    "UPDATE executor.in_flight SET attempt = attempt": {"executor"},
+    "UPDATE es.checkpoints SET position = position": set(),
+    "UPDATE chain.genesis SET seed = seed": set(),
+    "UPDATE chain.ledger SET ok = ok": set(),
+    "DELETE FROM chain.ledger": set(),
+    "UPDATE chain.pools SET version = version": {"executor"},
+}
+
+# Whose checkpoint each service may move: its own, and the relay's.
+CHECKPOINT_MOVERS = {
+    "relay:oe": EVERY,
+    "projection:gateway.orders_view": {"gateway"},
+    "projection:executor.in_flight": {"executor"},
+    "test:somebody-else": set(),
 }
 
 
@@ -85,13 +109,34 @@ def test_no_service_can_rewrite_the_log(
 def test_private_state_is_readable_only_by_its_service(
     database_url: str, table: str
 ) -> None:
-    readable = set()
+    query = f"SELECT * FROM {table} LIMIT 1"  # noqa: S608 - our own table names
+    assert _allowed(database_url, query) == READERS[table]
+
+
+def _allowed(database_url: str, statement: str) -> set[str]:
+    allowed = set()
     for service in SERVICE_ROLES:
         with _as(database_url, service) as conn:
-            query = f"SELECT * FROM {table} LIMIT 1"  # noqa: S608 - our own table names
-            if _outcome(conn, query) == "ok":
-                readable.add(service)
-    assert readable == READERS[table]
+            if _outcome(conn, statement) == "ok":
+                allowed.add(service)
+    return allowed
+
+
+@pytest.mark.parametrize("statement", sorted(WRITERS))
+def test_a_service_changes_only_its_own_tables(
+    database_url: str, statement: str
+) -> None:
+    assert _allowed(database_url, statement) == WRITERS[statement]
+
+
+@pytest.mark.parametrize("subscriber", sorted(CHECKPOINT_MOVERS))
+def test_a_service_moves_only_its_own_checkpoints(
+    database_url: str, subscriber: str
+) -> None:
+    advance = f"SELECT es.advance_checkpoint('{subscriber}', 1)"
+    move = f"SELECT es.move_checkpoint('{subscriber}', 0, 1)"
+    assert _allowed(database_url, advance) == CHECKPOINT_MOVERS[subscriber]
+    assert _allowed(database_url, move) == CHECKPOINT_MOVERS[subscriber]
 
 
 def test_the_writers_append_through_the_store_and_the_notifier_cannot(
@@ -155,3 +200,31 @@ def test_a_service_starts_on_a_current_schema_but_may_not_migrate_one(
             ).fetchone() or (None,)
         assert present is False
         assert migrate(url) == ["0007_move_checkpoint"]
+
+
+def test_a_database_from_before_the_roles_is_refused_until_its_owner_migrates(
+    infrastructure: tuple[str, str],
+) -> None:
+    """The upgrade to 0008: services of this release meet a schema at 0007."""
+    with fresh_database(infrastructure[0], "upgrade", migrated=False) as url:
+        migrate(url, up_to="0007_move_checkpoint")
+        router = service_conninfo(url, "router")
+        with pytest.raises(MigrationRefusedError, match="schema is behind"):
+            migrate(router)
+
+        assert migrate(url) == ["0008_service_roles"]
+        assert migrate(router) == []
+
+
+def test_functions_a_later_migration_adds_are_no_service_s_by_default(
+    infrastructure: tuple[str, str],
+) -> None:
+    with fresh_database(infrastructure[0], "later_function") as url:
+        with psycopg.connect(url, autocommit=True) as owner:
+            owner.execute(
+                "CREATE FUNCTION es.added_later() RETURNS int"
+                " LANGUAGE sql AS 'SELECT 1'"
+            )
+        for service in SERVICE_ROLES:
+            with _as(url, service) as conn:
+                assert _outcome(conn, "SELECT es.added_later()") == "42501", service

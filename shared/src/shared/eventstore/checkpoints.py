@@ -12,14 +12,10 @@ from shared.eventstore.pool import Pool
 _GET = "SELECT position FROM es.checkpoints WHERE subscriber = %s"
 _GET_MANY = "SELECT subscriber, position FROM es.checkpoints WHERE subscriber = ANY(%s)"
 
-# The WHERE makes advancing monotonic even when two instances race or a slow one
-# finishes late: a checkpoint never moves back.
-_ADVANCE = """
-INSERT INTO es.checkpoints AS c (subscriber, position) VALUES (%s, %s)
-ON CONFLICT (subscriber) DO UPDATE
-   SET position = excluded.position, updated_at = now()
- WHERE c.position < excluded.position
-"""
+# Monotonic even when two instances race or a slow one finishes late: a
+# checkpoint never moves back. Both functions refuse a service that moves
+# another's checkpoint (migration 0008).
+_ADVANCE = "SELECT es.advance_checkpoint(%s, %s)"
 
 # Fails with SUPERSEDED once the checkpoint is past where the caller read from
 # (migration 0007).
@@ -67,7 +63,8 @@ class Checkpoints:
             raise ValueError(f"checkpoint position must be >= 0, got {position}")
         async with self._connection(conn) as c, c.cursor(row_factory=tuple_row) as cur:
             await cur.execute(_ADVANCE, (subscriber, position))
-            return cur.rowcount == 1
+            row = await cur.fetchone()
+        return bool(row and row[0])
 
     async def move(
         self, subscriber: str, read_after: int, to: int, *, conn: AsyncConnection[Any]

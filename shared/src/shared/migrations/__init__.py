@@ -32,16 +32,18 @@ def _scripts() -> list[Traversable]:
     return scripts
 
 
-def migrate(conninfo: str) -> list[str]:
-    """Apply every migration not applied yet; return the versions applied now.
+def migrate(conninfo: str, *, up_to: str | None = None) -> list[str]:
+    """Apply every migration not applied yet (through version ``up_to``, when
+    given); return the versions applied now.
 
     Each file runs in its own transaction together with its ledger row, so a
     failing migration leaves neither trace nor record. Files must not contain
     their own BEGIN/COMMIT.
 
     An up-to-date schema is only read, so services logged in as their own roles
-    (0008_service_roles), which may not change it, start as owners do. A role
-    that may not apply what is pending gets ``MigrationRefusedError``.
+    (0008_service_roles), which may not change it, start as owners do. A login
+    that may not read the ledger or apply what is pending gets
+    ``MigrationRefusedError``, saying which.
     """
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -49,16 +51,34 @@ def migrate(conninfo: str) -> list[str]:
         # the server when the connection drops.
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:
-            done = _applied(conn)
-            pending = [s for s in _scripts() if s.name.removesuffix(".sql") not in done]
+            try:
+                done = _applied(conn)
+            except psycopg.errors.InsufficientPrivilege as error:
+                raise MigrationRefusedError(
+                    f"{conn.info.user} may not read which migrations are applied"
+                    f" ({error.diag.message_primary}): the schema is behind this"
+                    " release; migrate it as its owner: python -m shared.migrations"
+                ) from error
+            pending = [
+                s
+                for s in _scripts()
+                if s.name.removesuffix(".sql") not in done
+                and (up_to is None or s.name.removesuffix(".sql") <= up_to)
+            ]
             for script in pending:
                 version = script.name.removesuffix(".sql")
                 try:
                     _apply(conn, script, version)
                 except psycopg.errors.InsufficientPrivilege as error:
+                    hint = (
+                        f" ({error.diag.message_hint})"
+                        if error.diag.message_hint
+                        else ""
+                    )
                     raise MigrationRefusedError(
-                        f"{conn.info.user} may not apply {version} ({error});"
-                        " migrate as the schema's owner: python -m shared.migrations"
+                        f"{conn.info.user} may not apply {version}:"
+                        f" {error.diag.message_primary}{hint}. The schema is migrated"
+                        " by its owner: python -m shared.migrations"
                     ) from error
                 applied_now.append(version)
         finally:
@@ -86,6 +106,9 @@ def _apply(
     conn: psycopg.Connection[tuple[object, ...]], script: Traversable, version: str
 ) -> None:
     with conn.transaction():
+        # Every name in the scripts is schema-qualified; nothing a less trusted
+        # role created in another schema may stand in for a built-in here.
+        conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
         conn.execute(_CREATE_LEDGER)
         # Sent without parameters, so a file may hold many statements; bytes
         # because text read from a file is no LiteralString.

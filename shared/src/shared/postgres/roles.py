@@ -1,9 +1,10 @@
 """The database role each service logs in as (migration 0008_service_roles)."""
 
+import os
 import sys
 from typing import Final
 
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from shared.settings import Settings
 
@@ -15,14 +16,24 @@ SERVICE_ROLES: Final = {
 }
 
 
+def password_variable(service: str) -> str:
+    """The environment variable holding ``service``'s role's password (compose
+    uses the same names)."""
+    return f"OE_{service.upper()}_DB_PASSWORD"
+
+
 def service_conninfo(owner_url: str, service: str) -> str:
     """``owner_url`` with the login changed to ``service``'s role.
 
-    For servers that admit the roles without a password of their own (trust or
-    peer authentication, as on a developer's machine); elsewhere each service is
-    given its own ``DATABASE_URL``.
+    The owner's password is never handed on: the role's comes from
+    ``OE_<SERVICE>_DB_PASSWORD`` when set; without it the server must admit the
+    role as it is (trust or peer authentication, as on a developer's machine).
     """
-    return make_conninfo(owner_url, user=SERVICE_ROLES[service])
+    params = {k: v for k, v in conninfo_to_dict(owner_url).items() if k != "password"}
+    params["user"] = SERVICE_ROLES[service]
+    if password := os.environ.get(password_variable(service)):
+        params["password"] = password
+    return make_conninfo("", **params)
 
 
 def main() -> None:

@@ -8,15 +8,17 @@
 --     DELETE or TRUNCATE it, or touch the position counter;
 --   * a service's private state is its own: gateway.orders_view is the
 --     gateway's, executor.in_flight the executor's; no other service can read it;
+--   * checkpoints move only through es.advance_checkpoint / es.move_checkpoint,
+--     and only the service a checkpoint belongs to may move it (the relay's,
+--     relay:<namespace>, belongs to every service: each runs the relay);
 --   * the notifier appends nothing.
--- Every service runs the relay (one at a time holds its lock), so each reads the
--- log and writes checkpoints. chain.* is the simulated Solana cluster: the
--- router reads pools through it, the executor sends and lands transactions.
+-- chain.* is the simulated Solana cluster: the router reads pools through it
+-- (and seeds a fresh one), the executor sends and lands transactions.
 --
 -- Roles belong to the server, not the database: created once (by the first
 -- database migrated, or beforehand by an operator, with passwords of their
--- choosing: CREATE ROLE needs CREATEROLE, granting does not), then granted in
--- each database. Passwords are never set here.
+-- choosing), then granted in each database. Creating them needs CREATEROLE;
+-- granting does not. Passwords are never set here.
 
 DO $$
 DECLARE
@@ -27,28 +29,112 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = v_role) THEN
             BEGIN
                 EXECUTE format('CREATE ROLE %I LOGIN NOINHERIT', v_role);
-            EXCEPTION WHEN duplicate_object OR unique_violation THEN
-                -- Another database's migration created it a moment ago.
-                NULL;
+            EXCEPTION
+                WHEN duplicate_object OR unique_violation THEN
+                    NULL;  -- another database's migration created it a moment ago
+                WHEN insufficient_privilege THEN
+                    RAISE EXCEPTION 'creating role % needs CREATEROLE', v_role
+                        USING ERRCODE = 'insufficient_privilege',
+                              HINT = 'Create the four service roles beforehand'
+                                  ' (LOGIN, with passwords), or migrate as a role'
+                                  ' with CREATEROLE.';
             END;
+        END IF;
+        -- A role made by someone else must not carry more than a service needs:
+        -- all the grants below would be moot.
+        IF EXISTS (
+            SELECT FROM pg_catalog.pg_roles AS r
+             WHERE r.rolname = v_role
+               AND (r.rolsuper OR r.rolbypassrls OR r.rolcreaterole OR r.rolcreatedb
+                    OR pg_catalog.pg_has_role(r.oid, current_user, 'MEMBER'))
+        ) THEN
+            RAISE EXCEPTION 'role % may do more than a service: it is a superuser,'
+                ' bypasses row security, creates roles or databases, or holds'
+                ' membership of %', v_role, current_user
+                USING ERRCODE = 'insufficient_privilege';
         END IF;
     END LOOP;
 END
 $$;
 
--- Nothing by default: functions are executable by PUBLIC unless revoked, here and
--- in later migrations.
+-- Nothing by default. Functions are executable by PUBLIC unless revoked: for
+-- these, and (for the role that migrates) for any a later migration creates.
+-- Servers from before PostgreSQL 15 let PUBLIC create in schema public, where a
+-- service could plant a function a migration would then run as the owner.
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA es FROM PUBLIC;
-ALTER DEFAULT PRIVILEGES IN SCHEMA es REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
--- For servers whose databases are closed to PUBLIC.
+ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 DO $$
 BEGIN
+    -- For servers whose databases are closed to PUBLIC.
     EXECUTE format(
         'GRANT CONNECT ON DATABASE %I TO oe_gateway, oe_router, oe_executor, oe_notifier',
         current_database()
     );
 END
 $$;
+
+-- Who may move a checkpoint: its own service, or anyone not a service (the
+-- owner, an operator).
+CREATE FUNCTION es.may_move_checkpoint(p_subscriber text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT session_user NOT IN ('oe_gateway', 'oe_router', 'oe_executor', 'oe_notifier')
+        OR p_subscriber LIKE 'relay:%'
+        OR (session_user = 'oe_gateway' AND p_subscriber LIKE 'projection:gateway.%')
+        OR (session_user = 'oe_executor' AND p_subscriber LIKE 'projection:executor.%')
+$$;
+
+-- A checkpoint only moves forward: advancing returns whether it moved.
+CREATE FUNCTION es.advance_checkpoint(p_subscriber text, p_position bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = es, pg_temp
+AS $$
+BEGIN
+    IF NOT es.may_move_checkpoint(p_subscriber) THEN
+        RAISE EXCEPTION '% may not move checkpoint %', session_user, p_subscriber
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    INSERT INTO es.checkpoints AS c (subscriber, position)
+    VALUES (p_subscriber, p_position)
+    ON CONFLICT (subscriber) DO UPDATE
+       SET position = excluded.position, updated_at = now()
+     WHERE c.position < excluded.position;
+    RETURN FOUND;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION es.move_checkpoint(p_subscriber text, p_read_after bigint, p_to bigint)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = es, pg_temp
+AS $$
+BEGIN
+    IF NOT es.may_move_checkpoint(p_subscriber) THEN
+        RAISE EXCEPTION '% may not move checkpoint %', session_user, p_subscriber
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_to <= p_read_after THEN
+        RAISE EXCEPTION 'move_checkpoint: % must be past %', p_to, p_read_after;
+    END IF;
+    INSERT INTO es.checkpoints AS c (subscriber, position)
+    VALUES (p_subscriber, p_to)
+    ON CONFLICT (subscriber) DO UPDATE
+       SET position = excluded.position, updated_at = now()
+     WHERE c.position <= p_read_after;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'checkpoint % is past %: another instance applied these events',
+                        p_subscriber, p_read_after
+              USING ERRCODE = 'OE409';
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION es.may_move_checkpoint(text), es.advance_checkpoint(text, bigint)
+    FROM PUBLIC;
 
 -- The appends run as their owner, with a search path no caller can shadow.
 ALTER FUNCTION es.append_events(uuid, integer, uuid[], text[], jsonb[], uuid[], uuid[])
@@ -57,14 +143,15 @@ ALTER FUNCTION es.append_batch(uuid[], integer[], integer[], uuid[], text[], jso
     SECURITY DEFINER SET search_path = es, pg_temp;
 
 -- Every service: the migration ledger (to see the schema is current), the log,
--- the relay's and read models' checkpoints.
+-- the checkpoints (read; moved through the functions).
+GRANT USAGE ON SCHEMA public TO oe_gateway, oe_router, oe_executor, oe_notifier;
 GRANT SELECT ON public.schema_migrations TO oe_gateway, oe_router, oe_executor, oe_notifier;
 GRANT USAGE ON SCHEMA es TO oe_gateway, oe_router, oe_executor, oe_notifier;
-GRANT SELECT ON es.events, es.position_counter
+GRANT SELECT ON es.events, es.position_counter, es.checkpoints
     TO oe_gateway, oe_router, oe_executor, oe_notifier;
-GRANT SELECT, INSERT, UPDATE ON es.checkpoints
-    TO oe_gateway, oe_router, oe_executor, oe_notifier;
-GRANT EXECUTE ON FUNCTION es.move_checkpoint(text, bigint, bigint)
+GRANT EXECUTE ON FUNCTION
+    es.advance_checkpoint(text, bigint),
+    es.move_checkpoint(text, bigint, bigint)
     TO oe_gateway, oe_router, oe_executor, oe_notifier;
 
 -- The writers of order events.
@@ -79,9 +166,10 @@ GRANT SELECT, INSERT, UPDATE ON gateway.orders_view TO oe_gateway;
 GRANT USAGE ON SCHEMA executor TO oe_executor;
 GRANT SELECT, INSERT, UPDATE, DELETE ON executor.in_flight TO oe_executor;
 
--- The simulated chain's RPC: the router quotes from pools (and, first up on a
--- fresh chain, writes its genesis); the executor sends, watches and lands.
+-- The simulated chain's RPC. Its genesis is written once and the ledger only
+-- grows: nobody may rewrite either.
 GRANT USAGE ON SCHEMA chain TO oe_router, oe_executor;
 GRANT SELECT, INSERT ON chain.genesis, chain.pools TO oe_router;
-GRANT SELECT, INSERT, UPDATE ON chain.genesis, chain.pools, chain.transactions, chain.ledger
-    TO oe_executor;
+GRANT SELECT, INSERT ON chain.genesis TO oe_executor;
+GRANT SELECT, INSERT, UPDATE ON chain.pools, chain.transactions TO oe_executor;
+GRANT INSERT ON chain.ledger TO oe_executor;
