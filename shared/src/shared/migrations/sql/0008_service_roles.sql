@@ -75,15 +75,21 @@ END
 $$;
 
 -- Who may move a checkpoint: its own service, or anyone not a service (the
--- owner, an operator).
-CREATE FUNCTION es.may_move_checkpoint(p_subscriber text) RETURNS boolean
-LANGUAGE sql STABLE
+-- owner, an operator). session_user is the login, whatever role it has set.
+CREATE FUNCTION es.require_checkpoint_mover(p_subscriber text) RETURNS void
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT session_user NOT IN ('oe_gateway', 'oe_router', 'oe_executor', 'oe_notifier')
-        OR p_subscriber LIKE 'relay:%'
-        OR (session_user = 'oe_gateway' AND p_subscriber LIKE 'projection:gateway.%')
-        OR (session_user = 'oe_executor' AND p_subscriber LIKE 'projection:executor.%')
+BEGIN
+    IF session_user IN ('oe_gateway', 'oe_router', 'oe_executor', 'oe_notifier')
+       AND p_subscriber NOT LIKE 'relay:%'
+       AND NOT (session_user = 'oe_gateway' AND p_subscriber LIKE 'projection:gateway.%')
+       AND NOT (session_user = 'oe_executor' AND p_subscriber LIKE 'projection:executor.%')
+    THEN
+        RAISE EXCEPTION '% may not move checkpoint %', session_user, p_subscriber
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
 $$;
 
 -- A checkpoint only moves forward: advancing returns whether it moved.
@@ -94,10 +100,7 @@ SECURITY DEFINER
 SET search_path = es, pg_temp
 AS $$
 BEGIN
-    IF NOT es.may_move_checkpoint(p_subscriber) THEN
-        RAISE EXCEPTION '% may not move checkpoint %', session_user, p_subscriber
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    PERFORM es.require_checkpoint_mover(p_subscriber);
     INSERT INTO es.checkpoints AS c (subscriber, position)
     VALUES (p_subscriber, p_position)
     ON CONFLICT (subscriber) DO UPDATE
@@ -114,10 +117,7 @@ SECURITY DEFINER
 SET search_path = es, pg_temp
 AS $$
 BEGIN
-    IF NOT es.may_move_checkpoint(p_subscriber) THEN
-        RAISE EXCEPTION '% may not move checkpoint %', session_user, p_subscriber
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    PERFORM es.require_checkpoint_mover(p_subscriber);
     IF p_to <= p_read_after THEN
         RAISE EXCEPTION 'move_checkpoint: % must be past %', p_to, p_read_after;
     END IF;
@@ -133,7 +133,9 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION es.may_move_checkpoint(text), es.advance_checkpoint(text, bigint)
+REVOKE EXECUTE ON FUNCTION
+    es.require_checkpoint_mover(text),
+    es.advance_checkpoint(text, bigint)
     FROM PUBLIC;
 
 -- The appends run as their owner, with a search path no caller can shadow.
