@@ -23,10 +23,16 @@ from pathlib import Path
 import httpx
 from pydantic import TypeAdapter
 
-from shared.postgres.roles import service_conninfo
+from shared.postgres.roles import password_variable, service_conninfo
 from tools.broker import delete_namespace
 
 SERVICES = ("gateway", "router", "executor", "notifier")
+# What the harness's environment may carry that no service gets: the owner's
+# credentials and the roles' passwords (each service's is in its DATABASE_URL).
+_OWNER_SECRETS = frozenset(
+    {"PGPASSWORD", "PGPASSFILE", "TEST_DATABASE_URL"}
+    | {password_variable(service) for service in SERVICES}
+)
 PORT_SETTING = {
     "gateway": "GATEWAY_PORT",
     "notifier": "NOTIFIER_PORT",
@@ -126,7 +132,7 @@ class System:
     def start(self, instance: str) -> None:
         service = service_of(instance)
         env = {
-            **self.env,
+            **{k: v for k, v in self.env.items() if k not in _OWNER_SECRETS},
             PORT_SETTING[service]: str(self.port(instance)),
             "DATABASE_URL": service_conninfo(self.env["DATABASE_URL"], service),
             # libpq's default application_name: each session says whose it is.

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from shared import migrations
 from shared.migrations import MigrationRefusedError, migrate
 from shared.postgres.roles import SERVICE_ROLES, service_conninfo
 from tests.conftest import fresh_database
@@ -129,7 +130,19 @@ def test_a_service_changes_only_its_own_tables(
     assert _allowed(database_url, statement) == WRITERS[statement]
 
 
+@pytest.fixture
+def head(database_url: str) -> int:
+    """The log's head, at least 1: a checkpoint may move up to it."""
+    with psycopg.connect(database_url, autocommit=True) as owner:
+        stream, event = uuid.uuid4(), uuid.uuid4()
+        owner.execute(APPEND, {"stream": stream, "event": event})
+        row = owner.execute("SELECT last_position FROM es.position_counter").fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
 @pytest.mark.parametrize("subscriber", sorted(CHECKPOINT_MOVERS))
+@pytest.mark.usefixtures("head")
 def test_a_service_moves_only_its_own_checkpoints(
     database_url: str, subscriber: str
 ) -> None:
@@ -218,13 +231,26 @@ def test_a_database_from_before_the_roles_is_refused_until_its_owner_migrates(
 
 def test_functions_a_later_migration_adds_are_no_service_s_by_default(
     infrastructure: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    later = tmp_path / "0999_added_later.sql"
+    later.write_text(
+        "CREATE FUNCTION es.added_later() RETURNS int LANGUAGE sql AS 'SELECT 1';"
+    )
+    scripts = migrations._scripts()
+    monkeypatch.setattr(migrations, "_scripts", lambda: [*scripts, later])
     with fresh_database(infrastructure[0], "later_function") as url:
-        with psycopg.connect(url, autocommit=True) as owner:
-            owner.execute(
-                "CREATE FUNCTION es.added_later() RETURNS int"
-                " LANGUAGE sql AS 'SELECT 1'"
-            )
         for service in SERVICE_ROLES:
             with _as(url, service) as conn:
                 assert _outcome(conn, "SELECT es.added_later()") == "42501", service
+
+
+def test_a_service_cannot_move_the_relay_past_the_head_of_the_log(
+    database_url: str, head: int
+) -> None:
+    """It would skip every event not yet written: nothing would be published."""
+    beyond = f"SELECT es.advance_checkpoint('relay:oe', {head + 1_000_000})"
+    for service in SERVICE_ROLES:
+        with _as(database_url, service) as conn:
+            assert _outcome(conn, beyond) == "22023", service

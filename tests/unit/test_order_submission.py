@@ -103,9 +103,14 @@ def _order() -> Any:
     )
 
 
-async def _submit(store: InMemoryEventStore, order: Any) -> Any:
+async def _submit(
+    store: InMemoryEventStore, order: Any, correlation_id: UUID | None = None
+) -> Any:
     return await _record_admitted(
-        store, Admission(_nothing_in_flight, limit=0), order, correlation_id=uuid4()
+        store,
+        Admission(_nothing_in_flight, limit=0),
+        order,
+        correlation_id=correlation_id or uuid4(),
     )
 
 
@@ -130,13 +135,20 @@ async def test_a_dropped_append_records_the_order_exactly_once(
     assert store.appends >= 2
 
 
-async def test_a_dropped_append_another_request_recorded_first_is_a_replay() -> None:
-    """A client's retry with the same clientOrderId won while this one waited."""
+@pytest.mark.parametrize(
+    "same_correlation", [False, True], ids=["its own request id", "the same one"]
+)
+async def test_a_dropped_append_another_request_recorded_first_is_a_replay(
+    same_correlation: bool,
+) -> None:
+    """A client's retry with the same clientOrderId (and perhaps the same
+    X-Request-ID) won while this one waited."""
     store = AppendDrops(commit_after_s=None, drops=2)
     order = _order()
-    await place_order(store, order, correlation_id=uuid4())  # the other request
+    first = uuid4()
+    await place_order(store, order, correlation_id=first, submission_id=uuid4())
 
-    placed = await _submit(store, order)
+    placed = await _submit(store, order, first if same_correlation else None)
 
     assert placed.replayed
     assert len(await store.read_stream(order.order_id)) == 1

@@ -191,16 +191,25 @@ async def _record_admitted(
             },
         )
     recorded_at: int | None = None
+    submission_id = uuid4()
     try:
         try:
-            placed = await place_order(store, accepted, correlation_id=correlation_id)
+            placed = await place_order(
+                store,
+                accepted,
+                correlation_id=correlation_id,
+                submission_id=submission_id,
+            )
         except psycopg.OperationalError as error:
             if error.sqlstate or isinstance(error, psycopg_pool.PoolTimeout):
                 # The server answered (the statement failed and rolled back), or
                 # there was no connection to send it on.
                 raise _not_recorded(accepted.order_id) from None
             placed = await _placed_after_drop(
-                store, accepted, correlation_id=correlation_id
+                store,
+                accepted,
+                correlation_id=correlation_id,
+                submission_id=submission_id,
             )
         if not placed.replayed:
             recorded_at = placed.position
@@ -224,7 +233,11 @@ _LONGEST_PAUSE_S: Final = 1.0
 
 
 async def _placed_after_drop(
-    store: EventStore, accepted: OrderAccepted, *, correlation_id: UUID
+    store: EventStore,
+    accepted: OrderAccepted,
+    *,
+    correlation_id: UUID,
+    submission_id: UUID,
 ) -> Placed:
     """The order, appended again after its append lost its connection.
 
@@ -232,8 +245,8 @@ async def _placed_after_drop(
     will: no read can tell which in time. But the append is idempotent (the
     same event ids), so it is sent again until the store answers, and the answer
     is the outcome: the first attempt's events found, or recorded now, exactly
-    once either way. Events found with this request's correlation id are its own
-    first attempt, not a replay. Each try is bounded by what is left of
+    once either way. Events this request caused are its own first attempt, not a
+    replay. Each try is bounded by what is left of
     ``DROPPED_APPEND_RETRY_S``; a store unreachable for all of it leaves the
     outcome unknown, and the 503 says so and names the order.
     """
@@ -243,13 +256,16 @@ async def _placed_after_drop(
         try:
             async with asyncio.timeout(left):
                 placed = await place_order(
-                    store, accepted, correlation_id=correlation_id
+                    store,
+                    accepted,
+                    correlation_id=correlation_id,
+                    submission_id=submission_id,
                 )
         except (psycopg.OperationalError, TimeoutError):
             await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
             pause = min(2 * pause, _LONGEST_PAUSE_S)
             continue
-        if placed.replayed and placed.correlation_id == correlation_id:
+        if placed.replayed and placed.recorded_by == submission_id:
             placed = dataclasses.replace(placed, replayed=False)
         return placed
     order_id = accepted.order_id

@@ -24,6 +24,9 @@ class Placed:
     replayed: bool
     correlation_id: UUID  # the order's: the first request's, also on a replay
     position: int  # OrderAccepted's global position
+    # The request that recorded it (OrderAccepted's causation): a client's retry
+    # may repeat the correlation id, never this.
+    recorded_by: UUID | None = None
 
 
 def order_id_for(client_order_id: str | None) -> UUID:
@@ -33,13 +36,19 @@ def order_id_for(client_order_id: str | None) -> UUID:
 
 
 async def place_order(
-    store: EventStore, accepted: OrderAccepted, *, correlation_id: UUID
+    store: EventStore,
+    accepted: OrderAccepted,
+    *,
+    correlation_id: UUID,
+    submission_id: UUID | None = None,
 ) -> Placed:
-    """Record ``OrderAccepted``; a repeated idempotency key returns the first order."""
+    """Record ``OrderAccepted``, caused by submission ``submission_id``; a repeated
+    idempotency key returns the first order."""
     new_event = NewEvent(
         event_id=event_id_for(accepted.order_id, accepted.type, 0),
         event=accepted,
         correlation_id=correlation_id,
+        causation_id=submission_id,
     )
     try:
         appended = await store.append(
@@ -55,6 +64,7 @@ async def place_order(
                 replayed=False,
                 correlation_id=correlation_id,
                 position=appended.first_position,
+                recorded_by=submission_id,
             )
     # The key was used before: the first order stands, if it is this order.
     return as_placed(
@@ -80,6 +90,7 @@ def as_placed(
         replayed=replayed,
         correlation_id=history[0].correlation_id,
         position=history[0].global_position,
+        recorded_by=history[0].causation_id,
     )
 
 

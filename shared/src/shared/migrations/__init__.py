@@ -6,9 +6,13 @@ from importlib.resources.abc import Traversable
 from typing import Final
 
 import psycopg
+from psycopg import sql
 
 MIGRATION_LOCK: Final = 0x6F65_6D69
 """Advisory lock key held while migrating, so services starting together queue."""
+
+PROJECT_SCHEMAS: Final = ("es", "chain", "gateway", "executor")
+"""Where the migrations create functions: none of them is PUBLIC's to execute."""
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -113,6 +117,23 @@ def _apply(
         # Sent without parameters, so a file may hold many statements; bytes
         # because text read from a file is no LiteralString.
         conn.execute(script.read_text(encoding="utf-8").encode())
+        _functions_not_public(conn)
         conn.execute(
             "INSERT INTO public.schema_migrations (version) VALUES (%s)", (version,)
+        )
+
+
+def _functions_not_public(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """After every script: a default privilege cannot revoke PUBLIC's EXECUTE per
+    schema, and a database-wide one would reach every function the owner ever
+    creates in the database, extensions included."""
+    present = conn.execute(
+        "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)",
+        (list(PROJECT_SCHEMAS),),
+    ).fetchall()
+    for (schema,) in present:
+        conn.execute(
+            sql.SQL("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {} FROM PUBLIC").format(
+                sql.Identifier(str(schema))
+            )
         )

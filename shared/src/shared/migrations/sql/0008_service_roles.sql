@@ -40,29 +40,36 @@ BEGIN
                                   ' with CREATEROLE.';
             END;
         END IF;
-        -- A role made by someone else must not carry more than a service needs:
-        -- all the grants below would be moot.
+        -- A role made by someone else must not carry more than a service needs,
+        -- or the grants below would be moot: no attribute beyond LOGIN, no
+        -- membership of any role (pg_write_all_data, a superuser, the owner,
+        -- another service), nothing it owns.
         IF EXISTS (
             SELECT FROM pg_catalog.pg_roles AS r
              WHERE r.rolname = v_role
                AND (r.rolsuper OR r.rolbypassrls OR r.rolcreaterole OR r.rolcreatedb
-                    OR pg_catalog.pg_has_role(r.oid, current_user, 'MEMBER'))
+                    OR r.rolreplication
+                    OR EXISTS (SELECT FROM pg_catalog.pg_auth_members AS m
+                                WHERE m.member = r.oid)
+                    OR EXISTS (SELECT FROM pg_catalog.pg_database AS d
+                                WHERE d.datdba = r.oid)
+                    OR EXISTS (SELECT FROM pg_catalog.pg_shdepend AS o
+                                WHERE o.refclassid = 'pg_catalog.pg_authid'::regclass
+                                  AND o.refobjid = r.oid AND o.deptype = 'o'))
         ) THEN
-            RAISE EXCEPTION 'role % may do more than a service: it is a superuser,'
-                ' bypasses row security, creates roles or databases, or holds'
-                ' membership of %', v_role, current_user
+            RAISE EXCEPTION 'role % may do more than a service: it has an attribute'
+                ' beyond LOGIN, is a member of a role, or owns something', v_role
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
     END LOOP;
 END
 $$;
 
--- Nothing by default. Functions are executable by PUBLIC unless revoked: for
--- these, and (for the role that migrates) for any a later migration creates.
--- Servers from before PostgreSQL 15 let PUBLIC create in schema public, where a
--- service could plant a function a migration would then run as the owner.
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA es FROM PUBLIC;
-ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+-- Nothing by default. Functions are executable by PUBLIC unless revoked; the
+-- migration runner revokes that in the project's schemas after every script,
+-- this one and later ones (shared/migrations). Servers from before PostgreSQL
+-- 15 let PUBLIC create in schema public, where a service could plant a function
+-- a migration would then run as the owner.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 DO $$
 BEGIN
@@ -74,20 +81,30 @@ BEGIN
 END
 $$;
 
--- Who may move a checkpoint: its own service, or anyone not a service (the
--- owner, an operator). session_user is the login, whatever role it has set.
-CREATE FUNCTION es.require_checkpoint_mover(p_subscriber text) RETURNS void
+-- Who may move a checkpoint, and how far: anyone not a service (the owner, an
+-- operator) anywhere; a service only its own, and never past the head of the
+-- log, where it would skip events not yet written. Every service runs the relay, so each
+-- may move the relay's. session_user is the login, whatever role it has set.
+CREATE FUNCTION es.require_checkpoint_mover(p_subscriber text, p_to bigint)
+RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF session_user IN ('oe_gateway', 'oe_router', 'oe_executor', 'oe_notifier')
-       AND p_subscriber NOT LIKE 'relay:%'
+    IF session_user NOT IN ('oe_gateway', 'oe_router', 'oe_executor', 'oe_notifier') THEN
+        RETURN;
+    END IF;
+    IF p_subscriber NOT LIKE 'relay:%'
        AND NOT (session_user = 'oe_gateway' AND p_subscriber LIKE 'projection:gateway.%')
        AND NOT (session_user = 'oe_executor' AND p_subscriber LIKE 'projection:executor.%')
     THEN
         RAISE EXCEPTION '% may not move checkpoint %', session_user, p_subscriber
             USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_to > (SELECT last_position FROM es.position_counter) THEN
+        RAISE EXCEPTION 'checkpoint % cannot move to %: past the head of the log',
+            p_subscriber, p_to
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END
 $$;
@@ -100,7 +117,7 @@ SECURITY DEFINER
 SET search_path = es, pg_temp
 AS $$
 BEGIN
-    PERFORM es.require_checkpoint_mover(p_subscriber);
+    PERFORM es.require_checkpoint_mover(p_subscriber, p_position);
     INSERT INTO es.checkpoints AS c (subscriber, position)
     VALUES (p_subscriber, p_position)
     ON CONFLICT (subscriber) DO UPDATE
@@ -117,7 +134,7 @@ SECURITY DEFINER
 SET search_path = es, pg_temp
 AS $$
 BEGIN
-    PERFORM es.require_checkpoint_mover(p_subscriber);
+    PERFORM es.require_checkpoint_mover(p_subscriber, p_to);
     IF p_to <= p_read_after THEN
         RAISE EXCEPTION 'move_checkpoint: % must be past %', p_to, p_read_after;
     END IF;
@@ -133,10 +150,6 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION
-    es.require_checkpoint_mover(text),
-    es.advance_checkpoint(text, bigint)
-    FROM PUBLIC;
 
 -- The appends run as their owner, with a search path no caller can shadow.
 ALTER FUNCTION es.append_events(uuid, integer, uuid[], text[], jsonb[], uuid[], uuid[])
