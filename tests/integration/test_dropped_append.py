@@ -11,7 +11,6 @@ while nothing was.
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from typing import Any, Self
 from uuid import UUID, uuid4
 
@@ -22,10 +21,11 @@ from fastapi import HTTPException
 import gateway.api
 from gateway.admission import Admission, InFlight
 from gateway.api import _record_admitted
-from gateway.handlers import Placed, accepted_order
+from gateway.handlers import Placed
 from shared.domain.events import OrderAccepted
 from shared.eventstore.pool import open_pool
 from shared.eventstore.postgres import PostgresEventStore
+from tests.unit.order_events import accepted
 from tools.system import free_port
 
 pytestmark = pytest.mark.integration
@@ -157,21 +157,10 @@ async def _submit_and_cut(
             await pool.close()
 
 
-def _order() -> OrderAccepted:
-    return accepted_order(
-        order_id=uuid4(),
-        token_pair="SOL-USDC",
-        side="sell",
-        amount=Decimal(1),
-        slippage_bps=50,
-        client_order_id=None,
-    )
-
-
 async def test_an_append_the_server_commits_after_the_drop_is_the_one_order(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    order = _order()
+    order = accepted()
     dropped: list[UUID] = []
     after_drop = gateway.api._placed_after_drop
 
@@ -198,7 +187,7 @@ async def test_an_append_no_try_gets_through_is_said_to_be_unknown(
     """The lock outlasts the retries, and the cut append's own lock timeout: the
     answer says it may be recorded, and it is not."""
     monkeypatch.setattr("gateway.api.DROPPED_APPEND_RETRY_S", 2.5)
-    order = _order()
+    order = accepted()
 
     outcome = await _submit_and_cut(database_url, order, hold_s=4.0)
 

@@ -10,7 +10,6 @@ unreachable, the 503 says the order may be recorded and names it.
 import asyncio
 import time
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -21,11 +20,12 @@ from fastapi import HTTPException
 
 from gateway.admission import Admission, InFlight
 from gateway.api import _record_admitted
-from gateway.handlers import accepted_order, place_order
+from gateway.handlers import place_order
 from shared.domain.envelope import EventEnvelope, NewEvent
 from shared.domain.events import OrderStatus
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.port import AppendResult
+from tests.unit.order_events import accepted
 
 DROPPED = psycopg.OperationalError("server closed the connection unexpectedly")
 RETRY_S = 0.3  # stands in for DROPPED_APPEND_RETRY_S
@@ -92,17 +92,6 @@ async def _nothing_in_flight() -> InFlight:
     return InFlight(0, 0, 0.0)
 
 
-def _order() -> Any:
-    return accepted_order(
-        order_id=uuid4(),
-        token_pair="SOL-USDC",
-        side="sell",
-        amount=Decimal(1),
-        slippage_bps=50,
-        client_order_id=None,
-    )
-
-
 async def _submit(
     store: InMemoryEventStore, order: Any, correlation_id: UUID | None = None
 ) -> Any:
@@ -123,7 +112,7 @@ async def test_a_dropped_append_records_the_order_exactly_once(
     commit_after_s: float | None,
 ) -> None:
     store = AppendDrops(commit_after_s)
-    order = _order()
+    order = accepted()
 
     placed = await _submit(store, order)
     await asyncio.sleep(RETRY_S)  # let a late commit land, if one is coming
@@ -144,7 +133,7 @@ async def test_a_dropped_append_another_request_recorded_first_is_a_replay(
     """A client's retry with the same clientOrderId (and perhaps the same
     X-Request-ID) won while this one waited."""
     store = AppendDrops(commit_after_s=None, drops=2)
-    order = _order()
+    order = accepted()
     first = uuid4()
     await place_order(store, order, correlation_id=first, submission_id=uuid4())
 
@@ -162,7 +151,7 @@ async def test_a_dropped_append_another_request_recorded_first_is_a_replay(
 async def test_a_store_unreachable_for_the_retries_names_the_order(
     store: Fails,
 ) -> None:
-    order = _order()
+    order = accepted()
     started = time.monotonic()
 
     with pytest.raises(HTTPException) as refused:
@@ -186,7 +175,7 @@ async def test_an_append_known_to_have_failed_is_answered_at_once(
     error: psycopg.OperationalError,
 ) -> None:
     store = Fails(error)
-    order = _order()
+    order = accepted()
 
     with pytest.raises(HTTPException) as refused:
         await _submit(store, order)
