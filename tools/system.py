@@ -47,8 +47,10 @@ _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _handed_out: set[int] = set()
 
 
-def free_port() -> int:
-    """A port nothing listens on, below the kernel's ephemeral range.
+def free_port(*, with_offsets: tuple[int, ...] = ()) -> int:
+    """A port nothing listens on, below the kernel's ephemeral range; with
+    ``with_offsets``, the ports that far above it are free too (and handed out
+    with it: make run's replicas listen at +10, +20, ...).
 
     A port the kernel hands out (bind to port 0) is also one it hands to outgoing
     connections: between the pick and the service's bind, or across a restart, a
@@ -63,14 +65,22 @@ def free_port() -> int:
     candidates = [p for p in range(max(1024, low - 12000), low) if p not in _handed_out]
     random.shuffle(candidates)
     for port in candidates:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("0.0.0.0", port))  # noqa: S104 - taken on any address
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
+        group = [port + offset for offset in (0, *with_offsets)]
+        if any(p in _handed_out or p >= low for p in group):
+            continue
+        if all(_bindable(p) for p in group):
+            _handed_out.update(group)
+            return port
     raise RuntimeError(f"no free port below the ephemeral range (from {low})")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))  # noqa: S104 - taken on any address
+        except OSError:
+            return False
+    return True
 
 
 def service_of(instance: str) -> str:

@@ -59,7 +59,8 @@ def made(
     ports = {
         "GATEWAY_PORT": free_port(),
         "NOTIFIER_PORT": free_port(),
-        "ROUTER_HTTP_PORT": free_port(),
+        # The second router listens 10 above (tools/run-service).
+        "ROUTER_HTTP_PORT": free_port(with_offsets=(10,)),
         "EXECUTOR_HTTP_PORT": free_port(),
     }
     log = tmp_path_factory.mktemp("make-run") / "make-run.log"
