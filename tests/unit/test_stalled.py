@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 from prometheus_client import REGISTRY
 
-from gateway.stalled import IN_FLIGHT, Stalled, StalledWatch
-from shared.domain.events import OrderStatus
+from gateway.stalled import Stalled, StalledWatch
+from shared.domain.events import IN_FLIGHT_STATUSES, OrderStatus
 
 A, B, C = (uuid.uuid4() for _ in range(3))
 
@@ -46,12 +46,12 @@ async def test_the_gauge_counts_stalled_orders_by_status_and_zeroes_the_rest() -
 
     await watch.check()
     assert find.asked == [120]
-    assert {s: gauge(s) for s in IN_FLIGHT} == {
-        s: (12.0 if s is OrderStatus.PENDING else 0.0) for s in IN_FLIGHT
+    assert {s: gauge(s) for s in IN_FLIGHT_STATUSES} == {
+        s: (12.0 if s is OrderStatus.PENDING else 0.0) for s in IN_FLIGHT_STATUSES
     }
 
     await watch.check()
-    assert {gauge(s) for s in IN_FLIGHT} == {0.0}
+    assert {gauge(s) for s in IN_FLIGHT_STATUSES} == {0.0}
 
 
 async def test_a_replica_that_does_not_project_counts_nothing() -> None:
@@ -62,7 +62,7 @@ async def test_a_replica_that_does_not_project_counts_nothing() -> None:
     await watch.check()
 
     assert find.asked == []
-    assert {gauge(s) for s in IN_FLIGHT} == {0.0}
+    assert {gauge(s) for s in IN_FLIGHT_STATUSES} == {0.0}
 
 
 async def test_each_stalled_order_is_named_once_while_it_stays_stalled(

@@ -41,6 +41,7 @@ from shared.metrics import (
     ORDERS_IN_FLIGHT,
     RETRY_AFTER,
 )
+from shared.service.periodic import every
 
 logger = logging.getLogger(__name__)
 
@@ -338,14 +339,10 @@ class Admission:
     async def run(self) -> None:
         """Refresh the count forever (after the first, taken at start); a failed
         count keeps the last one."""
-        failing = False
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            try:
-                await self.refresh()
-            except Exception:
-                if not failing:
-                    logger.warning("cannot count orders in flight", exc_info=True)
-                failing = True
-            else:
-                failing = False
+        await every(
+            REFRESH_S,
+            self.refresh,
+            cannot="count orders in flight",
+            log=logger,
+            wait_first=True,
+        )

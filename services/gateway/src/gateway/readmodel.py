@@ -12,9 +12,10 @@ from uuid import UUID
 from psycopg.rows import dict_row
 
 from gateway.admission import InFlight
-from gateway.stalled import IN_FLIGHT, NAMED_PER_STATUS, Stalled
+from gateway.stalled import NAMED_PER_STATUS, Stalled
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import (
+    IN_FLIGHT_STATUSES,
     OrderAccepted,
     OrderFailed,
     OrderStatus,
@@ -129,7 +130,7 @@ class OrdersProjection(TableProjection):
         ]
 
 
-_IN_FLIGHT = [s.value for s in IN_FLIGHT]
+_IN_FLIGHT = [s.value for s in IN_FLIGHT_STATUSES]
 # Statuses in which an order waits for the engine itself, not for a venue, a
 # back-off or the chain: accepted and not yet taken by a router, or routed and not
 # yet sent by an executor.

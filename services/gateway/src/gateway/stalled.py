@@ -7,20 +7,19 @@ fixes it and re-drives (``make redrive``). The gauge is for alerting, the warnin
 names the orders once each, when they first stall.
 """
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, NamedTuple
 from uuid import UUID
 
 from shared import metrics
-from shared.domain.events import TERMINAL_STATUSES, OrderStatus
+from shared.domain.events import IN_FLIGHT_STATUSES, OrderStatus
+from shared.service.periodic import every
 
 logger = logging.getLogger(__name__)
 
 CHECK_EVERY_S: Final = 5.0
 NAMED_PER_STATUS: Final = 10  # the oldest stalled orders a warning names
-IN_FLIGHT: Final = tuple(s for s in OrderStatus if s not in TERMINAL_STATUSES)
 
 
 class Stalled(NamedTuple):
@@ -56,7 +55,7 @@ class StalledWatch:
         """One look: set the gauge, warn about orders not named before."""
         found = await self._find(self._after_s) if self._leading() else []
         counts = {s.status: s.orders for s in found}
-        for status in IN_FLIGHT:
+        for status in IN_FLIGHT_STATUSES:
             gauge = metrics.ORDERS_STALLED.labels(status=status.value)
             gauge.set(counts.get(status, 0))
         named: set[UUID] = set()
@@ -81,14 +80,6 @@ class StalledWatch:
         return found
 
     async def run(self) -> None:
-        failing = False
-        while True:
-            try:
-                await self.check()
-            except Exception:
-                if not failing:
-                    logger.warning("cannot look for stalled orders", exc_info=True)
-                failing = True
-            else:
-                failing = False
-            await asyncio.sleep(CHECK_EVERY_S)
+        await every(
+            CHECK_EVERY_S, self.check, cannot="look for stalled orders", log=logger
+        )

@@ -25,6 +25,7 @@ class OrderStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({OrderStatus.CONFIRMED, OrderStatus.FAILED})
+IN_FLIGHT_STATUSES = tuple(s for s in OrderStatus if s not in TERMINAL_STATUSES)
 
 
 class OrderType(StrEnum):
