@@ -45,6 +45,18 @@ def query(system: System, sql: str, params: tuple[object, ...] = ()) -> list[Any
         return conn.execute(sql, params).fetchall()
 
 
+def logins(database_url: str) -> set[tuple[str, str]]:
+    """(application_name, login role) of every other session on that database."""
+    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT application_name, usename FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        ).fetchall()
+    return {(str(name), str(user)) for name, user in rows}
+
+
 def relay_key(system: System) -> int:
     """The relay's advisory lock key (one per broker namespace)."""
     return relay.relay_lock_key(system.env["BROKER_NAMESPACE"])

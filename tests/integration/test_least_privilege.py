@@ -16,6 +16,7 @@ from shared import migrations
 from shared.migrations import MigrationRefusedError, migrate
 from shared.postgres.roles import SERVICE_ROLES, service_conninfo
 from tests.conftest import fresh_database
+from tests.integration import probes
 from tests.integration.system import System
 from tools.system import service_of
 
@@ -176,18 +177,10 @@ def test_the_writers_append_through_the_store_and_the_notifier_cannot(
 def test_every_session_of_a_running_system_is_its_services_role(
     system: System,
 ) -> None:
-    owner_url = system.env["DATABASE_URL"]
-    dbname = psycopg.conninfo.conninfo_to_dict(owner_url)["dbname"]
-    with psycopg.connect(owner_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT application_name, usename FROM pg_stat_activity"
-            " WHERE datname = %s AND application_name = ANY(%s)",
-            (dbname, system.instances()),
-        ).fetchall()
-    logins = {(str(instance), str(user)) for instance, user in rows}
-    assert logins == {
-        (instance, SERVICE_ROLES[service_of(instance)])
-        for instance in system.instances()
+    instances = system.instances()
+    logins = probes.logins(system.env["DATABASE_URL"])
+    assert {(name, user) for name, user in logins if name in instances} == {
+        (instance, SERVICE_ROLES[service_of(instance)]) for instance in instances
     }
 
 

@@ -145,15 +145,7 @@ async def test_make_run_prints_the_dashboard_and_confirms_an_order(
 def test_make_run_logs_each_process_in_as_its_services_role(
     made: Made,
 ) -> None:
-    database_url = made.database_url
-    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT application_name, usename FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            (dbname,),
-        ).fetchall()
-    assert {(str(name), str(user)) for name, user in rows} == {
+    assert probes.logins(made.database_url) == {
         (f"{service}.{n}", role)
         for service, role in SERVICE_ROLES.items()
         for n in range(1, REPLICAS[service] + 1)

@@ -63,16 +63,15 @@ def migrate(conninfo: str, *, up_to: str | None = None) -> list[str]:
                     f" ({error.diag.message_primary}): the schema is behind this"
                     " release; migrate it as its owner: python -m shared.migrations"
                 ) from error
+            scripts = {s.name.removesuffix(".sql"): s for s in _scripts()}
             pending = [
-                s
-                for s in _scripts()
-                if s.name.removesuffix(".sql") not in done
-                and (up_to is None or s.name.removesuffix(".sql") <= up_to)
+                version
+                for version in scripts
+                if version not in done and (up_to is None or version <= up_to)
             ]
-            for script in pending:
-                version = script.name.removesuffix(".sql")
+            for version in pending:
                 try:
-                    _apply(conn, script, version)
+                    _apply(conn, scripts[version], version)
                 except psycopg.errors.InsufficientPrivilege as error:
                     hint = (
                         f" ({error.diag.message_hint})"
