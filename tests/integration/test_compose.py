@@ -33,6 +33,7 @@ from tests.conftest import fresh_database
 from tests.integration import probes
 from tests.integration.clients import stream
 from tests.integration.system import System, free_port
+from tools.broker import delete_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -159,14 +160,21 @@ def compose() -> dict[str, Any]:
     return _compose()
 
 
-@pytest.fixture
-def test_run(database_url: str, amqp_url: str, broker_namespace: str) -> dict[str, str]:
-    """Settings that point a process at this run's own database and broker names."""
-    return {
-        "DATABASE_URL": database_url,
-        "AMQP_URL": amqp_url,
-        "BROKER_NAMESPACE": broker_namespace,
-    }
+@pytest.fixture(scope="module")
+def test_run(
+    infrastructure: tuple[str, str], broker_namespace: str
+) -> Iterator[dict[str, str]]:
+    """Settings that point a process at a database and broker names of its own:
+    the session's database holds the store tests' streams, which are no orders."""
+    server_url, amqp_url = infrastructure
+    namespace = f"{broker_namespace}-compose"
+    with fresh_database(server_url, "compose") as database_url:
+        yield {
+            "DATABASE_URL": database_url,
+            "AMQP_URL": amqp_url,
+            "BROKER_NAMESPACE": namespace,
+        }
+    delete_namespace(amqp_url, namespace)
 
 
 @pytest.fixture
