@@ -4,7 +4,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-import time
 from decimal import Decimal
 from typing import Annotated, Any, Final
 from uuid import UUID, uuid4
@@ -14,6 +13,12 @@ import psycopg_pool
 import structlog
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from gateway import examples
 from gateway.admission import Admission
@@ -250,27 +255,35 @@ async def _placed_after_drop(
     ``DROPPED_APPEND_RETRY_S``; a store unreachable for all of it leaves the
     outcome unknown, and the 503 says so and names the order.
     """
-    deadline = time.monotonic() + DROPPED_APPEND_RETRY_S
-    pause = _FIRST_PAUSE_S
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            async with asyncio.timeout(left):
-                placed = await place_order(
-                    store,
-                    accepted,
-                    correlation_id=correlation_id,
-                    submission_id=submission_id,
-                )
-        except (psycopg.OperationalError, TimeoutError):
-            await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
-            pause = min(2 * pause, _LONGEST_PAUSE_S)
-            continue
-        if placed.replayed and placed.recorded_by == submission_id:
-            placed = dataclasses.replace(placed, replayed=False)
-        return placed
-    order_id = accepted.order_id
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DROPPED_APPEND_RETRY_S
+    backoff = wait_exponential(multiplier=_FIRST_PAUSE_S, max=_LONGEST_PAUSE_S)
+    try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((psycopg.OperationalError, TimeoutError)),
+            # Never past the deadline: the last try starts there at the latest.
+            wait=lambda state: min(backoff(state), max(0.0, deadline - loop.time())),
+            stop=stop_after_delay(DROPPED_APPEND_RETRY_S),
+            reraise=True,
+        ):
+            with attempt:
+                async with asyncio.timeout_at(deadline):
+                    placed = await place_order(
+                        store,
+                        accepted,
+                        correlation_id=correlation_id,
+                        submission_id=submission_id,
+                    )
+    except (psycopg.OperationalError, TimeoutError):
+        raise _outcome_unknown(accepted.order_id) from None
+    if placed.replayed and placed.recorded_by == submission_id:
+        placed = dataclasses.replace(placed, replayed=False)
+    return placed
+
+
+def _outcome_unknown(order_id: UUID) -> HTTPException:
     logger.warning("append outcome unknown", extra={"kind": "append_outcome_unknown"})
-    raise HTTPException(
+    return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE,
         f"the event store failed while order {order_id} was being recorded, and it"
         f" may or may not be recorded: GET /api/orders/{order_id} shows it if it"
