@@ -4,8 +4,10 @@ The database, not the code, keeps the log append-only and each service's private
 state its own (migration 0008_service_roles).
 """
 
+import contextlib
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,14 +17,16 @@ from psycopg import sql
 from shared import migrations
 from shared.migrations import MigrationRefusedError, migrate
 from shared.postgres.roles import SERVICE_ROLES, service_conninfo
-from tests.conftest import fresh_database
+from tests.conftest import RUN_ID, fresh_database
 from tests.integration import probes
 from tests.integration.system import System
 from tools.system import service_of
 
-ROLES_MIGRATION = (
-    Path(__file__).resolve().parents[2]
-    / "shared/src/shared/migrations/sql/0008_service_roles.sql"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "shared/src/shared/migrations/sql"
+# The scripts that spell out the service roles by name.
+NAMING_THE_ROLES = (
+    "0008_service_roles.sql",
+    "0009_checkpoint_movers_by_membership.sql",
 )
 
 APPEND = """
@@ -92,9 +96,10 @@ def _outcome(conn: psycopg.Connection[tuple[object, ...]], statement: str) -> st
     return "ok"
 
 
-def test_the_migration_creates_the_roles_the_services_log_in_as() -> None:
-    created = set(re.findall(r"'(oe_[a-z]+)'", ROLES_MIGRATION.read_text()))
-    assert created == set(SERVICE_ROLES.values())
+@pytest.mark.parametrize("script", NAMING_THE_ROLES)
+def test_the_migrations_name_the_roles_the_services_log_in_as(script: str) -> None:
+    named = set(re.findall(r"'(oe_[a-z]+)'", (MIGRATIONS / script).read_text()))
+    assert named == set(SERVICE_ROLES.values())
 
 
 @pytest.mark.parametrize("service", sorted(SERVICE_ROLES))
@@ -151,6 +156,76 @@ def test_a_service_moves_only_its_own_checkpoints(
     move = f"SELECT es.move_checkpoint('{subscriber}', 0, 1)"
     assert _allowed(database_url, advance) == CHECKPOINT_MOVERS[subscriber]
     assert _allowed(database_url, move) == CHECKPOINT_MOVERS[subscriber]
+
+
+@contextlib.contextmanager
+def _login_granted(
+    database_url: str, name: str, *grants: str
+) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A session whose login is a new role, not a service's, granted ``grants``.
+
+    Roles are the server's: each is named after the run and dropped afterwards.
+    """
+    role = f"oe_test_{RUN_ID}_{name}"
+    with psycopg.connect(database_url, autocommit=True) as owner:
+        owner.execute(sql.SQL("CREATE ROLE {} NOINHERIT").format(sql.Identifier(role)))
+        try:
+            for granted in grants:
+                owner.execute(
+                    sql.SQL("GRANT {} TO {}").format(
+                        sql.Identifier(granted), sql.Identifier(role)
+                    )
+                )
+            for grant in (
+                "GRANT USAGE ON SCHEMA es TO {}",
+                "GRANT EXECUTE ON FUNCTION es.advance_checkpoint(text, bigint) TO {}",
+            ):
+                owner.execute(sql.SQL(grant).format(sql.Identifier(role)))
+            # session_user becomes the role, as if it had logged in.
+            owner.execute(
+                sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(role))
+            )
+            yield owner
+        finally:
+            owner.execute("RESET SESSION AUTHORIZATION")
+            owner.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.usefixtures("head")
+def test_a_login_granted_a_services_role_moves_only_that_services_checkpoints(
+    database_url: str,
+) -> None:
+    """A pooler's or an IAM user's login, say, mapped to a service: it is held to
+    what the service may move, however it is named."""
+    moves = {
+        subscriber: f"SELECT es.advance_checkpoint('{subscriber}', 1)"
+        for subscriber in CHECKPOINT_MOVERS
+    }
+    with _login_granted(database_url, "pooler", "oe_router") as router:
+        assert {s: _outcome(router, q) for s, q in moves.items()} == {
+            "relay:oe": "ok",
+            "projection:gateway.orders_view": "42501",
+            "projection:executor.in_flight": "42501",
+            "test:somebody-else": "42501",
+        }
+    with _login_granted(database_url, "iam", "oe_gateway", "oe_notifier") as both:
+        assert {s: _outcome(both, q) for s, q in moves.items()} == {
+            "relay:oe": "ok",
+            "projection:gateway.orders_view": "ok",
+            "projection:executor.in_flight": "42501",
+            "test:somebody-else": "42501",
+        }
+
+
+@pytest.mark.usefixtures("head")
+def test_an_operator_who_holds_no_services_role_moves_any_checkpoint(
+    database_url: str,
+) -> None:
+    with _login_granted(database_url, "operator") as operator:
+        for subscriber in CHECKPOINT_MOVERS:
+            query = f"SELECT es.advance_checkpoint('{subscriber}', 1)"
+            assert _outcome(operator, query) == "ok", subscriber
 
 
 def test_the_writers_append_through_the_store_and_the_notifier_cannot(
@@ -218,7 +293,10 @@ def test_a_database_from_before_the_roles_is_refused_until_its_owner_migrates(
         with pytest.raises(MigrationRefusedError, match="schema is behind"):
             migrate(router)
 
-        assert migrate(url) == ["0008_service_roles"]
+        assert migrate(url) == [
+            "0008_service_roles",
+            "0009_checkpoint_movers_by_membership",
+        ]
         assert migrate(router) == []
 
 
