@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -28,6 +29,10 @@ class Found:
 
 def gauge(status: OrderStatus) -> float | None:
     return REGISTRY.get_sample_value("oe_orders_stalled", {"status": status.value})
+
+
+def checked_at() -> float | None:
+    return REGISTRY.get_sample_value("oe_orders_stalled_checked_timestamp_seconds")
 
 
 def named(caplog: pytest.LogCaptureFixture) -> list[list[str]]:
@@ -119,3 +124,28 @@ async def test_a_failed_look_is_logged_once_and_the_watch_goes_on(
         r for r in caplog.records if r.getMessage() == "cannot look for stalled orders"
     ]
     assert len(failures) == 1
+
+
+async def test_a_failed_look_keeps_the_counts_and_the_time_they_were_taken() -> None:
+    found: list[Sequence[Stalled] | Exception] = [
+        [Stalled(OrderStatus.SUBMITTED, 3, [A], 300.0)],
+        OSError("store down"),
+    ]
+
+    async def find(after_s: float) -> Sequence[Stalled]:
+        look = found.pop(0)
+        if isinstance(look, Exception):
+            raise look
+        return look
+
+    watch = StalledWatch(find, after_s=120)
+    before = time.time()
+    await watch.check()
+    checked = checked_at()
+    assert checked is not None
+    assert before <= checked <= time.time()
+
+    with pytest.raises(OSError, match="store down"):
+        await watch.check()
+    assert gauge(OrderStatus.SUBMITTED) == 3.0
+    assert checked_at() == checked

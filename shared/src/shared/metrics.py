@@ -90,6 +90,11 @@ ORDERS_STALLED = Gauge(
     " is parked, or an engine too far behind. Alert on it above 0.",
     ["status"],
 )
+ORDERS_STALLED_CHECKED = Gauge(
+    "oe_orders_stalled_checked_timestamp_seconds",
+    "When oe_orders_stalled was last brought up to date (Unix time). While the"
+    " store cannot be read it keeps its last counts; alert when this falls behind.",
+)
 ORDERS_REFUSED = Counter(
     "oe_orders_refused",
     "New orders refused with 503 because the engine was at its in-flight limit.",

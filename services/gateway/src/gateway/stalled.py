@@ -58,6 +58,9 @@ class StalledWatch:
         for status in IN_FLIGHT_STATUSES:
             gauge = metrics.ORDERS_STALLED.labels(status=status.value)
             gauge.set(counts.get(status, 0))
+        # A failed look leaves the counts as they were (the orders are most
+        # likely still stalled); this is what tells a reader how old they are.
+        metrics.ORDERS_STALLED_CHECKED.set_to_current_time()
         named: set[UUID] = set()
         for stalled in found:
             named.update(stalled.oldest)
