@@ -282,6 +282,18 @@ async def test_wakeups_survive_a_lost_connection(
             await waiter
 
 
+class ReadsCounted(PostgresEventStore):
+    """The store, telling how often the log was read."""
+
+    reads = 0
+
+    async def read_all_raw(
+        self, after_position: int = 0, limit: int = 1000
+    ) -> list[RawEvent]:
+        self.reads += 1
+        return await super().read_all_raw(after_position, limit)
+
+
 async def test_a_lingering_follower_takes_events_close_together_in_one_batch(
     pg_store: PostgresEventStore, es_pool: Pool, database_url: str
 ) -> None:
@@ -296,10 +308,11 @@ async def test_a_lingering_follower_takes_events_close_together_in_one_batch(
         batches.append(len(batch))
         await checkpoints.advance(subscriber, batch[-1].global_position)
 
+    store = ReadsCounted(es_pool)
     follower = Follower(
         subscriber=subscriber,
         conninfo=database_url,
-        store=pg_store,
+        store=store,
         checkpoints=checkpoints,
         handle=handle,
         # Far longer than the three appends below take, even on a slow machine.
@@ -307,10 +320,11 @@ async def test_a_lingering_follower_takes_events_close_together_in_one_batch(
     )
     following = asyncio.create_task(follower.run())
     try:
+        # Caught up: it has read to the end of the log and listens. Its next read
+        # comes only after a wake-up (or a poll) and the linger.
         async with asyncio.timeout(10):
-            while not follower.is_leader:
-                await asyncio.sleep(0.05)
-        await asyncio.sleep(0.7)  # caught up and waiting
+            while store.reads == 0:
+                await asyncio.sleep(0.005)
         stream = uuid4()
         for version in range(3):
             await pg_store.append(
@@ -326,6 +340,7 @@ async def test_a_lingering_follower_takes_events_close_together_in_one_batch(
             await following
 
     assert batches == [3]
+    assert store.reads == 2
 
 
 async def test_the_relay_forwards_an_event_type_this_release_does_not_know(
