@@ -53,7 +53,7 @@ def infrastructure() -> Iterator[tuple[str, str]]:
 
     with (
         PostgresContainer("postgres:15-alpine", driver=None) as pg,
-        RabbitMqContainer("rabbitmq:3.10-alpine") as rabbit,
+        RabbitMqContainer("rabbitmq:3.10-management-alpine") as rabbit,
         pytest.MonkeyPatch.context() as env,
     ):
         amqp = (

@@ -22,6 +22,8 @@ from tests.integration import probes
 from tests.integration.system import System
 from tools.system import service_of
 
+pytestmark = pytest.mark.integration
+
 MIGRATIONS = Path(__file__).resolve().parents[2] / "shared/src/shared/migrations/sql"
 # The scripts that spell out the service roles by name.
 NAMING_THE_ROLES = (
