@@ -25,22 +25,22 @@ TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 PYTEST_ARGS ?=
 
 # make run: replicas per process type. Replicas of gateway and notifier share their
-# port (HTTP_REUSE_PORT): the kernel spreads connections over them.
+# port (HTTP_REUSE_PORT): the kernel spreads connections over them. Ports and every
+# other setting are the services' own (environment, then .env, then defaults): make
+# passes on what it is given (make run GATEWAY_PORT=8000) and sets nothing itself.
 GATEWAYS ?= 1
 ROUTERS ?= 1
 EXECUTORS ?= 1
 NOTIFIERS ?= 1
-HTTP_REUSE_PORT := $(if $(filter-out 1,$(GATEWAYS) $(NOTIFIERS)),true,false)
-GATEWAY_PORT ?= 3000
-NOTIFIER_PORT ?= 3001
-# Where the gateway's answers tell clients to open their WebSockets.
-NOTIFIER_PUBLIC_URL ?= ws://localhost:$(NOTIFIER_PORT)
+SHARE_PORTS := $(filter-out 1,$(GATEWAYS) $(NOTIFIERS))
 
 # docker compose (make up): replicas of the scalable services.
 COMPOSE ?= docker compose
 
 # The servers the services are pointed at: environment, then .env, then defaults.
 SETTINGS_URLS := $(BIN)/python -c 'from shared.settings import Settings; s = Settings(); print(s.database_url, s.amqp_url)'
+# Where make run's services will answer, read the same way.
+SETTINGS_ADDRESSES := $(BIN)/python -c 'from shared.settings import Settings; s = Settings(); print(s.gateway_port, s.notifier_public_url)'
 # The same probe as the tests' fixtures: with a Docker engine they use testcontainers.
 DOCKER_ANSWERS := $(BIN)/python -c 'import docker; docker.from_env(timeout=2).ping()' >/dev/null 2>&1
 
@@ -66,15 +66,15 @@ migrate: install servers ## Create or migrate the schema at DATABASE_URL (idempo
 	$(BIN)/python -m shared.migrations
 
 run: install migrate ## Run all services locally (GATEWAYS=n ROUTERS=n EXECUTORS=n NOTIFIERS=n); Ctrl-C stops them
-	@echo "Dashboard: http://localhost:$(GATEWAY_PORT)/"
-	@echo "API:       http://localhost:$(GATEWAY_PORT)/ (Swagger UI: http://localhost:$(GATEWAY_PORT)/docs)"
-	@echo "WebSocket: $(NOTIFIER_PUBLIC_URL)"
-	@echo "Replicas:  gateway=$(GATEWAYS) router=$(ROUTERS) executor=$(EXECUTORS) notifier=$(NOTIFIERS) (Ctrl-C stops everything)"
+	@read -r port ws <<<"$$($(SETTINGS_ADDRESSES))"; \
+	echo "Dashboard: http://localhost:$$port/"; \
+	echo "API:       http://localhost:$$port/ (Swagger UI: http://localhost:$$port/docs)"; \
+	echo "WebSocket: $$ws"; \
+	echo "Replicas:  gateway=$(GATEWAYS) router=$(ROUTERS) executor=$(EXECUTORS) notifier=$(NOTIFIERS) (Ctrl-C stops everything)"
 	@# -e /dev/null: the services read .env themselves, under the real environment;
 	@# honcho's own reading of it would override make's variables and the shell's.
-	PATH="$(abspath $(BIN)):$$PATH" GATEWAY_PORT=$(GATEWAY_PORT) NOTIFIER_PORT=$(NOTIFIER_PORT) \
-		NOTIFIER_PUBLIC_URL='$(NOTIFIER_PUBLIC_URL)' \
-		HTTP_REUSE_PORT=$(HTTP_REUSE_PORT) exec $(BIN)/honcho start -f Procfile -e /dev/null \
+	PATH="$(abspath $(BIN)):$$PATH" $(if $(SHARE_PORTS),HTTP_REUSE_PORT=true) \
+		exec $(BIN)/honcho start -f Procfile -e /dev/null \
 		-c gateway=$(GATEWAYS),notifier=$(NOTIFIERS),router=$(ROUTERS),executor=$(EXECUTORS)
 
 test: install ## All tests, integration included (starts the local servers, or Docker's)

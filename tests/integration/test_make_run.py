@@ -1,6 +1,7 @@
 """`make run`, the README's first command: it migrates an empty database, starts
-every service with the replicas asked for, each logged in as its own role, prints
-where the dashboard is, carries an order to confirmed, and stops on Ctrl-C."""
+every service with the replicas asked for, each logged in as its own role, on the
+ports the settings name (from .env, or given to make), prints where the dashboard
+is, carries an order to confirmed, and stops on Ctrl-C."""
 
 import os
 import re
@@ -64,6 +65,13 @@ def made(
         "EXECUTOR_HTTP_PORT": free_port(),
     }
     log = tmp_path_factory.mktemp("make-run") / "make-run.log"
+    # A checkout of its own, so that its .env is this run's: the gateway's port
+    # comes from there, the notifier's from make's command line.
+    checkout = tmp_path_factory.mktemp("checkout")
+    for entry in ROOT.iterdir():
+        if entry.name != ".env":
+            (checkout / entry.name).symlink_to(entry)
+    (checkout / ".env").write_text(f"GATEWAY_PORT={ports['GATEWAY_PORT']}\n")
     with fresh_database(server_url, "make_run", migrated=False) as conninfo:
         # A URL, as a user writes DATABASE_URL (make hands it on as one word).
         dbname = psycopg.conninfo.conninfo_to_dict(conninfo)["dbname"]
@@ -78,6 +86,9 @@ def made(
             "AMQP_URL": amqp_url,
             "BROKER_NAMESPACE": f"{broker_namespace}-make-run",
         }
+        given = {
+            k: v for k, v in env.items() if k not in {"GATEWAY_PORT", "NOTIFIER_PORT"}
+        }
         with log.open("wb") as output:
             make = subprocess.Popen(  # noqa: S603 - the README's own command
                 [  # noqa: S607 - make from PATH, as a user runs it
@@ -85,9 +96,10 @@ def made(
                     "--no-print-directory",
                     "run",
                     *(f"{s.upper()}S={n}" for s, n in REPLICAS.items()),
+                    f"NOTIFIER_PORT={ports['NOTIFIER_PORT']}",
                 ],
-                cwd=ROOT,
-                env=env,
+                cwd=checkout,
+                env=given,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the whole group
@@ -129,6 +141,7 @@ async def test_make_run_prints_the_dashboard_and_confirms_an_order(
     printed = re.search(r"Dashboard: (http://\S+)", log.read_text())
     assert printed, log.read_text()[-3000:]
     assert printed.group(1) == f"http://localhost:{system.port('gateway')}/"
+    assert f"WebSocket: ws://localhost:{system.port('notifier')}\n" in log.read_text()
     dashboard = httpx.get(printed.group(1), timeout=5)
     assert dashboard.status_code == 200
     assert dashboard.headers["content-type"].startswith("text/html")

@@ -1,8 +1,8 @@
 """The one settings model, read from the environment (and a .env file)."""
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"  # noqa: S104 - services listen on every interface in containers
     gateway_port: int = 3000
     notifier_port: int = 3001
-    notifier_public_url: str = "ws://localhost:3001"
+    # The WebSocket address as a browser sees it; unset, the notifier's port on
+    # localhost, so moving NOTIFIER_PORT moves the links with it.
+    notifier_public_url: str = ""
     # Replicas of a service on one host share its port: the kernel spreads new
     # connections over them (SO_REUSEPORT). Off by default, so a second system
     # started on a taken port by mistake fails instead of sharing it.
@@ -138,3 +140,9 @@ class Settings(BaseSettings):
         default=0.0,
         description="Share of transactions the network drops on every send",
     )
+
+    @model_validator(mode="after")
+    def _notifier_public_url_follows_its_port(self) -> Self:
+        if not self.notifier_public_url:
+            self.notifier_public_url = f"ws://localhost:{self.notifier_port}"
+        return self
