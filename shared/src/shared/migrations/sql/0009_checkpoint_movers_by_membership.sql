@@ -23,16 +23,14 @@ BEGIN
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
         RETURN;  -- a superuser is a member of every role, and may do anything
     END IF;
-    IF current_setting('server_version_num')::int >= 160000 THEN
-        SELECT array_agg(r) INTO v_acts_as
-          FROM unnest(ARRAY['oe_gateway', 'oe_router', 'oe_executor', 'oe_notifier']) AS r
-         WHERE pg_has_role(session_user, r, 'USAGE')
-            OR pg_has_role(session_user, r, 'SET');
-    ELSE
-        SELECT array_agg(r) INTO v_acts_as
-          FROM unnest(ARRAY['oe_gateway', 'oe_router', 'oe_executor', 'oe_notifier']) AS r
-         WHERE pg_has_role(session_user, r, 'MEMBER');
-    END IF;
+    -- CASE evaluates only its chosen branch: servers before 16 know no 'SET'.
+    SELECT array_agg(r) INTO v_acts_as
+      FROM unnest(ARRAY['oe_gateway', 'oe_router', 'oe_executor', 'oe_notifier']) AS r
+     WHERE CASE WHEN current_setting('server_version_num')::int >= 160000
+                THEN pg_has_role(session_user, r, 'USAGE')
+                     OR pg_has_role(session_user, r, 'SET')
+                ELSE pg_has_role(session_user, r, 'MEMBER')
+           END;
     IF v_acts_as IS NULL THEN
         RETURN;
     END IF;
