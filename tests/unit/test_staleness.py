@@ -41,8 +41,23 @@ def a_quote(venue: Venue, expires_at: datetime) -> VenueQuote:
     )
 
 
+def test_a_plan_expires_by_its_own_validity_whatever_its_quotes_say() -> None:
+    """A split no venue quoted alone has no quotes; its own expiry still holds."""
+    expiring = a_plan().model_copy(update={"expires_at": NOW + timedelta(seconds=1)})
+    fresh_quote = (a_quote(Venue.METEORA, NOW + timedelta(days=1)),)
+
+    assert not route_expired((), expiring, now=NOW)
+    assert route_expired((), expiring, now=NOW + timedelta(seconds=2))
+    assert route_expired(fresh_quote, expiring, now=NOW + timedelta(seconds=2))
+
+
+def test_a_recorded_plan_without_expiry_or_quotes_is_stale() -> None:
+    """A plan recorded before plans carried an expiry, with no quote to date it."""
+    assert route_expired((), a_plan(), now=NOW)
+
+
 def test_a_route_expires_when_a_quote_it_uses_expires() -> None:
-    """Only the quotes of venues the plan uses decide staleness."""
+    """Without its own expiry, only the quotes of venues the plan uses decide."""
     quotes = (
         a_quote(Venue.METEORA, NOW - timedelta(seconds=1)),
         a_quote(Venue.RAYDIUM, NOW + timedelta(seconds=1)),

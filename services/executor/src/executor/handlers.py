@@ -114,7 +114,7 @@ class ExecuteOrders:
         if state.phase is not Phase.ROUTED:
             return
         try:
-            requoted, plan = await self._fresh_route(state, routed)
+            fresh = await self._fresh_route(state, routed)
             blockhash = await self._with_rpc_retries(self._chain.latest_blockhash)
         except AttemptFailedError as failed:
             await self._fail(order, cause, failed.failure, failed.reason)
@@ -124,6 +124,8 @@ class ExecuteOrders:
                 order, cause, FailureClass.NETWORK_ERROR, f"no blockhash: {error}"
             )
             return
+        requoted, fresh_plan = fresh if fresh is not None else ((), None)
+        plan = fresh_plan or routed.plan
         transaction = build_swap_transaction(
             order_id=state.order_id,
             attempt=state.attempt,
@@ -144,7 +146,7 @@ class ExecuteOrders:
                 last_valid_block_height=blockhash.last_valid_block_height,
                 signed_transaction=transaction.encoded,
                 requoted=requoted,
-                plan=plan if requoted else None,
+                plan=fresh_plan,
             ),
             cause=cause,
             known=order,
@@ -178,10 +180,10 @@ class ExecuteOrders:
 
     async def _fresh_route(
         self, state: OrderState, routed: RouteSelected
-    ) -> tuple[tuple[VenueQuote, ...], RoutePlan]:
-        """The routed plan, or a re-quoted one when its quotes have expired."""
+    ) -> tuple[tuple[VenueQuote, ...], RoutePlan] | None:
+        """Fresh quotes and plan once the routed plan expired; None while it holds."""
         if not route_expired(routed.quotes, routed.plan, now=datetime.now(UTC)):
-            return (), routed.plan
+            return None
         try:
             quotes, plan = await quote_and_plan(
                 self._venues, state.spec, validity=self._quote_validity

@@ -13,9 +13,17 @@ BPS = Decimal(10_000)
 def route_expired(
     quotes: Iterable[VenueQuote], plan: RoutePlan, *, now: datetime
 ) -> bool:
-    """Whether a quote behind any leg of ``plan`` has passed its validity."""
+    """Whether ``plan`` is too old to build on.
+
+    A plan carries its own expiry. One recorded before plans did is judged by the
+    quotes behind its legs; a split that no venue quoted alone then has no age to go
+    by, and is re-quoted rather than signed blind.
+    """
+    if plan.expires_at is not None:
+        return plan.expires_at < now
     used = {leg.venue for leg in plan.legs}
-    return any(quote.expires_at < now for quote in quotes if quote.venue in used)
+    behind = [quote.expires_at for quote in quotes if quote.venue in used]
+    return not behind or min(behind) < now
 
 
 def drifted_too_far(
