@@ -3,10 +3,12 @@
 Each test kills a real process (no shutdown hook runs, in-flight deliveries are
 never acknowledged), restarts it and follows the orders the way a user would:
 GET /api/orders/{id}, the WebSocket stream and, for money, the chain's ledger.
-Every killed service is restarted and ready again before the test ends.
+Every killed service is restarted and ready again before the test ends. One test
+stops the executor with SIGTERM instead, as a rolling restart does.
 """
 
 import asyncio
+import signal
 
 import pytest
 
@@ -85,6 +87,29 @@ async def test_an_executor_killed_between_signing_and_confirming_lands_each_once
         swaps = probes.landed_swaps(system, order_id)
         assert [signature for signature, _ in swaps] == [seen.frames[-1]["txHash"]]
         assert probes.sent_transactions(system, order_id) == [seen.frames[-1]["txHash"]]
+    assert_one_landed_swap_each(system, order_ids)
+
+
+async def test_an_executor_stopped_with_swaps_in_flight_confirms_them_first(
+    slow_chain_system: System,
+) -> None:
+    """SIGTERM with swaps in flight: the executor sees them land, then exits.
+
+    Its confirmation poller and the chain's lander must outlive the deliveries
+    that wait on them; stopped first, each delivery would wait out the graceful
+    timeout unanswered and be handed to another executor after the exit.
+    """
+    system = slow_chain_system
+    order_ids = await submit_many(system, 5)
+    await probes.wait_all(system, order_ids, {"submitted"}, timeout=15)
+
+    with probes.restored(system, "executor"):
+        exit_code = await asyncio.to_thread(system.stop, "executor", signal.SIGTERM)
+        # No executor runs now: whatever is confirmed, the stopped one recorded.
+        statuses = await probes.wait_all(system, order_ids, probes.TERMINAL, timeout=5)
+
+    assert exit_code in {0, -signal.SIGTERM}, "the executor had to be killed"
+    assert set(statuses.values()) == {"confirmed"}
     assert_one_landed_swap_each(system, order_ids)
 
 

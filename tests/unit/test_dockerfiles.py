@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from shared.postgres.roles import SERVICE_ROLES, password_variable
+from shared.service.runtime import GRACEFUL_STOP_S
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,6 +218,14 @@ def test_services_wait_for_healthy_infrastructure_and_migration(service: str) ->
     assert depends_on["migrate"]["condition"] == "service_completed_successfully"
     healthcheck = _compose_service(service)["healthcheck"]["test"]
     assert any("/healthz" in part or "/readyz" in part for part in healthcheck)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_docker_waits_out_a_graceful_stop_before_it_kills(service: str) -> None:
+    """`docker compose stop` leaves a service time to finish what it holds."""
+    grace = str(_compose_service(service).get("stop_grace_period", "10s"))
+    assert grace.endswith("s"), grace
+    assert float(grace.removesuffix("s")) > GRACEFUL_STOP_S
 
 
 @pytest.mark.parametrize("service", SCALABLE)

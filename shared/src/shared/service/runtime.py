@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 SAMPLE_EVERY_S = 1.0
 QUEUE_SAMPLE_EVERY = 5  # samples: passive declares every 5 s
 _CHECK_TIMEOUT_S = 2.0
+# How long a stopping service waits for the deliveries in hand to finish (an
+# executor's swap landing, say) before it closes the broker connection and they
+# are redelivered. A supervisor's stop grace period must be longer.
+GRACEFUL_STOP_S = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +196,7 @@ def make_broker(settings: Settings, *, prefetch: int) -> RabbitBroker:
         settings.amqp_url,
         apply_types=False,
         default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
-        graceful_timeout=20,
+        graceful_timeout=GRACEFUL_STOP_S,
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
     )
@@ -237,6 +241,11 @@ async def running(settings: Settings, broker: RabbitBroker) -> AsyncIterator[Run
         gc.freeze()
         yield runtime
     finally:
+        # Deliveries first: one still being handled may wait on the service's own
+        # loops (the executor's confirmation poller, the chain's lander) and on
+        # the relay to publish what it records. Cancelled first, they would leave
+        # it waiting out the graceful timeout, to be redelivered after the exit.
+        await _stop_consuming(broker)
         for task in runtime.tasks:
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
@@ -245,3 +254,14 @@ async def running(settings: Settings, broker: RabbitBroker) -> AsyncIterator[Run
                 await runtime._monitor.close()  # noqa: SLF001
         await broker.stop()
         await pool.close()
+
+
+async def _stop_consuming(broker: RabbitBroker) -> None:
+    """Take no new deliveries; wait (up to the graceful timeout) for those in hand."""
+    results = await asyncio.gather(
+        *(subscriber.stop() for subscriber in broker.subscribers),
+        return_exceptions=True,
+    )
+    for error in results:
+        if isinstance(error, Exception):
+            logger.warning("a subscriber did not stop cleanly", exc_info=error)
