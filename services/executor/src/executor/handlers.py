@@ -214,9 +214,11 @@ class ExecuteOrders:
     async def reconcile(self, order_ids: Iterable[UUID]) -> int:
         """Check every in-flight order's signature once; keep watching the rest.
 
-        Landed, failed and expired transactions are recorded before this returns;
-        the ones still pending are watched in the background. Returns how many
-        orders were found in flight.
+        What that one check finds final (landed, failed, expired) is recorded
+        before this returns. The rest are watched in the background until their
+        outcome: those still pending, and those the check could not settle (the
+        chain or the store did not answer). Returns how many orders were found in
+        flight.
         """
         in_flight: list[tuple[KnownOrder, TransactionSubmitted, Cause]] = []
         for order_id in order_ids:
