@@ -41,30 +41,36 @@ def a_quote(venue: Venue, expires_at: datetime) -> VenueQuote:
     )
 
 
-def test_a_plan_expires_by_its_own_validity_whatever_its_quotes_say() -> None:
-    """A split no venue quoted alone has no quotes; its own expiry still holds."""
-    expiring = a_plan().model_copy(update={"expires_at": NOW + timedelta(seconds=1)})
-    fresh_quote = (a_quote(Venue.METEORA, NOW + timedelta(days=1)),)
-
-    assert not route_expired((), expiring, now=NOW)
-    assert route_expired((), expiring, now=NOW + timedelta(seconds=2))
-    assert route_expired(fresh_quote, expiring, now=NOW + timedelta(seconds=2))
-
-
-def test_a_recorded_plan_without_expiry_or_quotes_is_stale() -> None:
-    """A plan recorded before plans carried an expiry, with no quote to date it."""
-    assert route_expired((), a_plan(), now=NOW)
+VALIDITY = timedelta(seconds=2)
 
 
 def test_a_route_expires_when_a_quote_it_uses_expires() -> None:
-    """Without its own expiry, only the quotes of venues the plan uses decide."""
+    """Only the quotes of venues the plan uses decide, not when it was recorded."""
     quotes = (
         a_quote(Venue.METEORA, NOW - timedelta(seconds=1)),
         a_quote(Venue.RAYDIUM, NOW + timedelta(seconds=1)),
     )
 
-    assert route_expired(quotes, a_plan(venue=Venue.METEORA), now=NOW)
-    assert not route_expired(quotes, a_plan(venue=Venue.RAYDIUM), now=NOW)
+    def expired(plan: RoutePlan) -> bool:
+        return route_expired(quotes, plan, routed_at=NOW, validity=VALIDITY, now=NOW)
+
+    assert expired(a_plan(venue=Venue.METEORA))
+    assert not expired(a_plan(venue=Venue.RAYDIUM))
+
+
+def test_a_split_no_venue_quoted_alone_is_as_old_as_its_record() -> None:
+    """Without a quote behind its legs, the plan expires a validity after routing."""
+    split = a_plan()
+    routed_at = NOW - VALIDITY
+
+    assert not route_expired((), split, routed_at=routed_at, validity=VALIDITY, now=NOW)
+    assert route_expired(
+        (),
+        split,
+        routed_at=routed_at,
+        validity=VALIDITY,
+        now=NOW + timedelta(milliseconds=1),
+    )
 
 
 def test_a_sell_drifts_too_far_past_half_the_tolerance() -> None:

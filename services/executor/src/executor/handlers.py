@@ -114,7 +114,7 @@ class ExecuteOrders:
         if state.phase is not Phase.ROUTED:
             return
         try:
-            fresh = await self._fresh_route(state, routed)
+            fresh = await self._fresh_route(state, routed, cause.recorded_at)
             blockhash = await self._with_rpc_retries(self._chain.latest_blockhash)
         except AttemptFailedError as failed:
             await self._fail(order, cause, failed.failure, failed.reason)
@@ -179,10 +179,16 @@ class ExecuteOrders:
         return task
 
     async def _fresh_route(
-        self, state: OrderState, routed: RouteSelected
+        self, state: OrderState, routed: RouteSelected, routed_at: datetime
     ) -> tuple[tuple[VenueQuote, ...], RoutePlan] | None:
         """Fresh quotes and plan once the routed plan expired; None while it holds."""
-        if not route_expired(routed.quotes, routed.plan, now=datetime.now(UTC)):
+        if not route_expired(
+            routed.quotes,
+            routed.plan,
+            routed_at=routed_at,
+            validity=self._quote_validity,
+            now=datetime.now(UTC),
+        ):
             return None
         try:
             quotes, plan = await quote_and_plan(

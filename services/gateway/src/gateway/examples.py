@@ -138,7 +138,6 @@ _PLAN: Final = {
     "gainBpsOverBestSingle": "0",
     "reason": "raydium alone gives 1843.215077 USDC, 7.1 bps more than meteora;"
     " no split beats it by more than 1 bp",
-    "expiresAt": "2026-11-26T10:15:04.340000Z",
 }
 
 ORDER: Final = {

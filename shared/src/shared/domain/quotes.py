@@ -42,10 +42,6 @@ class RoutePlan(Message):
 
     ``min_amount_out`` (ExactIn) or ``max_amount_in`` (ExactOut) is the slippage bound
     the transaction carries; the chain refuses a swap that would cross it.
-    ``expires_at`` is when the pool state the plan was computed from is too old to
-    build on. A split that no venue could fill alone has no quote of its own, so the
-    plan carries its age itself; plans recorded before it did have ``None`` (see
-    ``route_expired``).
     """
 
     legs: tuple[RouteLeg, ...]
@@ -55,4 +51,3 @@ class RoutePlan(Message):
     max_amount_in: Decimal
     gain_bps_over_best_single: Decimal
     reason: str
-    expires_at: datetime | None = None

@@ -94,11 +94,9 @@ def plan_route(
         single is None
         or _gain_bps(split.total, fills[single], order) > min_split_gain_bps
     ):
-        return quotes, _split_plan(
-            split, fills, single, order, slippage_bps, expires_at
-        )
+        return quotes, _split_plan(split, fills, single, order, slippage_bps)
     assert single is not None  # noqa: S101 - narrowed by the branch above
-    return quotes, _single_plan(single, fills, order, slippage_bps, expires_at)
+    return quotes, _single_plan(single, fills, order, slippage_bps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,11 +294,7 @@ def _bounds(
 
 
 def _single_plan(
-    venue: Venue,
-    fills: Mapping[Venue, Fill],
-    order: _Order,
-    slippage_bps: int,
-    expires_at: datetime,
+    venue: Venue, fills: Mapping[Venue, Fill], order: _Order, slippage_bps: int
 ) -> RoutePlan:
     fill = fills[venue]
     min_out, max_in = _bounds(fill.amount_in, fill.amount_out, order, slippage_bps)
@@ -312,17 +306,15 @@ def _single_plan(
         max_amount_in=max_in,
         gain_bps_over_best_single=Decimal(0),
         reason=_single_reason(venue, fills, order),
-        expires_at=expires_at,
     )
 
 
-def _split_plan(  # noqa: PLR0917 - private helper, called once
+def _split_plan(
     split: _Split,
     fills: Mapping[Venue, Fill],
     single: Venue | None,
     order: _Order,
     slippage_bps: int,
-    expires_at: datetime,
 ) -> RoutePlan:
     (v1, f1), (v2, f2) = split.legs
     fixed1 = f1.amount_in if order.exact_in else f1.amount_out
@@ -349,7 +341,6 @@ def _split_plan(  # noqa: PLR0917 - private helper, called once
         max_amount_in=max_in,
         gain_bps_over_best_single=gain.quantize(Decimal("0.01")),
         reason=reason,
-        expires_at=expires_at,
     )
 
 

@@ -1,7 +1,7 @@
 """When a route is too old to build, and when a fresh quote moved too far."""
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from shared.domain.pairs import Side
@@ -11,19 +11,23 @@ BPS = Decimal(10_000)
 
 
 def route_expired(
-    quotes: Iterable[VenueQuote], plan: RoutePlan, *, now: datetime
+    quotes: Iterable[VenueQuote],
+    plan: RoutePlan,
+    *,
+    routed_at: datetime,
+    validity: timedelta,
+    now: datetime,
 ) -> bool:
     """Whether ``plan`` is too old to build on.
 
-    A plan carries its own expiry. One recorded before plans did is judged by the
-    quotes behind its legs; a split that no venue quoted alone then has no age to go
-    by, and is re-quoted rather than signed blind.
+    A plan is as old as the quotes behind its legs. A split that no venue could
+    fill alone has no such quote; it is as old as its record (``routed_at``, the
+    ``RouteSelected`` event's), which follows the quoting by milliseconds.
     """
-    if plan.expires_at is not None:
-        return plan.expires_at < now
     used = {leg.venue for leg in plan.legs}
     behind = [quote.expires_at for quote in quotes if quote.venue in used]
-    return not behind or min(behind) < now
+    expires_at = min(behind) if behind else routed_at + validity
+    return expires_at < now
 
 
 def drifted_too_far(
