@@ -5,6 +5,8 @@ user lists must be the same as if every event had been applied on its own.
 """
 
 import asyncio
+import dataclasses
+import json
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
@@ -168,24 +170,28 @@ async def test_a_failed_order_keeps_its_reason(es_pool: Pool) -> None:
     assert row["venue"] is None
 
 
-async def test_an_event_type_this_release_does_not_know_is_passed_over(
-    es_pool: Pool,
+@pytest.mark.parametrize("newer", ["type", "field"], ids=["a new type", "a new field"])
+async def test_an_event_this_release_cannot_read_is_passed_over(
+    es_pool: Pool, newer: str
 ) -> None:
-    """A newer release recorded a type this one cannot read (a rolling upgrade):
-    the order list keeps advancing on the types it knows, never stops."""
+    """A newer release recorded a type this one does not know, or a known type with
+    a field it lacks (a rolling upgrade): the order list keeps advancing on the
+    events it can read, never stops."""
     store = PostgresEventStore(es_pool)
     history = await _recorded(store, retried_then_confirmed())
     raw = [RawEvent.of(e) for e in history]
-    newer = RawEvent(
-        global_position=raw[2].global_position,
-        event_id=uuid4(),
-        order_id=raw[2].order_id,
-        stream_version=raw[2].stream_version,
-        type="OrderRepriced",
-        correlation_id=raw[2].correlation_id,
-        envelope_json='{"type": "OrderRepriced", "limitPrice": "163.2"}',
-    )
-    with_newer = [*raw[:2], newer, *raw[3:]]
+    if newer == "type":
+        unreadable = dataclasses.replace(
+            raw[2],
+            event_id=uuid4(),
+            type="OrderRepriced",
+            envelope_json='{"type": "OrderRepriced", "limitPrice": "163.2"}',
+        )
+    else:
+        envelope = json.loads(raw[2].envelope_json)
+        envelope["event"]["routedBy"] = "router-7"
+        unreadable = dataclasses.replace(raw[2], envelope_json=json.dumps(envelope))
+    with_newer = [*raw[:2], unreadable, *raw[3:]]
     projection = _projection(es_pool)
 
     await projection.apply(with_newer)

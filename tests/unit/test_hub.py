@@ -1,6 +1,9 @@
 """The notifier's hub: global order, per-order routing, bounded buffers."""
 
+import dataclasses
+import json
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -60,17 +63,20 @@ async def test_a_full_buffer_marks_the_subscriber_slow_after_what_it_holds() -> 
         await firehose.next()
 
 
-class _StoreWithANewerType(InMemoryEventStore):
-    """A log whose position 2 holds a type a newer release recorded."""
+class _StoreWithANewerEvent(InMemoryEventStore):
+    """A log whose position 2 holds an event a newer release recorded."""
+
+    def __init__(self, newer: RawEvent) -> None:
+        super().__init__()
+        self._raw = [RawEvent.of(recorded(1)), newer, RawEvent.of(recorded(3))]
 
     async def read_all_raw(
         self, after_position: int = 0, limit: int = 1000
     ) -> list[RawEvent]:
-        log = [RawEvent.of(recorded(1)), _newer(2), RawEvent.of(recorded(3))]
-        return log[after_position : after_position + limit]
+        return self._raw[after_position : after_position + limit]
 
 
-def _newer(position: int) -> RawEvent:
+def _newer_type(position: int) -> RawEvent:
     order = uuid.uuid4()
     return RawEvent(
         global_position=position,
@@ -83,11 +89,24 @@ def _newer(position: int) -> RawEvent:
     )
 
 
-async def test_an_event_type_this_release_does_not_know_is_passed_over() -> None:
+def _newer_shape(position: int) -> RawEvent:
+    """A type this release knows, with a field a newer release added to it."""
+    event = RawEvent.of(recorded(position))
+    envelope = json.loads(event.envelope_json)
+    envelope["event"]["routedBy"] = "router-7"
+    return dataclasses.replace(event, envelope_json=json.dumps(envelope))
+
+
+@pytest.mark.parametrize(
+    "newer", [_newer_type, _newer_shape], ids=["a new type", "a new field"]
+)
+async def test_an_event_this_release_cannot_read_is_passed_over(
+    newer: Callable[[int], RawEvent],
+) -> None:
     """A newer release's event never reaches the broker copy the hub can parse, so
     the hub fills the hole from the store: it passes over that position instead of
     waiting for it for good, and everything after it still flows."""
-    hub = Hub(_StoreWithANewerType(), hole_timeout=60)
+    hub = Hub(_StoreWithANewerEvent(newer(2)), hole_timeout=60)
     firehose = hub.subscribe(None)
     hub.offer(recorded(1))
     hub.offer(recorded(3))  # 2 never comes from the broker

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from shared.domain.envelope import EventEnvelope, NewEvent
 from shared.domain.events import EVENT_TYPES
 
@@ -43,10 +45,17 @@ class RawEvent:
     envelope_json: str
 
     def known(self) -> EventEnvelope | None:
-        """The parsed envelope, or None for a type this release does not know."""
+        """The parsed envelope, or None for an event this release cannot read.
+
+        That is a type it does not know, or a type it knows in a newer release's
+        shape (a field added: events are parsed strictly, unknown fields refused).
+        """
         if self.type not in EVENT_TYPES:
             return None
-        return EventEnvelope.model_validate_json(self.envelope_json)
+        try:
+            return EventEnvelope.model_validate_json(self.envelope_json)
+        except ValidationError:
+            return None
 
     @classmethod
     def of(cls, envelope: EventEnvelope) -> "RawEvent":

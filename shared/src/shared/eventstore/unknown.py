@@ -1,9 +1,10 @@
-"""Readers that pass over event types this release does not know.
+"""Readers that pass over events this release cannot read.
 
-During a rolling upgrade a newer release may record a type an older reader cannot
-parse. A reader that only shows or projects events (a read model, the notifier's
-hub) passes over it, so it keeps advancing instead of stopping for good; the
-deciders never need to (README, "Upgrades that add an event type").
+During a rolling upgrade a newer release may record a type an older reader does
+not know, or a known type with a field it lacks. A reader that only shows or
+projects events (a read model, the notifier's hub) passes over it, so it keeps
+advancing instead of stopping for good; the deciders never need to (README,
+"Upgrades that add an event type").
 """
 
 import logging
@@ -25,9 +26,10 @@ class PassedOver:
             return
         self._types.add(event.type)
         logger.warning(
-            "passing over an event type this release does not know",
+            "passing over events of a type this release cannot read (a type it"
+            " does not know, or a newer release's shape of one it does)",
             extra={
-                "kind": "unknown_event_type",
+                "kind": "unreadable_event",
                 "event_type": event.type,
                 "subscriber": self._reader,
                 "global_position": event.global_position,
