@@ -24,7 +24,15 @@ from shared.eventstore.port import RawEvent
 from shared.eventstore.postgres import PostgresEventStore
 from shared.eventstore.projection import SupersededError
 from tests.integration.plans import plans_as_notices_async
-from tests.unit.order_events import accepted, confirmed, retry, routed, submitted
+from tests.unit.order_events import (
+    accepted,
+    confirmed,
+    failed_routing_after_a_sent_attempt,
+    requoted_then_confirmed,
+    retry,
+    routed,
+    submitted,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +129,12 @@ async def _listed_row_by_batches(
 
 @pytest.mark.parametrize(
     "lifecycle",
-    [retried_then_confirmed, failed_after_retries],
+    [
+        retried_then_confirmed,
+        failed_after_retries,
+        failed_routing_after_a_sent_attempt,
+        requoted_then_confirmed,
+    ],
     ids=lambda f: f.__name__,
 )
 async def test_a_batch_lists_the_order_as_event_by_event_does(
@@ -156,6 +169,35 @@ async def test_a_batch_keeps_the_latest_venue_hash_and_the_most_attempts(
     assert row["version"] == len(history)
     assert row["created_at"] == history[0].recorded_at
     assert row["updated_at"] == history[-1].recorded_at
+
+
+@pytest.mark.parametrize("batches", [[1] * 6, [6], [4, 2]], ids=str)
+async def test_a_retry_clears_the_venue_and_hash_of_the_attempt_before(
+    es_pool: Pool, batches: list[int]
+) -> None:
+    """The list shows what the order's last attempt did, as its detail does: this
+    one's last attempt never got a quote, so it names no venue and no transaction."""
+    store = PostgresEventStore(es_pool)
+    history = await _recorded(store, failed_routing_after_a_sent_attempt())
+
+    row = await _listed_row_by_batches(es_pool, history, batches)
+
+    assert row["status"] == "failed"
+    assert row["attempts"] == 2
+    assert (row["venue"], row["tx_hash"]) == (None, None)
+    assert row["failure_reason"] == "every venue failed to quote"
+
+
+async def test_a_requoted_order_lists_the_venue_it_swapped_on(es_pool: Pool) -> None:
+    store = PostgresEventStore(es_pool)
+    history = await _recorded(store, requoted_then_confirmed())
+
+    submitted_row = await _listed_row_by_batches(es_pool, history[:4], [4])
+    row = await _listed_row_by_batches(es_pool, history, [3, 2])
+
+    assert submitted_row["venue"] == "raydium 100%"
+    assert row["venue"] == "raydium 100%"
+    assert row["tx_hash"] == "sig1"
 
 
 async def test_a_failed_order_keeps_its_reason(es_pool: Pool) -> None:

@@ -11,6 +11,7 @@ from shared.domain.envelope import EventEnvelope
 from shared.domain.events import (
     OrderAccepted,
     OrderEvent,
+    OrderFailed,
     RetryScheduled,
     RouteSelected,
     RoutingStarted,
@@ -103,6 +104,36 @@ def retry(attempt: int) -> RetryScheduled:
 
 def happy_path() -> list[OrderEvent]:
     return [accepted(), RoutingStarted(attempt=1), routed(), submitted(), confirmed()]
+
+
+def failed_routing_after_a_sent_attempt() -> list[OrderEvent]:
+    """Attempt 1 routed and sent, slipped on chain; attempt 2 got no quote."""
+    return [
+        accepted(),
+        RoutingStarted(attempt=1),
+        routed(1),
+        submitted(1),
+        retry(2),
+        OrderFailed(
+            failed_attempt=2,
+            failure=FailureClass.QUOTE_UNAVAILABLE,
+            reason="every venue failed to quote",
+        ),
+    ]
+
+
+def requoted_then_confirmed() -> list[OrderEvent]:
+    """Routed to Meteora; stale by the time it was built, re-quoted to Raydium."""
+    raydium = plan().model_copy(
+        update={"legs": (plan().legs[0].model_copy(update={"venue": Venue.RAYDIUM}),)}
+    )
+    return [
+        accepted(),
+        RoutingStarted(attempt=1),
+        routed(1),
+        submitted(1).model_copy(update={"plan": raydium}),
+        confirmed(1).model_copy(update={"legs": raydium.legs}),
+    ]
 
 
 def recorded(position: int, order_id: uuid.UUID | None = None) -> EventEnvelope:

@@ -48,6 +48,7 @@ from shared.domain.envelope import EventEnvelope
 from shared.domain.events import (
     OrderAccepted,
     OrderStatus,
+    RetryScheduled,
     RouteSelected,
     TransactionSubmitted,
 )
@@ -529,7 +530,9 @@ def orders_api(  # noqa: C901 - one nested function per route
 def _latest_route(
     history: list[EventEnvelope],
 ) -> tuple[tuple[VenueQuote, ...], RoutePlan | None]:
-    """The most recent quotes and plan: as routed, or as re-quoted before building."""
+    """The current attempt's quotes and plan: as routed, or as re-quoted before
+    building. A retry starts the next attempt without either; the earlier
+    attempts' are in the order's events."""
     quotes: tuple[VenueQuote, ...] = ()
     plan: RoutePlan | None = None
     for envelope in history:
@@ -538,6 +541,8 @@ def _latest_route(
                 quotes, plan = routed.quotes, routed.plan
             case TransactionSubmitted(plan=RoutePlan() as fresh) as tx:
                 quotes, plan = tx.requoted, fresh
+            case RetryScheduled():
+                quotes, plan = (), None
     return quotes, plan
 
 

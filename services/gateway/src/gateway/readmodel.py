@@ -5,7 +5,7 @@ its checkpoint in one transaction, so a crash never applies an event twice or sk
 one. One gateway replica projects at a time.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -25,6 +25,7 @@ from shared.domain.events import (
     SwapConfirmed,
     TransactionSubmitted,
 )
+from shared.domain.quotes import RouteLeg
 from shared.eventstore.pool import Pool
 from shared.eventstore.projection import Statement, TableProjection
 
@@ -47,8 +48,9 @@ UPDATE gateway.orders_view SET
     version = %(version)s,
     updated_at = %(at)s,
     attempts = GREATEST(attempts, %(attempt)s),
-    venue = COALESCE(%(venue)s, venue),
-    tx_hash = COALESCE(%(tx_hash)s, tx_hash),
+    venue = CASE WHEN %(retried)s THEN %(venue)s ELSE COALESCE(%(venue)s, venue) END,
+    tx_hash = CASE WHEN %(retried)s THEN %(tx_hash)s
+                   ELSE COALESCE(%(tx_hash)s, tx_hash) END,
     final_price = COALESCE(%(final_price)s, final_price),
     failure_reason = COALESCE(%(failure_reason)s, failure_reason)
 WHERE order_id = %(order_id)s AND version < %(version)s
@@ -57,6 +59,9 @@ WHERE order_id = %(order_id)s AND version < %(version)s
 # Columns an event may set; a later event's value replaces an earlier one, and an
 # event that says nothing of a column leaves it as it was.
 _LATEST_WINS = ("venue", "tx_hash", "final_price", "failure_reason")
+# What the current attempt did, as the order detail shows it: a retry clears them
+# until the new attempt routes and sends.
+_OF_THE_ATTEMPT = ("venue", "tx_hash")
 
 
 def _changes(envelope: EventEnvelope) -> dict[str, Any]:
@@ -67,6 +72,7 @@ def _changes(envelope: EventEnvelope) -> dict[str, Any]:
         "version": envelope.stream_version,
         "at": envelope.recorded_at,
         "attempt": 0,
+        "retried": False,
     }
     match event:
         case OrderAccepted():
@@ -77,15 +83,20 @@ def _changes(envelope: EventEnvelope) -> dict[str, Any]:
                 "client_order_id": event.client_order_id,
                 "created_at": envelope.recorded_at,
             }
-        case RoutingStarted() | RetryScheduled():
+        case RoutingStarted():
             changes["attempt"] = event.attempt
+        case RetryScheduled():
+            changes |= {"attempt": event.attempt, "retried": True}
         case RouteSelected():
-            changes |= {"attempt": event.attempt, "venue": _venues(event)}
+            changes |= {"attempt": event.attempt, "venue": _venues(event.plan.legs)}
         case TransactionSubmitted():
             changes |= {"attempt": event.attempt, "tx_hash": event.signature}
+            if event.plan is not None:  # re-quoted: the plan it carries is the one
+                changes["venue"] = _venues(event.plan.legs)
         case SwapConfirmed():
             changes |= {
                 "attempt": event.attempt,
+                "venue": _venues(event.legs),
                 "tx_hash": event.tx_hash,
                 "final_price": event.final_price,
             }
@@ -100,14 +111,15 @@ def _merge(row: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
         for key, value in later.items()
         if value is not None or key not in _LATEST_WINS
     }
+    if later["retried"]:
+        merged |= dict.fromkeys(_OF_THE_ATTEMPT)
     merged["attempt"] = max(row["attempt"], later["attempt"])
+    merged["retried"] = row["retried"] or later["retried"]
     return merged
 
 
-def _venues(event: RouteSelected) -> str:
-    return " / ".join(
-        f"{leg.venue.value} {leg.bps / 100:g}%" for leg in event.plan.legs
-    )
+def _venues(legs: Iterable[RouteLeg]) -> str:
+    return " / ".join(f"{leg.venue.value} {leg.bps / 100:g}%" for leg in legs)
 
 
 class OrdersProjection(TableProjection):
