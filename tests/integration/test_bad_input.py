@@ -25,6 +25,8 @@ def _without(field: str) -> dict[str, Any]:
         ({**VALID, "amount": True}, "amount", "number"),
         ({**VALID, "amount": "Infinity"}, "amount", "finite"),
         ({**VALID, "amount": 0.0000000001}, "amount", "decimal places"),
+        # 29 places: more than the default decimal context's 28 digits round away
+        ({**VALID, "amount": "1." + "0" * 28 + "1"}, "amount", "decimal places"),
         (_without("amount"), "amount", "required"),
         (_without("tokenPair"), "tokenPair", "required"),
         (_without("type"), "type", "required"),

@@ -1,7 +1,7 @@
 """HTTP request and response bodies."""
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Literal
 from uuid import UUID
 
@@ -19,6 +19,8 @@ SUPPORTED = ", ".join(SUPPORTED_PAIRS)
 
 # An idempotency key, as a body field (clientOrderId) or a header (Idempotency-Key).
 CLIENT_ORDER_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+MAX_DIGITS = 30
+_EXACT = Context(prec=2 * MAX_DIGITS)  # never rounds an amount max_digits admits
 
 
 class OrderCreate(Message):
@@ -37,7 +39,9 @@ class OrderCreate(Message):
         # below still answers anything else with a 422 that lists them.
         json_schema_extra={"enum": list(SUPPORTED_PAIRS)},
     )
-    amount: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=30, examples=[10])
+    amount: Decimal = Field(
+        gt=0, allow_inf_nan=False, max_digits=MAX_DIGITS, examples=[10]
+    )
     order_type: Literal["market"] = Field(alias="type", examples=["market"])
     side: Side = Side.SELL
     # strict: JSON true is not 1 bp, nor "50" fifty
@@ -74,7 +78,9 @@ class OrderCreate(Message):
         pair = SUPPORTED_PAIRS.get(info.data.get("token_pair", ""))
         if pair is None:
             return value
-        exponent = value.normalize().as_tuple().exponent
+        # Exact: the default context's 28 digits would round a 29-30 digit amount
+        # (max_digits allows 30) to fewer places before they were counted.
+        exponent = value.normalize(_EXACT).as_tuple().exponent
         if isinstance(exponent, int) and -exponent > pair.base.decimals:
             raise ValueError(
                 f"amount has more decimal places than {pair.base.symbol} supports"
