@@ -73,6 +73,9 @@ async def test_quotes_that_never_come_fail_the_order_without_sending(
 
         assert seen.statuses == ["pending", "routing", "routing", "routing", "failed"]
         assert seen.frames[-1]["failure"] == "QUOTE_UNAVAILABLE"
+        # The reason names what each venue said, for the post-mortem.
+        assert "raydium: quote timed out" in seen.frames[-1]["reason"]
+        assert "meteora: quote timed out" in seen.frames[-1]["reason"]
         assert [f.get("attempt") for f in seen.frames[1:4]] == [1, 2, 3]
         assert landed_swaps(system, order_id) == []
 

@@ -30,14 +30,17 @@ async def quote_and_plan(
         *(venue.pool(pair) for venue in venues.values()), return_exceptions=True
     )
     pools: dict[Venue, CpPool | DlmmPool] = {}
+    refusals: list[str] = []
     for venue, answer in zip(venues, answers, strict=True):
         if isinstance(answer, QuoteUnavailableError):
+            refusals.append(str(answer))
             continue
         if isinstance(answer, BaseException):
             raise answer
         pools[venue] = answer
     if not pools:
-        raise QuoteUnavailableError("no venue answered")
+        # Each venue's own reason is what a post-mortem needs, not just that all failed.
+        raise QuoteUnavailableError(f"no venue answered: {'; '.join(refusals)}")
     return plan_route(
         pools,
         pair=pair,
