@@ -38,6 +38,9 @@ class Subscription:
 
     def __init__(self, order_id: UUID | None, *, max_buffer: int) -> None:
         self.order_id = order_id
+        # The cursor a client cut off for falling behind resumes from: the last
+        # version (one order) or position (the firehose) its push has sent.
+        self.sent_through = 0
         self._buffer: deque[EventEnvelope] = deque()
         self._max_buffer = max_buffer
         self._waiter: asyncio.Future[None] | None = None

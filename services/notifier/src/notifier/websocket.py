@@ -107,7 +107,8 @@ async def _until_client_leaves(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 ws.close(
-                    code=CLOSE_TRY_AGAIN, reason="fell behind; resume with ?after="
+                    code=CLOSE_TRY_AGAIN,
+                    reason=_fell_behind(subscription.sent_through),
                 ),
                 timeout=CLOSE_TIMEOUT_S,
             )
@@ -115,6 +116,10 @@ async def _until_client_leaves(
     for task in done:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             task.result()
+
+
+def _fell_behind(sent_through: int) -> str:
+    return f"fell behind; resume with ?after={sent_through}"
 
 
 def _cursor(raw: str | None) -> int | None:
@@ -211,7 +216,7 @@ async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
     history: list[EventEnvelope],
     after: int,
 ) -> None:
-    last = after
+    last = subscription.sent_through = after
     pending = list(history)
     while True:
         hole = False
@@ -223,7 +228,7 @@ async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
                 break
             await _send(ws, envelope)
             _SENT[ORDER].inc()
-            last = envelope.stream_version
+            last = subscription.sent_through = envelope.stream_version
             if envelope.status in TERMINAL_STATUSES:
                 await ws.close(code=CLOSE_NORMAL)
                 return
@@ -233,9 +238,7 @@ async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
         try:
             pending = await subscription.next()
         except SlowSubscriberError:
-            await ws.close(
-                code=CLOSE_TRY_AGAIN, reason=f"fell behind; resume with ?after={last}"
-            )
+            await ws.close(code=CLOSE_TRY_AGAIN, reason=_fell_behind(last))
             return
 
 
@@ -247,7 +250,7 @@ async def _push_firehose(
     after: int | None,
 ) -> None:
     sent = _SENT[FIREHOSE]
-    last = hub.watermark if after is None else after
+    last = subscription.sent_through = hub.watermark if after is None else after
     catch_up_to = hub.watermark
     while last < catch_up_to:
         stored = await store.read_all_raw(last, limit=1000)
@@ -259,20 +262,18 @@ async def _push_firehose(
             if (known := event.known()) is not None:
                 await _send(ws, known)
                 shown += 1
-            last = event.global_position
+            last = subscription.sent_through = event.global_position
         sent.inc(shown)
     while True:
         try:
             batch = await subscription.next()
         except SlowSubscriberError:
-            await ws.close(
-                code=CLOSE_TRY_AGAIN, reason=f"fell behind; resume with ?after={last}"
-            )
+            await ws.close(code=CLOSE_TRY_AGAIN, reason=_fell_behind(last))
             return
         count = 0
         for envelope in batch:
             if envelope.global_position > last:
                 await _send(ws, envelope)
-                last = envelope.global_position
+                last = subscription.sent_through = envelope.global_position
                 count += 1
         sent.inc(count)
