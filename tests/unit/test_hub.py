@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from pydantic import ValidationError
 
 from notifier.hub import Hub, SlowSubscriberError
 from shared.domain.envelope import EventEnvelope
@@ -116,3 +117,16 @@ async def test_an_event_this_release_cannot_read_is_passed_over(
 
     assert hub.watermark == 3
     assert positions(await firehose.next()) == [1, 3]
+
+
+def test_an_event_of_a_known_type_that_is_malformed_is_not_passed_over() -> None:
+    """Only a newer shape (fields this release lacks) is passed over; a known type
+    that is broken otherwise stops the reader, where its lag shows it."""
+    event = RawEvent.of(recorded(2))
+    envelope = json.loads(event.envelope_json)
+    envelope["event"]["attempt"] = "first"
+    broken = dataclasses.replace(event, envelope_json=json.dumps(envelope))
+
+    assert _newer_shape(2).known() is None
+    with pytest.raises(ValidationError):
+        broken.known()

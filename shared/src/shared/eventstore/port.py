@@ -48,14 +48,17 @@ class RawEvent:
         """The parsed envelope, or None for an event this release cannot read.
 
         That is a type it does not know, or a type it knows in a newer release's
-        shape (a field added: events are parsed strictly, unknown fields refused).
+        shape: fields it does not know and nothing else wrong. Any other failure
+        (a corrupt row, a bug in this release's own events) is raised, loudly.
         """
         if self.type not in EVENT_TYPES:
             return None
         try:
             return EventEnvelope.model_validate_json(self.envelope_json)
-        except ValidationError:
-            return None
+        except ValidationError as error:
+            if all(e["type"] == "extra_forbidden" for e in error.errors()):
+                return None
+            raise
 
     @classmethod
     def of(cls, envelope: EventEnvelope) -> "RawEvent":
