@@ -48,13 +48,9 @@ from shared.domain.envelope import EventEnvelope
 from shared.domain.events import (
     OrderAccepted,
     OrderStatus,
-    RetryScheduled,
-    RouteSelected,
-    TransactionSubmitted,
 )
 from shared.domain.order import OrderState
 from shared.domain.pairs import SUPPORTED_PAIRS
-from shared.domain.quotes import RoutePlan, VenueQuote
 from shared.domain.views import status_frame
 from shared.eventstore.follower import Follower
 from shared.eventstore.port import EventStore
@@ -527,28 +523,8 @@ def orders_api(  # noqa: C901 - one nested function per route
     return api
 
 
-def _latest_route(
-    history: list[EventEnvelope],
-) -> tuple[tuple[VenueQuote, ...], RoutePlan | None]:
-    """The current attempt's quotes and plan: as routed, or as re-quoted before
-    building. A retry starts the next attempt without either; the earlier
-    attempts' are in the order's events."""
-    quotes: tuple[VenueQuote, ...] = ()
-    plan: RoutePlan | None = None
-    for envelope in history:
-        match envelope.event:
-            case RouteSelected() as routed:
-                quotes, plan = routed.quotes, routed.plan
-            case TransactionSubmitted(plan=RoutePlan() as fresh) as tx:
-                quotes, plan = tx.requoted, fresh
-            case RetryScheduled():
-                quotes, plan = (), None
-    return quotes, plan
-
-
 def order_public(history: list[EventEnvelope], state: OrderState) -> OrderPublic:
     spec = state.spec
-    quotes, plan = _latest_route(history)
     confirmation = state.confirmation
     signature = (
         confirmation.tx_hash
@@ -569,8 +545,8 @@ def order_public(history: list[EventEnvelope], state: OrderState) -> OrderPublic
         slippage_bps=spec.slippage_bps,
         client_order_id=spec.client_order_id,
         attempt=state.attempt,
-        quotes=quotes,
-        route_plan=plan,
+        quotes=state.quotes,
+        route_plan=state.plan,
         tx_hash=signature,
         final_price=confirmation.final_price if confirmation else None,
         amount_in=confirmation.amount_in if confirmation else None,

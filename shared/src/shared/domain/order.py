@@ -93,6 +93,13 @@ class OrderState:
         return self.route.plan if self.route is not None else None
 
     @property
+    def quotes(self) -> tuple[VenueQuote, ...]:
+        """The quotes behind ``plan``: the re-quote's, or the route's."""
+        if self.transaction is not None and self.transaction.plan is not None:
+            return self.transaction.requoted
+        return self.route.quotes if self.route is not None else ()
+
+    @property
     def is_terminal(self) -> bool:
         return self.phase in {Phase.CONFIRMED, Phase.FAILED}
 
