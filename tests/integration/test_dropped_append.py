@@ -112,6 +112,10 @@ async def _nothing_in_flight() -> InFlight:
     return InFlight(0, 0, 0.0)
 
 
+# The append functions' own lock_timeout (migrations 0001, 0005, 0006).
+APPEND_LOCK_TIMEOUT_S = 2.0
+
+
 def _recorded(database_url: str, order_id: UUID) -> list[tuple[str, UUID | None]]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
@@ -186,10 +190,16 @@ async def test_an_append_no_try_gets_through_is_said_to_be_unknown(
 ) -> None:
     """The lock outlasts the retries, and the cut append's own lock timeout: the
     answer says it may be recorded, and it is not."""
-    monkeypatch.setattr("gateway.api.DROPPED_APPEND_RETRY_S", 2.5)
+    retry_s = 2.5
+    monkeypatch.setattr("gateway.api.DROPPED_APPEND_RETRY_S", retry_s)
     order = accepted()
 
-    outcome = await _submit_and_cut(database_url, order, hold_s=4.0)
+    # Held past the last try's own lock timeout: a try may start as late as the
+    # end of the retry window and then wait APPEND_LOCK_TIMEOUT_S on the lock, and
+    # released before that one gives up, it would commit after the 503.
+    outcome = await _submit_and_cut(
+        database_url, order, hold_s=retry_s + APPEND_LOCK_TIMEOUT_S + 1.5
+    )
 
     assert isinstance(outcome, HTTPException)
     assert outcome.status_code == 503
