@@ -54,6 +54,40 @@ def test_invalid_fields_get_422_naming_the_field(
     assert any(phrase.lower() in e["msg"].lower() for e in named), named
 
 
+def _post_raw(system: System, amount: str) -> httpx.Response:
+    """An order whose amount is the JSON number ``amount``, written as it is."""
+    return httpx.post(
+        f"{system.base_url}/api/orders/execute",
+        content=f'{{"amount": {amount}, "tokenPair": "SOL-USDC", "type": "market"}}',
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+
+
+def test_a_json_number_amount_past_a_floats_digits_is_refused_for_its_places(
+    system: System,
+) -> None:
+    """1.0000000000000001 is not 1: its 16 places are more than SOL has."""
+    answer = _post_raw(system, "1.0000000000000001")
+
+    assert answer.status_code == 422
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == ["body", "amount"]
+    assert "decimal places" in error["msg"]
+    assert error["input"] == "1.0000000000000001"
+
+
+def test_a_json_number_amount_is_recorded_with_every_digit_sent(
+    system: System,
+) -> None:
+    """17 significant digits, more than a float keeps, are the order's amount."""
+    answer = _post_raw(system, "12345678.123456789")
+
+    assert answer.status_code == 202, answer.text
+    detail = httpx.get(f"{system.base_url}{answer.json()['links']['self']}", timeout=10)
+    assert detail.json()["amount"] == "12345678.123456789"
+
+
 def test_a_body_that_is_not_json_gets_422(system: System) -> None:
     """A malformed JSON body is a 422 that says the JSON is invalid."""
     answer = httpx.post(

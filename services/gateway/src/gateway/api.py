@@ -22,6 +22,7 @@ from tenacity import (
 
 from gateway import examples
 from gateway.admission import Admission
+from gateway.exact_numbers import ExactNumbersRoute
 from gateway.examples import json_example
 from gateway.handlers import (
     IdempotencyConflictError,
@@ -308,7 +309,7 @@ def orders_api(  # noqa: C901 - one nested function per route
     projector: Follower,
     admission: Admission,
 ) -> APIRouter:
-    api = APIRouter(prefix="/api", tags=["orders"])
+    api = APIRouter(prefix="/api", tags=["orders"], route_class=ExactNumbersRoute)
 
     def links(order_id: UUID) -> OrderLinks:
         return OrderLinks(

@@ -5,9 +5,11 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from gateway.admission import Admission, InFlight
 from gateway.api import orders_api
+from gateway.exact_numbers import validation_problem
 from gateway.limits import BodySizeLimit
 from gateway.readmodel import OrdersProjection, OrdersView
 from gateway.stalled import StalledWatch
@@ -106,6 +108,7 @@ def _build_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         version="0.1.0",
     )
+    app.add_exception_handler(RequestValidationError, validation_problem)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     mount_web(app)
     return app

@@ -1,0 +1,61 @@
+"""Request bodies whose JSON numbers keep every digit the client sent.
+
+A JSON parser that turns ``1.0000000000000001`` into a float reads it as 1, and
+``12345678.123456789`` as ``12345678.12345679``: an order would be accepted for an
+amount the client never sent, and past the decimal-places check. Reading numbers
+with a fraction or an exponent as ``Decimal`` leaves the schema to judge the
+value as written, and the 422 that refuses one echoes it as written too.
+"""
+
+import json
+from collections.abc import Callable, Coroutine
+from decimal import Decimal
+from typing import Any, cast
+
+from fastapi import Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+
+class ExactNumbersRequest(Request):
+    async def json(self) -> Any:  # noqa: ANN401 - the signature it overrides
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_float=Decimal)
+        return self._json
+
+
+class ExactNumbersRoute(APIRoute):
+    """A route that parses its JSON body with :class:`ExactNumbersRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def exact(request: Request) -> Response:
+            return await handle(ExactNumbersRequest(request.scope, request.receive))
+
+        return exact
+
+
+async def validation_problem(
+    request: Request,  # noqa: ARG001 - an exception handler's signature
+    error: Exception,
+) -> JSONResponse:
+    """FastAPI's own 422 body, but a refused number's ``input`` is its exact text.
+
+    FastAPI's encoder writes a ``Decimal`` as a float, which would echo
+    ``1.0000000000000001`` back as ``1.0``: the very digits the 422 is about.
+    The input may be the whole body (a missing field), so its numbers are too.
+    """
+    issues = cast("RequestValidationError", error).errors()  # registered for it
+    exact = [
+        {**issue, "input": jsonable_encoder(issue["input"], custom_encoder=_AS_TEXT)}
+        if "input" in issue
+        else issue
+        for issue in issues
+    ]
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(exact)})
+
+
+_AS_TEXT: dict[Any, Callable[[Any], Any]] = {Decimal: str}
