@@ -257,11 +257,40 @@ async def running(settings: Settings, broker: RabbitBroker) -> AsyncIterator[Run
 
 
 async def _stop_consuming(broker: RabbitBroker) -> None:
-    """Take no new deliveries; wait (up to the graceful timeout) for those in hand."""
+    """Take no new deliveries; wait (up to the graceful timeout) for those in hand.
+
+    The consumers are cancelled first. FastStream's own stop only stops handling:
+    the broker goes on sending, one delivery per acknowledgement, and each is left
+    unsettled until the connection closes. It would come back redelivered, counted
+    towards the queue's delivery limit, once per stop.
+    """
+    subscribers = broker.subscribers
     results = await asyncio.gather(
-        *(subscriber.stop() for subscriber in broker.subscribers),
+        *(_cancel_consumer(subscriber) for subscriber in subscribers),
+        return_exceptions=True,
+    )
+    # Deliveries the broker sent before it took the cancel are still passing
+    # through aiormq's and aio-pika's tasks; stopped now, FastStream would drop them.
+    await asyncio.sleep(_SETTLE_S)
+    results += await asyncio.gather(
+        *(subscriber.stop() for subscriber in subscribers),
         return_exceptions=True,
     )
     for error in results:
         if isinstance(error, Exception):
             logger.warning("a subscriber did not stop cleanly", exc_info=error)
+
+
+_SETTLE_S = 0.05
+
+
+async def _cancel_consumer(subscriber: object) -> None:
+    # FastStream keeps the queue and the consumer tag private, and has no call
+    # that cancels a consumer without also ending its handling.
+    if not isinstance(subscriber, RabbitSubscriber):
+        return
+    queue, tag = subscriber._queue_obj, subscriber._consumer_tag  # noqa: SLF001
+    if queue is None or tag is None or queue.channel.is_closed:
+        return
+    await queue.cancel(tag)
+    subscriber._consumer_tag = None  # noqa: SLF001 - its stop would cancel it again
