@@ -136,16 +136,22 @@ def requoted_then_confirmed() -> list[OrderEvent]:
     ]
 
 
-def recorded(position: int, order_id: uuid.UUID | None = None) -> EventEnvelope:
-    """A recorded ``RoutingStarted`` at ``position`` (of a new order by default)."""
+def recorded(
+    position: int,
+    order_id: uuid.UUID | None = None,
+    event: OrderEvent | None = None,
+) -> EventEnvelope:
+    """``event`` (``RoutingStarted`` by default) recorded at ``position``, of a new
+    order by default."""
     order = order_id or uuid.uuid4()
+    event = event or RoutingStarted(attempt=1)
     return EventEnvelope(
         event_id=uuid.uuid4(),
         order_id=order,
         stream_version=1,
         global_position=position,
-        type="RoutingStarted",
+        type=event.type,
         recorded_at=datetime.now(UTC),
         correlation_id=order,
-        event=RoutingStarted(attempt=1),
+        event=event,
     )

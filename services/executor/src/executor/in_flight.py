@@ -31,6 +31,11 @@ _SETTLE = "DELETE FROM executor.in_flight WHERE order_id = %s"
 
 class InFlight(TableProjection):
     subscriber = "projection:executor.in_flight"
+    # Passed over, one of these would leave a signature unreconciled after a
+    # crash, or an order reconciled again after its outcome.
+    requires = frozenset(
+        {"TransactionSubmitted", "SwapConfirmed", "RetryScheduled", "OrderFailed"}
+    )
 
     def statements(self, batch: Sequence[EventEnvelope]) -> list[Statement]:
         return [

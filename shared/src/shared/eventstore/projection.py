@@ -8,6 +8,8 @@ event twice or skips one. Run it as a follower (``Runtime.follow``).
 A projection reads the log as stored and parses the event types this release
 knows; one recorded by a newer release during a rolling upgrade is passed over
 (logged once per type), so the read model keeps advancing instead of stopping.
+A projection that cannot be right without some types names them in ``requires``:
+a newer shape of one of those stops it instead (``UnreadableEventError``).
 """
 
 from collections.abc import Mapping, Sequence
@@ -19,7 +21,7 @@ from shared.domain.envelope import EventEnvelope
 from shared.eventstore.checkpoints import SUPERSEDED, Checkpoints
 from shared.eventstore.pool import Pool
 from shared.eventstore.port import RawEvent
-from shared.eventstore.unknown import PassedOver
+from shared.eventstore.unknown import PassedOver, UnreadableEventError
 
 Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
 
@@ -35,6 +37,7 @@ class SupersededError(Exception):
 
 class TableProjection:
     subscriber: ClassVar[str]
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, pool: Pool, checkpoints: Checkpoints) -> None:
         self._pool = pool
@@ -74,6 +77,8 @@ class TableProjection:
         for event in batch:
             if (envelope := event.known()) is not None:
                 known.append(envelope)
+            elif event.type in self.requires:
+                raise UnreadableEventError(self.subscriber, event)
             else:
                 self._passed_over.note(event)
         return known
