@@ -42,7 +42,7 @@ class Subscription:
         # version (one order) or position (the firehose) its push has sent.
         self.sent_through = 0
         self._buffer: deque[EventEnvelope] = deque()
-        self._max_buffer = max_buffer
+        self.max_buffer = max_buffer
         self._waiter: asyncio.Future[None] | None = None
         self.overflow = asyncio.Event()
 
@@ -53,7 +53,7 @@ class Subscription:
     def offer(self, envelope: EventEnvelope) -> None:
         if self.overflowed:
             return
-        if len(self._buffer) >= self._max_buffer:
+        if len(self._buffer) >= self.max_buffer:
             # Never let a client that does not read stall the others or grow memory:
             # its connection is closed and it resumes with ?after= when it can.
             self.overflow.set()
@@ -118,12 +118,19 @@ class Hub:
         return len(self._firehose) + sum(len(s) for s in self._by_order.values())
 
     def subscribe(self, order_id: UUID | None) -> Subscription:
-        subscription = Subscription(order_id, max_buffer=self._max_buffer)
-        if order_id is None:
+        subscription = self.subscription(order_id)
+        self.attach(subscription)
+        return subscription
+
+    def subscription(self, order_id: UUID | None) -> Subscription:
+        """A subscription that receives nothing until it is attached."""
+        return Subscription(order_id, max_buffer=self._max_buffer)
+
+    def attach(self, subscription: Subscription) -> None:
+        if subscription.order_id is None:
             self._firehose.add(subscription)
         else:
-            self._by_order[order_id].add(subscription)
-        return subscription
+            self._by_order[subscription.order_id].add(subscription)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         if subscription.order_id is None:

@@ -2,13 +2,15 @@
 
 On connect a subscriber first gets the recorded history after its cursor, then the
 live events, with no gap and no duplicate: the live subscription is registered
-before the history is read, and anything at or below the cursor is skipped.
+before the (last of the) history is read, and anything at or below the cursor is
+skipped.
 ``/ws/orders/{id}?after=<version>`` resumes one order; ``/ws/orders?after=<position>``
 resumes the firehose. A per-order stream closes normally after the terminal status.
 """
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from uuid import UUID
 
 import orjson
@@ -28,6 +30,7 @@ CLOSE_BAD_REQUEST = 4400  # malformed order id or cursor
 CLOSE_UNKNOWN_ORDER = 4404
 CLOSE_TIMEOUT_S = 5.0  # the close frame queues behind what the client has not read
 MAX_CURSOR_DIGITS = 18  # below 2**63: positions and versions are bigint
+_CATCH_UP_BATCH = 1000
 
 
 ORDER = "order"
@@ -195,7 +198,7 @@ def websocket_api(hub: Hub, store: EventStore) -> APIRouter:  # noqa: C901 - one
                 ws, CLOSE_BAD_REQUEST, f"after={after} is beyond the head {head}", ""
             )
             return
-        subscription = hub.subscribe(None)
+        subscription = hub.subscription(None)  # attached by its push
         try:
             with WEBSOCKET_CONNECTIONS.labels(FIREHOSE).track_inprogress():
                 pushing = asyncio.create_task(
@@ -249,21 +252,23 @@ async def _push_firehose(
     subscription: Subscription,
     after: int | None,
 ) -> None:
-    sent = _SENT[FIREHOSE]
     last = subscription.sent_through = hub.watermark if after is None else after
+    # Far behind, the log is read before any live event is buffered: under a
+    # steady load they would fill the buffer before the catch-up ended, and cut
+    # the client off on every resume. Attached once the rest of the catch-up is
+    # under half the buffer, the client buffers fewer events than it is sent.
+    last = await _send_stored(
+        ws,
+        store,
+        subscription,
+        last,
+        until=lambda: hub.watermark,
+        within=subscription.max_buffer // 2,
+    )
+    hub.attach(subscription)
     catch_up_to = hub.watermark
-    while last < catch_up_to:
-        stored = await store.read_all_raw(last, limit=1000)
-        if not stored:
-            break
-        shown = 0
-        for event in stored:
-            # A type this release does not know is passed over, as the hub does.
-            if (known := event.known()) is not None:
-                await _send(ws, known)
-                shown += 1
-            last = subscription.sent_through = event.global_position
-        sent.inc(shown)
+    last = await _send_stored(ws, store, subscription, last, until=lambda: catch_up_to)
+    sent = _SENT[FIREHOSE]
     while True:
         try:
             batch = await subscription.next()
@@ -277,3 +282,29 @@ async def _push_firehose(
                 last = subscription.sent_through = envelope.global_position
                 count += 1
         sent.inc(count)
+
+
+async def _send_stored(
+    ws: WebSocket,
+    store: EventStore,
+    subscription: Subscription,
+    last: int,
+    *,
+    until: Callable[[], int],
+    within: int = 0,
+) -> int:
+    """Send the stored events after ``last`` until no more than ``within`` lie
+    between the last one sent and ``until()``; return the last position sent."""
+    while until() - last > within:
+        stored = await store.read_all_raw(last, limit=_CATCH_UP_BATCH)
+        if not stored:
+            break
+        shown = 0
+        for event in stored:
+            # A type this release does not know is passed over, as the hub does.
+            if (known := event.known()) is not None:
+                await _send(ws, known)
+                shown += 1
+            last = subscription.sent_through = event.global_position
+        _SENT[FIREHOSE].inc(shown)
+    return last
