@@ -233,3 +233,22 @@ def test_a_sell_that_buys_nothing_is_no_fill() -> None:
             validity=timedelta(seconds=2),
             now_s=0,
         )
+
+
+def test_a_sell_of_a_few_raw_units_still_bounds_what_it_receives() -> None:
+    """Ten lamports buy one raw unit of USDC; the slippage tolerance would round the
+    minimum down to zero, a swap that accepts receiving nothing. The minimum is
+    kept at one raw unit instead."""
+    quotes, plan = plan_route(
+        {RAYDIUM.venue: RAYDIUM},
+        pair=PAIR,
+        side=Side.SELL,
+        amount=Decimal("0.00000001"),
+        slippage_bps=50,
+        quoted_at=NOW,
+        validity=timedelta(seconds=2),
+        now_s=0,
+    )
+
+    assert plan.out_amount == Decimal("0.000001")
+    assert plan.min_amount_out == quotes[0].min_amount_out == Decimal("0.000001")

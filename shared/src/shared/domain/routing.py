@@ -287,7 +287,9 @@ def _bounds(
 ) -> tuple[Decimal, Decimal]:
     """(min_amount_out, max_amount_in): the fixed side is its own bound."""
     if order.exact_in:
-        min_out = amount_out * (BPS - slippage_bps) // BPS
+        # At least one raw unit: rounded down to zero, the bound of a dust-sized
+        # swap would accept receiving nothing.
+        min_out = max(amount_out * (BPS - slippage_bps) // BPS, 1)
         return _to_units(min_out, order.out_token), _to_units(amount_in, order.in_token)
     max_in = -(-amount_in * (BPS + slippage_bps) // BPS)
     return _to_units(amount_out, order.out_token), _to_units(max_in, order.in_token)
