@@ -226,6 +226,17 @@ def test_watch_replays_the_firehose_from_a_position(system: System) -> None:
     )
 
 
+def test_watch_from_beyond_the_head_prints_the_refusal_and_exits_2(
+    system: System,
+) -> None:
+    """The notifier refuses a cursor past the log's head (4400): watch says why."""
+    run = orders(system, "watch", "--after", "999999999", ws=True)
+
+    assert run.returncode == 2, run.stderr
+    assert "beyond the head" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
 def test_load_reports_every_order_terminal(system: System) -> None:
     """load --count 10 --json follows ten orders to confirmed or failed."""
     run = orders(

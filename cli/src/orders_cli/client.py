@@ -4,7 +4,6 @@ Nothing here imports the services: the CLI speaks the public API only (README, A
 """
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
@@ -212,24 +211,53 @@ class OrdersClient:
             await asyncio.sleep(min(0.2 * 2**drops, 2))
 
     async def firehose(self, *, after: int | None = None) -> AsyncIterator[Frame]:
-        """Every order's frames, live, forever; resumes by global position."""
+        """Every order's frames, live, forever; resumes by global position.
+
+        Live only (no ``after``), a connection dropped before its first frame
+        resumes from the position the order list had reached before it connected:
+        a frame from just before may show, none after is missed.
+        """
         base = await self.ws_url()
-        last = after
+        last = after if after is not None else await self._listed_through()
+        query = "" if after is None else f"?after={after}"
         drops = 0
         while True:
-            query = "" if last is None else f"?after={last}"
             ws = await self._connect(f"{base}/ws/orders{query}")
-            with contextlib.suppress(ConnectionClosed):
+            refused: str | None = None
+            try:
                 async for message in ws:
                     frame = _frame(message)
+                    if "error" in frame:
+                        refused = str(frame["error"])
+                        continue
                     last = int(frame["position"])
                     drops = 0
                     yield frame
-            await ws.close()
+            except ConnectionClosed:
+                pass
+            finally:
+                await ws.close()
+            if refused is not None or ws.close_code in REFUSED:
+                reason = refused or ws.close_reason or "refused"
+                raise ApiError(
+                    f"firehose: {reason}",
+                    status=REFUSED.get(ws.close_code or 0),
+                    detail=reason,
+                )
             drops += 1
             if drops > RECONNECTS:
                 raise ApiError(f"lost the notifier {RECONNECTS} times in a row")
+            if last is not None:
+                query = f"?after={last}"
             await asyncio.sleep(min(0.2 * 2**drops, 2))
+
+    async def _listed_through(self) -> int | None:
+        """The log position the order list reflects; None if the API cannot say."""
+        try:
+            listed = await self.orders(status=None, limit=1)
+        except ApiError:
+            return None
+        return int(listed["asOfPosition"])
 
 
 def _frame(message: str | bytes) -> Frame:
