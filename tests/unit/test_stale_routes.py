@@ -34,6 +34,7 @@ from shared.domain.routing import plan_route
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.orders import Orders
 from shared.eventstore.port import NO_STREAM
+from shared.venues.quoting import Quoting
 
 SOL, USDC = 10**9, 10**6
 PAIR = SUPPORTED_PAIRS["SOL-USDC"]
@@ -189,9 +190,12 @@ async def executor(
                 orders=orders,
                 chain=chain,
                 confirmations=confirmations,
-                venues={venue: venues.client(venue) for venue in Venue},
+                quoting=Quoting(
+                    venues={venue: venues.client(venue) for venue in Venue},
+                    validity=VALIDITY,
+                    slot_ms=400,
+                ),
                 policy=RetryPolicy(),
-                quote_validity=VALIDITY,
                 rebroadcast_s=1.0,
                 poll_s=0.01,
             ),

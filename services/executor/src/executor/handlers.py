@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import TypeVar
 from uuid import UUID
 
@@ -45,15 +45,15 @@ from shared.domain.order import (
     decide_submit,
 )
 from shared.domain.pairs import SUPPORTED_PAIRS
-from shared.domain.quotes import RoutePlan, Venue, VenueQuote
+from shared.domain.quotes import RoutePlan, VenueQuote
 from shared.domain.retry import FailureClass, RetryPolicy, RpcBackoff
 from shared.domain.routing import InsufficientLiquidityError
 from shared.domain.staleness import drifted_too_far, route_expired
 from shared.eventstore.orders import KnownOrder, Orders
 from shared.logging import annotate
 from shared.messaging.delivery import TRANSIENT
-from shared.venues.port import QuoteUnavailableError, VenueClient
-from shared.venues.quoting import quote_and_plan
+from shared.venues.port import QuoteUnavailableError
+from shared.venues.quoting import Quoting
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +77,8 @@ class ExecuteOrders:
         orders: Orders,
         chain: Chain,
         confirmations: Confirmations,
-        venues: Mapping[Venue, VenueClient],
+        quoting: Quoting,
         policy: RetryPolicy,
-        quote_validity: timedelta,
         rebroadcast_s: float,
         poll_s: float,
         rpc_retries: int = 3,
@@ -87,9 +86,8 @@ class ExecuteOrders:
         self._orders = orders
         self._chain = chain
         self._confirmations = confirmations
-        self._venues = venues
+        self._quoting = quoting
         self._policy = policy
-        self._quote_validity = quote_validity
         self._rebroadcast_s = rebroadcast_s
         self._poll_s = poll_s
         self._rpc_backoff = RpcBackoff(max_s=poll_s)
@@ -186,14 +184,12 @@ class ExecuteOrders:
             routed.quotes,
             routed.plan,
             routed_at=routed_at,
-            validity=self._quote_validity,
+            validity=self._quoting.validity,
             now=datetime.now(UTC),
         ):
             return None
         try:
-            quotes, plan = await quote_and_plan(
-                self._venues, state.spec, validity=self._quote_validity
-            )
+            quotes, plan = await self._quoting.quote_and_plan(state.spec)
         except QuoteUnavailableError as error:
             raise AttemptFailedError(
                 FailureClass.QUOTE_UNAVAILABLE, f"re-quote failed: {error}"

@@ -10,7 +10,6 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -23,7 +22,7 @@ from shared.messaging.delivery import subscribe
 from shared.service.app import serve, service_app
 from shared.service.runtime import Runtime, make_broker, retry_policy, running
 from shared.settings import Settings
-from shared.venues.simulated import simulated_venues
+from shared.venues.simulated import simulated_quoting
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 orders=runtime.orders,
                 chain=chain,
                 confirmations=confirmations,
-                venues=simulated_venues(settings, chain),
+                quoting=simulated_quoting(settings, chain),
                 policy=retry_policy(settings),
-                quote_validity=timedelta(milliseconds=settings.quote_validity_ms),
                 rebroadcast_s=settings.rebroadcast_ms / 1000,
                 poll_s=poll_s,
             )

@@ -7,7 +7,6 @@ decides whether there is still anything to do.
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from shared.domain.envelope import EventEnvelope
@@ -18,13 +17,12 @@ from shared.domain.order import (
     decide_route,
     decide_start_routing,
 )
-from shared.domain.quotes import Venue
 from shared.domain.retry import FailureClass, RetryPolicy
 from shared.domain.routing import InsufficientLiquidityError
 from shared.eventstore.orders import KnownOrder, Orders
 from shared.logging import annotate
-from shared.venues.port import QuoteUnavailableError, VenueClient
-from shared.venues.quoting import quote_and_plan
+from shared.venues.port import QuoteUnavailableError
+from shared.venues.quoting import Quoting
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +32,12 @@ class RouteOrders:
         self,
         *,
         orders: Orders,
-        venues: Mapping[Venue, VenueClient],
+        quoting: Quoting,
         policy: RetryPolicy,
-        quote_validity: timedelta,
     ) -> None:
         self._orders = orders
-        self._venues = venues
+        self._quoting = quoting
         self._policy = policy
-        self._quote_validity = quote_validity
 
     async def on_order_accepted(self, cause: EventEnvelope) -> None:
         # The first event of a stream is the whole stream as of that version: no
@@ -70,9 +66,7 @@ class RouteOrders:
         state = order.state
         attempt = state.attempt
         try:
-            quotes, plan = await quote_and_plan(
-                self._venues, state.spec, validity=self._quote_validity
-            )
+            quotes, plan = await self._quoting.quote_and_plan(state.spec)
         except QuoteUnavailableError as error:
             await self._fail(order, cause, FailureClass.QUOTE_UNAVAILABLE, str(error))
             return

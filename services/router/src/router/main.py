@@ -3,7 +3,6 @@
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -14,7 +13,7 @@ from shared.messaging.delivery import subscribe
 from shared.service.app import serve, service_app
 from shared.service.runtime import make_broker, retry_policy, running
 from shared.settings import Settings
-from shared.venues.simulated import simulated_venues
+from shared.venues.simulated import simulated_quoting
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,9 +28,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await chain.ensure_genesis()
             route = RouteOrders(
                 orders=runtime.orders,
-                venues=simulated_venues(settings, chain),
+                quoting=simulated_quoting(settings, chain),
                 policy=retry_policy(settings),
-                quote_validity=timedelta(milliseconds=settings.quote_validity_ms),
             )
             subscriber = subscribe(
                 broker,

@@ -7,12 +7,14 @@ the same venue agree unless the pool moved in between (trading.md §5.2).
 import asyncio
 import math
 import random
+from datetime import timedelta
 
 from shared.domain.pairs import Pair
 from shared.domain.pools import CpPool, DlmmPool
 from shared.domain.quotes import Venue
 from shared.settings import Settings
 from shared.venues.port import PoolSource, QuoteUnavailableError, VenueClient
+from shared.venues.quoting import Quoting
 
 DELAY_SIGMA = 0.6  # log-normal shape: p95 about 2.7 times the median (trading.md §5.3)
 MAX_DELAY_FACTOR = 10  # a quote this late would have timed out anyway
@@ -70,3 +72,12 @@ def simulated_venues(
         )
         for venue in Venue
     }
+
+
+def simulated_quoting(settings: Settings, pool_source: PoolSource) -> Quoting:
+    """Quoting on both simulated venues, at the simulated chain's slot length."""
+    return Quoting(
+        venues=simulated_venues(settings, pool_source),
+        validity=timedelta(milliseconds=settings.quote_validity_ms),
+        slot_ms=settings.slot_ms,
+    )

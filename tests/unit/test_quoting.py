@@ -1,0 +1,91 @@
+"""Quoting an order across venues: priced as the swap will be, and a silent venue
+is no reason to refuse the order for good."""
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from shared.domain.events import OrderAccepted
+from shared.domain.genesis import genesis_pools
+from shared.domain.market import Market
+from shared.domain.pairs import SUPPORTED_PAIRS, Pair, Side
+from shared.domain.pools import CpPool, DlmmPool, fill_exact_in
+from shared.domain.quotes import Venue
+from shared.venues.port import QuoteUnavailableError
+from shared.venues.quoting import Quoting
+from tests.unit.order_events import accepted
+
+SLOT_MS = 50
+MOON_SOL = SUPPORTED_PAIRS["MOON-SOL"]
+SOL_USDC = SUPPORTED_PAIRS["SOL-USDC"]
+
+
+class _Venue:
+    def __init__(self, venue: Venue, pool: CpPool | DlmmPool | None) -> None:
+        self.venue = venue
+        self._pool = pool
+
+    async def pool(self, pair: Pair) -> CpPool | DlmmPool:
+        if self._pool is None:
+            raise QuoteUnavailableError(
+                f"{self.venue}: quote timed out ({pair.symbol})"
+            )
+        return self._pool
+
+
+def _genesis(venue: Venue, pair: Pair) -> CpPool | DlmmPool:
+    (pool,) = [
+        p
+        for p in genesis_pools(Market(seed=7, slot_ms=SLOT_MS))
+        if p.venue is venue and p.pair == pair
+    ]
+    return pool
+
+
+def _order(pair: Pair, side: Side, amount: str) -> OrderAccepted:
+    return accepted().model_copy(
+        update={"token_pair": pair.symbol, "side": side, "amount": Decimal(amount)}
+    )
+
+
+def _quoting(venues: dict[Venue, CpPool | DlmmPool | None]) -> Quoting:
+    return Quoting(
+        venues={venue: _Venue(venue, pool) for venue, pool in venues.items()},
+        validity=timedelta(seconds=2),
+        slot_ms=SLOT_MS,
+    )
+
+
+async def test_a_dlmm_quote_is_priced_at_the_chains_time_as_its_swap_is() -> None:
+    """A big sell walked the book 40 s ago, and its volatility has decayed since.
+    Quoted as of that trade, the variable fee still counted it in full: 124 bps
+    less out than the swap gives, which biased routing against the venue (where
+    the fee rises instead, the swap falls short of the quote's minimum)."""
+    walked = fill_exact_in(
+        _genesis(Venue.METEORA, MOON_SOL), Side.SELL, 1_000_000 * 10**6, now_s=0
+    ).pool
+    forty_s_later = replace(walked, slot=40_000 // SLOT_MS)
+
+    _, plan = await _quoting({Venue.METEORA: forty_s_later}).quote_and_plan(
+        _order(MOON_SOL, Side.SELL, "100")
+    )
+
+    landed = fill_exact_in(forty_s_later, Side.SELL, 100 * 10**6, now_s=40)
+    assert plan.out_amount == Decimal(landed.amount_out).scaleb(-9)
+
+
+async def test_an_order_only_a_silent_venue_could_fill_is_retried_not_refused() -> None:
+    """Meteora cannot fill this buy alone; Raydium, which could have helped, did
+    not answer. That is a quote unavailable (retried), not insufficient liquidity
+    (final)."""
+    quoting = _quoting(
+        {
+            Venue.RAYDIUM: None,
+            Venue.METEORA: _genesis(Venue.METEORA, SOL_USDC),
+        }
+    )
+
+    with pytest.raises(QuoteUnavailableError, match="raydium: quote timed out"):
+        await quoting.quote_and_plan(_order(SOL_USDC, Side.BUY, "45000"))
