@@ -1,5 +1,6 @@
 """Bad input gets a clear 4xx naming the field, and never a half-written order."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -86,6 +87,47 @@ def test_a_json_number_amount_is_recorded_with_every_digit_sent(
     assert answer.status_code == 202, answer.text
     detail = httpx.get(f"{system.base_url}{answer.json()['links']['self']}", timeout=10)
     assert detail.json()["amount"] == "12345678.123456789"
+
+
+@pytest.mark.parametrize("amount", ["NaN", "-Infinity"])
+def test_a_non_json_constant_gets_422_naming_the_field(
+    system: System, amount: str
+) -> None:
+    """Python's json.dumps writes NaN and Infinity; they are no amounts."""
+    answer = _post_raw(system, amount)
+
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == ["body", "amount"]
+    assert error["input"] == amount
+
+
+def test_json_past_the_parsers_limits_gets_422_not_400(system: System) -> None:
+    """An integer of 5,000 digits is valid JSON that Python will not read."""
+    answer = _post_raw(system, "1" * 5_000)
+
+    assert answer.status_code == 422, answer.text
+    assert "json" in str(answer.json()["detail"]).lower()
+
+
+def test_a_chunked_body_over_the_limit_gets_413(system: System) -> None:
+    """Without a Content-Length the size is counted as it arrives."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"amount": 10, "pad": "'
+        for _ in range(40):
+            yield b"x" * 1_000
+        yield b'"}'
+
+    answer = httpx.post(
+        f"{system.base_url}/api/orders/execute",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+
+    assert answer.status_code == 413, answer.text
+    assert "too large" in answer.json()["detail"]
 
 
 def test_a_body_that_is_not_json_gets_422(system: System) -> None:

@@ -22,8 +22,28 @@ from fastapi.routing import APIRoute
 class ExactNumbersRequest(Request):
     async def json(self) -> Any:  # noqa: ANN401 - the signature it overrides
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_float=Decimal)
+            body = await self.body()
+            try:
+                self._json = json.loads(
+                    body, parse_float=Decimal, parse_constant=_as_text
+                )
+            except json.JSONDecodeError:
+                raise
+            except (ValueError, RecursionError) as error:
+                # Valid JSON past the parser's limits (an integer of thousands of
+                # digits, nesting a thousand deep, bytes that are not UTF-8):
+                # answered as invalid JSON (422), not as FastAPI's bare 400.
+                raise json.JSONDecodeError(
+                    f"not readable: {type(error).__name__}: {error}", "", 0
+                ) from error
         return self._json
+
+
+def _as_text(constant: str) -> str:
+    """``NaN``, ``Infinity``, ``-Infinity``: not JSON, but Python's parser takes
+    them. As text, the field refuses them as it would ``"NaN"``, where as floats
+    they could not even be echoed in the 422 (no JSON for them)."""
+    return constant
 
 
 class ExactNumbersRoute(APIRoute):

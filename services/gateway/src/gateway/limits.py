@@ -1,11 +1,19 @@
 """Refuse oversized request bodies with 413 before they are read into memory."""
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(HTTPException):
+    """A body without a Content-Length (chunked) that grew past the limit.
+
+    An HTTPException, so FastAPI's body parsing (which turns any other error
+    into a 400) lets it through to its handler as the 413 it is.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(413, detail=too_large(size, limit))
 
 
 class BodySizeLimit:
@@ -34,7 +42,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self._max_bytes:
-                    raise BodyTooLargeError
+                    raise BodyTooLargeError(received, self._max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -49,9 +57,7 @@ class BodySizeLimit:
                 await self._refuse(send, received)
 
     async def _refuse(self, send: Send, size: int) -> None:
-        body = orjson.dumps(
-            {"detail": f"request body too large: {size} bytes, limit {self._max_bytes}"}
-        )
+        body = orjson.dumps({"detail": too_large(size, self._max_bytes)})
         await send(
             {
                 "type": "http.response.start",
@@ -60,3 +66,7 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def too_large(size: int, limit: int) -> str:
+    return f"request body too large: {size} bytes, limit {limit}"
