@@ -34,6 +34,7 @@ RETRY_S = 0.3  # stands in for DROPPED_APPEND_RETRY_S
 @pytest.fixture(autouse=True)
 def short_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("gateway.api.DROPPED_APPEND_RETRY_S", RETRY_S)
+    monkeypatch.setattr("gateway.api.FIRST_ANSWER_S", RETRY_S)
 
 
 class AppendDrops(InMemoryEventStore):
@@ -184,3 +185,60 @@ async def test_an_append_known_to_have_failed_is_answered_at_once(
     assert refused.value.status_code == 503
     assert str(order.order_id) in refused.value.detail
     assert "it is not recorded: submitting it again is safe" in refused.value.detail
+
+
+class NeverAnswers(InMemoryEventStore):
+    """A store whose connections went silent: no append ever gets an answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.appends = 0
+
+    async def append(
+        self, stream: UUID, events: Sequence[NewEvent], expected_version: int
+    ) -> AppendResult:
+        self.appends += 1
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_first_append_that_never_answers_ends_in_a_503_naming_the_order() -> (
+    None
+):
+    """A partition gives no error at all: the first try counts as dropped once it
+    has waited long enough, and the retries' window still ends in an answer."""
+    store = NeverAnswers()
+    order = accepted()
+    started = time.monotonic()
+
+    with pytest.raises(HTTPException) as refused:
+        await _submit(store, order)
+
+    assert time.monotonic() - started < 2 * RETRY_S + 0.5
+    assert store.appends >= 2
+    assert refused.value.status_code == 503
+    assert "may or may not be recorded" in refused.value.detail
+
+
+class ReadBackFails(InMemoryEventStore):
+    """Appends answer; reading a stream fails as the server reports."""
+
+    async def read_stream(
+        self, stream: UUID, after_version: int = 0
+    ) -> list[EventEnvelope]:
+        raise psycopg.errors.QueryCanceled("canceling statement due to timeout")
+
+
+async def test_a_replay_that_cannot_be_read_back_is_said_to_be_recorded() -> None:
+    """The repeated clientOrderId's order exists: a 503 saying "not recorded"
+    would invite a second order under a new key."""
+    store = ReadBackFails()
+    order = accepted()
+    await place_order(store, order, correlation_id=uuid4(), submission_id=uuid4())
+
+    with pytest.raises(HTTPException) as refused:
+        await _submit(store, order)
+
+    assert refused.value.status_code == 503
+    assert f"order {order.order_id} is recorded" in refused.value.detail
+    assert "not recorded" not in refused.value.detail

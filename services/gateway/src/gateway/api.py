@@ -27,6 +27,7 @@ from gateway.examples import json_example
 from gateway.handlers import (
     IdempotencyConflictError,
     Placed,
+    RecordedUnreadableError,
     accepted_order,
     fold,
     order_id_for,
@@ -197,14 +198,20 @@ async def _record_admitted(
     submission_id = uuid4()
     try:
         try:
-            placed = await place_order(
-                store,
-                accepted,
-                correlation_id=correlation_id,
-                submission_id=submission_id,
-            )
-        except psycopg.OperationalError as error:
-            if error.sqlstate or isinstance(error, psycopg_pool.PoolTimeout):
+            # Bounded: a store that stops answering without closing the
+            # connection (a partition, a failover's dead host) is a dropped
+            # append, not a request that hangs until the kernel gives up.
+            async with asyncio.timeout(FIRST_ANSWER_S):
+                placed = await place_order(
+                    store,
+                    accepted,
+                    correlation_id=correlation_id,
+                    submission_id=submission_id,
+                )
+        except (psycopg.OperationalError, TimeoutError) as error:
+            if isinstance(error, psycopg.OperationalError) and (
+                error.sqlstate or isinstance(error, psycopg_pool.PoolTimeout)
+            ):
                 # The server answered (the statement failed and rolled back), or
                 # there was no connection to send it on.
                 raise _not_recorded(accepted.order_id) from None
@@ -222,6 +229,8 @@ async def _record_admitted(
             extra={"kind": "idempotency_conflict"},
         )
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    except RecordedUnreadableError as error:
+        raise _recorded_unreadable(error.order_id) from None
     finally:
         if held:
             admission.release(recorded_at)
@@ -231,6 +240,9 @@ async def _record_admitted(
 DROPPED_APPEND_RETRY_S: Final = 6.0
 """How long an append that lost its connection is tried again: a PostgreSQL
 restart's worth, well inside any HTTP client's patience."""
+FIRST_ANSWER_S: Final = 6.0
+"""How long the first append waits for an answer before it counts as dropped:
+far past a loaded store's slowest commit (the statement timeout is 5 s)."""
 _FIRST_PAUSE_S: Final = 0.1
 _LONGEST_PAUSE_S: Final = 1.0
 
@@ -287,6 +299,17 @@ def _outcome_unknown(order_id: UUID) -> HTTPException:
         f" may or may not be recorded: GET /api/orders/{order_id} shows it if it"
         " is. Submitting again with the same clientOrderId is safe; without one it"
         " is a new order",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _recorded_unreadable(order_id: UUID) -> HTTPException:
+    logger.warning("replay unreadable", extra={"kind": "replay_unreadable"})
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"order {order_id} is recorded, but the event store failed while reading it"
+        f" back: GET /api/orders/{order_id} shows it. Submitting again with the same"
+        " clientOrderId is safe; without one it is a second order",
         headers={"Retry-After": "1"},
     )
 

@@ -17,6 +17,14 @@ class IdempotencyConflictError(Exception):
     """The idempotency key was already used for a different order."""
 
 
+class RecordedUnreadableError(Exception):
+    """The idempotency key's order is recorded, but reading it back failed."""
+
+    def __init__(self, order_id: UUID) -> None:
+        super().__init__(f"order {order_id} is recorded but could not be read back")
+        self.order_id = order_id
+
+
 @dataclass(frozen=True, slots=True)
 class Placed:
     order_id: UUID
@@ -67,9 +75,12 @@ async def place_order(
                 recorded_by=submission_id,
             )
     # The key was used before: the first order stands, if it is this order.
-    return as_placed(
-        await store.read_stream(accepted.order_id), accepted, replayed=True
-    )
+    try:
+        history = await store.read_stream(accepted.order_id)
+    except Exception as error:
+        # Whatever the read says, the append already did: the order is recorded.
+        raise RecordedUnreadableError(accepted.order_id) from error
+    return as_placed(history, accepted, replayed=True)
 
 
 def as_placed(

@@ -7,6 +7,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from shared.postgres.connections import detecting_dead_peers
+
 Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
 
 # A connection back in the pool for less than this is handed out unchecked.
@@ -72,7 +74,7 @@ def open_pool(
 
     idle = _IdleCheck()
     return Pool(
-        conninfo,
+        detecting_dead_peers(conninfo),
         min_size=min_size,
         max_size=max_size,
         open=False,

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 
+from shared.postgres.connections import detecting_dead_peers
+
 logger = logging.getLogger(__name__)
 
 Session = psycopg.AsyncConnection[tuple[object, ...]]
@@ -90,7 +92,9 @@ async def leadership(
     A standby holds no connection while it waits: it connects, tries, and lets go.
     """
     while True:
-        session = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        session = await psycopg.AsyncConnection.connect(
+            detecting_dead_peers(conninfo), autocommit=True
+        )
         try:
             cursor = await session.execute("SELECT pg_try_advisory_lock(%s)", (key,))
             row = await cursor.fetchone()

@@ -8,6 +8,8 @@ from typing import Self
 import psycopg
 from psycopg import sql
 
+from shared.postgres.connections import detecting_dead_peers
+
 logger = logging.getLogger(__name__)
 
 
@@ -72,15 +74,9 @@ class Wakeups:
     async def _connect(self, pause: float) -> None:
         try:
             conn = await psycopg.AsyncConnection.connect(
-                self._conninfo,
+                detecting_dead_peers(self._conninfo),
                 autocommit=True,
                 connect_timeout=self._connect_timeout,
-                # A dead peer otherwise goes unnoticed while we only wait for
-                # input; keepalives turn it into an error within about 30 s.
-                keepalives=1,
-                keepalives_idle=15,
-                keepalives_interval=5,
-                keepalives_count=3,
             )
             await conn.execute(
                 sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))

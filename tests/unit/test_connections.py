@@ -1,0 +1,25 @@
+"""Every connection to PostgreSQL notices a vanished peer, unless told otherwise."""
+
+from psycopg.conninfo import conninfo_to_dict
+
+from shared.postgres.connections import detecting_dead_peers
+
+
+def test_a_url_gets_keepalives_and_a_user_timeout() -> None:
+    settings = conninfo_to_dict(
+        detecting_dead_peers("postgresql://executor:pw@db:5432/orders")
+    )
+
+    assert settings["host"] == "db"
+    assert settings["password"] == "pw"
+    assert settings["keepalives"] == "1"
+    assert settings["tcp_user_timeout"] == "30000"
+
+
+def test_what_the_url_sets_itself_is_kept() -> None:
+    settings = conninfo_to_dict(
+        detecting_dead_peers("postgresql://db/orders?keepalives_idle=60")
+    )
+
+    assert settings["keepalives_idle"] == "60"
+    assert settings["keepalives_interval"] == "5"
