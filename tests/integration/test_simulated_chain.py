@@ -263,6 +263,46 @@ async def test_blockhash_expiry(db: Db, settings: Settings, chain_db: str) -> No
     assert await ledger_rows(db, signature=signature) == []
 
 
+async def test_bytes_the_chain_sees_only_after_their_blockhash_expired_never_land(
+    db: Db, settings: Settings
+) -> None:
+    """A send's insert read the clock in time, but its commit stalled past expiry.
+    An executor that saw the height pass, then the signature still unknown, has
+    signed a new attempt: the late bytes must expire, or the order swaps twice."""
+    chain = make_chain(db, settings, blockhash_valid_slots=2)
+    await chain.ensure_genesis()
+    tx = await swap(chain)
+    async with db.connection() as conn:
+        cursor = await conn.execute("SELECT clock_timestamp()")
+        row = await cursor.fetchone()
+    assert row is not None
+    read_in_time = row[0]
+    while await chain.block_height() <= tx.instruction.last_valid_block_height:
+        await asyncio.sleep(0.02)
+    [seen] = await chain.signature_statuses([tx.signature])
+    assert isinstance(seen, TxUnknown)
+
+    async with db.connection() as conn:  # the stalled commit
+        await conn.execute(
+            "INSERT INTO chain.transactions (signature, encoded, order_id, attempt,"
+            " received_at, lands_at, last_valid_block_height, status)"
+            " VALUES (%s, %s, %s, 1, %s, %s, %s, 'pending')",
+            (
+                tx.signature,
+                tx.encoded,
+                tx.instruction.order_id,
+                read_in_time,
+                read_in_time,
+                tx.instruction.last_valid_block_height,
+            ),
+        )
+    await chain.land_due()
+
+    [status] = await chain.signature_statuses([tx.signature])
+    assert isinstance(status, TxExpired)
+    assert await ledger_rows(db, signature=tx.signature) == []
+
+
 async def test_unknown_signature(chain: SimulatedChain) -> None:
     """A signature the chain never received is unknown."""
     assert isinstance((await chain.signature_statuses(["1" * 88]))[0], TxUnknown)

@@ -335,8 +335,9 @@ class ExecuteOrders:
     async def _can_never_land(self, tx: TransactionSubmitted) -> bool:
         """Past its last valid height, and still unknown to the chain after that.
 
-        The height is read first: from then on the chain refuses these bytes, so
-        a status read afterwards that still does not know them is final, even if
+        The height is read first: from then on the chain refuses these bytes, and
+        never lands any it only sees later (a send whose commit stalled), so a
+        status read afterwards that still does not know them is final, even if
         another executor was rebroadcasting them meanwhile. That status comes
         from the next batched poll, which starts after this call asks for it.
         """

@@ -96,8 +96,10 @@ WITH expired AS (
 SELECT (SELECT count(*) FROM expired), min(lands_at), min(last_valid_block_height)
 FROM chain.transactions WHERE status = 'pending'
 """
+# clock_timestamp() is read after the statement's snapshot: no later than any
+# landing, and no earlier than the commit of any row the statement sees.
 _DUE = """
-SELECT signature, encoded, lands_at FROM chain.transactions
+SELECT signature, encoded, lands_at, clock_timestamp() FROM chain.transactions
 WHERE status = 'pending' AND lands_at <= %(now)s
 ORDER BY lands_at, signature
 LIMIT %(limit)s
@@ -332,10 +334,15 @@ class SimulatedChain:
         self, conn: Connection, due: Sequence[TupleRow], started: datetime
     ) -> None:
         landing = [
-            (signature, decode_transaction(encoded)[1], self._slot(lands_at, started))
-            for signature, encoded, lands_at in due
+            (
+                signature,
+                decode_transaction(encoded)[1],
+                self._slot(lands_at, started),
+                self._slot(read_at, started),
+            )
+            for signature, encoded, lands_at, read_at in due
         ]
-        pairs = sorted({instruction.pair for _, instruction, _ in landing})
+        pairs = sorted({instruction.pair for _, instruction, _, _ in landing})
         cursor = await conn.execute(_LOCK_POOLS, (pairs,))
         batch = _Landing(
             pools={
@@ -343,8 +350,8 @@ class SimulatedChain:
                 for venue, pair, raw in await cursor.fetchall()
             }
         )
-        for signature, instruction, slot in landing:
-            self._land(batch, signature, instruction, slot)
+        for signature, instruction, slot, seen_at_slot in landing:
+            self._land(batch, signature, instruction, slot, seen_at_slot)
         # Queued behind the caller's pipeline: sent with its COMMIT.
         async with conn.cursor() as writes:
             if batch.moved:
@@ -370,8 +377,13 @@ class SimulatedChain:
         signature: str,
         instruction: SwapInstruction,
         slot: int,
+        seen_at_slot: int,
     ) -> None:
-        if slot > instruction.last_valid_block_height:
+        # Bytes the lander sees only once their blockhash has expired (a send
+        # whose commit stalled past it) land never, not in a slot gone by: anyone
+        # who read the height past it, then the signature unknown, may already
+        # have signed a new attempt.
+        if max(slot, seen_at_slot) > instruction.last_valid_block_height:
             batch.transactions.append(
                 {
                     "status": "expired",
