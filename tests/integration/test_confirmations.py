@@ -30,6 +30,7 @@ class StatusBoard:
         self.statuses: dict[str, SignatureStatus] = {}
         self.queries: list[list[str]] = []
         self.unreachable = False
+        self.unreadable: str | None = None
 
     async def signature_statuses(
         self, signatures: Sequence[str]
@@ -37,6 +38,8 @@ class StatusBoard:
         self.queries.append(list(signatures))
         if self.unreachable:
             raise ChainUnavailableError("RPC unreachable")
+        if self.unreadable in signatures:
+            raise ValueError(f"status of {self.unreadable}: unknown failure class")
         return [self.statuses.get(s, TxUnknown()) for s in signatures]
 
     async def latest_blockhash(self) -> Blockhash:
@@ -114,3 +117,22 @@ async def test_an_unreachable_chain_answers_pending(database_url: str) -> None:
     async with running(confirmations):
         async with asyncio.timeout(5):
             assert await confirmations.next_status("sig") == TxPending()
+
+
+async def test_a_status_that_cannot_be_read_fails_only_its_own_watchers(
+    database_url: str,
+) -> None:
+    """One row the poll cannot read (a newer release's failure class, say) must not
+    fail every order in flight: each signature is asked on its own instead."""
+    board = StatusBoard(database_url)
+    board.statuses = {f"sig{i}": TxExpired() for i in range(5)}
+    board.unreadable = "sig3"
+    confirmations = Confirmations(board, poll_s=5.0)
+
+    async with running(confirmations):
+        answers = await asyncio.gather(
+            *(confirmations.next_status(f"sig{i}") for i in range(5)),
+            return_exceptions=True,
+        )
+
+    assert [type(a) for a in answers] == [TxExpired] * 3 + [ValueError, TxExpired]

@@ -64,7 +64,7 @@ class Confirmations:
 
     async def _answer(self, waiting: Waiters) -> None:
         signatures = list(waiting)
-        answers: dict[str, SignatureStatus] | Exception
+        answers: dict[str, SignatureStatus | Exception]
         try:
             statuses = await self._chain.signature_statuses(signatures)
             answers = dict(zip(signatures, statuses, strict=True))
@@ -72,13 +72,33 @@ class Confirmations:
         except ChainUnavailableError:
             answers = dict.fromkeys(signatures, TxPending())
             self._failed_polls += 1
-        except Exception as error:  # handed to every watcher, each decides
-            answers = error
+        except Exception as error:  # handed to the watchers, each decides
+            answers = (
+                await self._one_by_one(signatures)
+                if len(signatures) > 1
+                else {signatures[0]: error}
+            )
         for signature, futures in waiting.items():
+            answer = answers[signature]
             for future in futures:
                 if future.done():
                     continue
-                if isinstance(answers, Exception):
-                    future.set_exception(answers)
+                if isinstance(answer, Exception):
+                    future.set_exception(answer)
                 else:
-                    future.set_result(answers[signature])
+                    future.set_result(answer)
+
+    async def _one_by_one(
+        self, signatures: list[str]
+    ) -> dict[str, SignatureStatus | Exception]:
+        """Each signature asked on its own: one that cannot be answered (a status
+        this release cannot read, say) fails its own watchers, not everyone's."""
+        answers: dict[str, SignatureStatus | Exception] = {}
+        for signature in signatures:
+            try:
+                [answers[signature]] = await self._chain.signature_statuses([signature])
+            except ChainUnavailableError:
+                answers[signature] = TxPending()
+            except Exception as error:
+                answers[signature] = error
+        return answers

@@ -174,6 +174,7 @@ class ExecuteOrders:
             task = asyncio.create_task(self._watch(order, tx, cause))
             self._watches[tx.signature] = task
             task.add_done_callback(lambda _: self._watches.pop(tx.signature, None))
+            task.add_done_callback(_log_failed_watch)
         return task
 
     async def _fresh_route(
@@ -240,11 +241,31 @@ class ExecuteOrders:
             )
         except TRANSIENT_RPC:
             statuses = [TxPending()] * len(in_flight)
-        for (order, tx, cause), status in zip(in_flight, statuses, strict=True):
+        except Exception:
+            # One unreadable status must not keep the executor from starting:
+            # the watches ask one by one, and only that order's fails.
+            logger.exception("in-flight statuses unreadable; watching each")
+            statuses = [TxPending()] * len(in_flight)
+
+        async def settle_or_watch(
+            order: KnownOrder,
+            tx: TransactionSubmitted,
+            cause: Cause,
+            status: SignatureStatus,
+        ) -> None:
             with contextlib.suppress(*TRANSIENT):
                 if await self._settle(order, tx, status, cause):
-                    continue
+                    return
             self._watch_task(order, tx, cause.correlation_id)
+
+        # At once: an unknown signature's check waits for a whole poll, and
+        # one after another a backlog would hold consuming back for minutes.
+        await asyncio.gather(
+            *(
+                settle_or_watch(order, tx, cause, status)
+                for (order, tx, cause), status in zip(in_flight, statuses, strict=True)
+            )
+        )
         return len(in_flight)
 
     async def _watch(
@@ -444,3 +465,15 @@ def _submission(
         event_id=event_id_for(order_id, tx.type, tx.attempt),
         correlation_id=correlation_id,
     )
+
+
+def _log_failed_watch(task: "asyncio.Task[None]") -> None:
+    """A watch that reconciliation started has no delivery to re-raise its error
+    (one a delivery awaits is parked too): the log is where it shows."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.error(
+            "watch failed; the order stays submitted until it is redelivered or"
+            " the executor restarts",
+            exc_info=error,
+            extra={"kind": "watch_failed"},
+        )
