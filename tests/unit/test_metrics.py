@@ -214,8 +214,16 @@ async def test_a_failing_handler_parks_and_counts_it(
     assert "cannot decide" in handled[0]["exception"]
 
 
+@pytest.mark.parametrize(
+    "outage",
+    [
+        psycopg.OperationalError("database away"),
+        psycopg.errors.ReadOnlySqlTransaction("read-only transaction"),
+    ],
+    ids=["the store away", "a demoted primary"],
+)
 async def test_an_outage_longer_than_the_patience_is_waited_out_then_acked(
-    log_lines: Lines,
+    log_lines: Lines, outage: psycopg.Error
 ) -> None:
     """The store away past the patience: the message is held, not requeued (each
     requeue counts toward the delivery limit and would park a healthy order)."""
@@ -224,7 +232,7 @@ async def test_an_outage_longer_than_the_patience_is_waited_out_then_acked(
 
     async def handler(_: EventEnvelope) -> None:
         if next(failures, None) is not None:
-            raise psycopg.OperationalError("database away")
+            raise outage
 
     await settle(message, handler, consumer=CONSUMER, patience_s=0)
 

@@ -11,7 +11,7 @@ from shared.domain.liquidity import InsufficientLiquidityError
 from shared.domain.pairs import SUPPORTED_PAIRS, Side
 from shared.domain.pools import CpPool, DlmmPool, fill_exact_in, fill_exact_out
 from shared.domain.quotes import RoutePlan, Venue, VenueQuote
-from shared.domain.routing import _golden_section, plan_route
+from shared.domain.routing import _golden_section, _shares, plan_route
 
 SOL, USDC = 10**9, 10**6
 PAIR = SUPPORTED_PAIRS["SOL-USDC"]
@@ -252,3 +252,13 @@ def test_a_sell_of_a_few_raw_units_still_bounds_what_it_receives() -> None:
 
     assert plan.out_amount == Decimal("0.000001")
     assert plan.min_amount_out == quotes[0].min_amount_out == Decimal("0.000001")
+
+
+@pytest.mark.parametrize(
+    ("bps", "shown"),
+    [((7_344, 2_656), "73/27"), ((9_960, 40), "99.6/0.4"), ((9_950, 50), "99.5/0.5")],
+)
+def test_a_split_reason_never_shows_a_share_as_zero(
+    bps: tuple[int, int], shown: str
+) -> None:
+    assert _shares(bps) == shown

@@ -33,7 +33,11 @@ def app_failing_with(error: Exception) -> FastAPI:
     [
         psycopg.OperationalError("server closed the connection unexpectedly"),
         psycopg_pool.PoolTimeout("couldn't get a connection after 30 s"),
+        psycopg.errors.ReadOnlySqlTransaction(
+            "cannot execute INSERT in a read-only transaction"
+        ),
     ],
+    ids=["connection lost", "no connection", "a demoted primary"],
 )
 async def test_an_unreachable_store_answers_503_with_retry_after(
     error: Exception,

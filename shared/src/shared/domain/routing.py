@@ -9,7 +9,7 @@ so the total over a split is concave in the split.
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -328,7 +328,7 @@ def _split_plan(
     amount_in = f1.amount_in + f2.amount_in
     amount_out = f1.amount_out + f2.amount_out
     min_out, max_in = _bounds(amount_in, amount_out, order, slippage_bps)
-    shares = "/".join(f"{leg.bps / 100:.0f}" for leg in legs)
+    shares = _shares([leg.bps for leg in legs])
     names = "/".join(leg.venue for leg in legs)
     if single is None:
         gain, reason = Decimal(0), f"no venue fills alone; split {shares} ({names})"
@@ -344,6 +344,15 @@ def _split_plan(
         gain_bps_over_best_single=gain.quantize(Decimal("0.01")),
         reason=reason,
     )
+
+
+def _shares(bps: Sequence[int]) -> str:
+    """``73/27``; a share that whole percents would show as 0 keeps its
+    fraction (``99.6/0.4``)."""
+    whole = [round(share / 100) for share in bps]
+    if all(0 < percent < 100 for percent in whole):  # noqa: PLR2004 - percent
+        return "/".join(map(str, whole))
+    return "/".join(f"{share / 100:g}" for share in bps)
 
 
 def _leg(venue: Venue, fill: Fill, bps: int, order: _Order) -> RouteLeg:

@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 TRANSIENT: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
     psycopg_pool.PoolTimeout,
+    # A failover's demoted primary refuses writes until clients reconnect to
+    # the new one: waited out like an outage, not parked.
+    psycopg.errors.ReadOnlySqlTransaction,
     ConnectionError,
     TimeoutError,
     WrongExpectedVersionError,

@@ -49,6 +49,8 @@ def service_app(
     )
     app.add_exception_handler(psycopg.OperationalError, _store_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, _store_unavailable)
+    # A failover's demoted primary, until the pool reconnects to the new one.
+    app.add_exception_handler(psycopg.errors.ReadOnlySqlTransaction, _store_unavailable)
     app.include_router(ops_api(runtime_readiness(app)))
     app.include_router(asyncapi_api(settings.broker_namespace))
     mount_docs(app)
