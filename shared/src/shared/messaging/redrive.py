@@ -19,12 +19,12 @@ import argparse
 import asyncio
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
-from aiormq.exceptions import ChannelNotFoundEntity
+from aiormq.exceptions import ChannelNotFoundEntity, PublishError
 
 from shared.messaging.topology import Topology
 from shared.settings import Settings
@@ -71,6 +71,9 @@ def _copy(message: AbstractIncomingMessage) -> aio_pika.Message:
 class Redriven:
     moved: Counter[str]  # messages moved, by the queue they went back to
     kept: int  # parked by no queue (published to parking by hand): left there
+    # Parked by a queue that no longer exists (a notifier replica's, gone with
+    # it): left there, by that queue's name. Moving them would lose them.
+    orphaned: Counter[str] = field(default_factory=Counter)
 
 
 async def redrive(
@@ -78,10 +81,15 @@ async def redrive(
 ) -> Redriven:
     """Move parked messages back to their queues, oldest first."""
     moved: Counter[str] = Counter()
+    orphaned: Counter[str] = Counter()
     kept: list[AbstractIncomingMessage] = []
     connection = await aio_pika.connect(amqp_url, timeout=10)
     async with connection:
-        channel = await connection.channel(publisher_confirms=True)
+        # A copy no queue takes comes back (mandatory) as an error, rather than
+        # being confirmed as if it had arrived somewhere.
+        channel = await connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
         parking = await channel.declare_queue(
             Topology(namespace).parking.name, passive=True
         )
@@ -97,15 +105,20 @@ async def redrive(
                 if queue is None:
                     kept.append(message)
                     continue
-                await channel.default_exchange.publish(
-                    _copy(message), routing_key=queue
-                )
+                try:
+                    await channel.default_exchange.publish(
+                        _copy(message), routing_key=queue
+                    )
+                except PublishError:
+                    kept.append(message)
+                    orphaned[queue] += 1
+                    continue
                 await message.ack()
                 moved[queue] += 1
         finally:
             for message in kept:  # held until now, so the loop moved past them
                 await message.nack(requeue=True)
-    return Redriven(moved, len(kept))
+    return Redriven(moved, len(kept) - orphaned.total(), orphaned)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         print(  # noqa: T201
             f"kept {done.kept} that no queue parked (published to parking directly)"
         )
-    if not done.moved and not done.kept:
+    for queue, count in sorted(done.orphaned.items()):
+        print(f"kept {count} parked by {queue}, which no longer exists")  # noqa: T201
+    if not done.moved and not done.kept and not done.orphaned:
         print("nothing parked")  # noqa: T201
     return 0
 

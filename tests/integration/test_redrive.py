@@ -1,0 +1,42 @@
+"""Re-driving parked messages: nothing leaves parking without a queue to go to."""
+
+import aio_pika
+import pytest
+
+from shared.messaging.redrive import redrive
+from shared.messaging.topology import Topology
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_message_whose_queue_is_gone_stays_parked(
+    amqp_url: str, broker_namespace: str
+) -> None:
+    """A notifier replica's queue goes with the replica. Its parked copies have
+    nowhere to go back to: moved anyway, the broker would drop them."""
+    namespace = f"{broker_namespace}-redrive-orphan"
+    gone = f"{namespace}.notifier.replica-that-left"
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        parking = await channel.declare_queue(
+            Topology(namespace).parking.name,
+            durable=True,
+            arguments={"x-queue-type": "quorum"},
+        )
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                b'{"type": "SwapConfirmed"}',
+                headers={"x-death": [{"queue": gone, "reason": "rejected"}]},
+            ),
+            routing_key=parking.name,
+        )
+
+        done = await redrive(amqp_url, namespace)
+
+        left = await channel.declare_queue(parking.name, passive=True)
+        assert left.declaration_result.message_count == 1
+        await left.delete(if_unused=False, if_empty=False)
+
+    assert done.moved == {}
+    assert done.orphaned == {gone: 1}
