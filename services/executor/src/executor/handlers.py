@@ -380,7 +380,7 @@ class ExecuteOrders:
         cause: Cause,
     ) -> None:
         state = order.state
-        await self._orders.decide(
+        _, recorded = await self._orders.decide(
             state.order_id,
             lambda s: decide_confirm(
                 s,
@@ -393,6 +393,8 @@ class ExecuteOrders:
             cause=cause,
             known=order,
         )
+        if not recorded:  # another replica, or an earlier delivery, recorded it
+            return
         annotate(signature=tx.signature, slot=landed.slot)
         logger.debug(
             "swap confirmed",
@@ -413,7 +415,7 @@ class ExecuteOrders:
     ) -> None:
         state = order.state
         attempt, phase = state.attempt, state.phase
-        decided, _ = await self._orders.decide(
+        decided, recorded = await self._orders.decide(
             state.order_id,
             lambda s: decide_attempt_failed(
                 s,
@@ -426,6 +428,8 @@ class ExecuteOrders:
             cause=cause,
             known=order,
         )
+        if not recorded:  # another replica, or an earlier delivery, recorded it
+            return
         new_state = decided.state
         annotate(
             attempt=attempt,
