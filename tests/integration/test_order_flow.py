@@ -129,6 +129,46 @@ async def test_the_order_list_comes_from_the_read_model(system: System) -> None:
     assert all(o["status"] == "confirmed" for o in listed["orders"])
 
 
+async def test_the_order_list_pages_with_its_next_cursor(system: System) -> None:
+    """limit=1 then before=nextCursor: the next page is the next order, not the
+    same one again."""
+    for _ in range(2):
+        await submit(system, probes.ORDER)
+
+    async with (
+        httpx.AsyncClient(base_url=system.base_url) as client,
+        asyncio.timeout(10),
+    ):
+        while len((await client.get("/api/orders")).json()["orders"]) < 2:
+            await asyncio.sleep(0.1)
+        first = (await client.get("/api/orders", params={"limit": 1})).json()
+        second = (
+            await client.get(
+                "/api/orders", params={"limit": 1, "before": first["nextCursor"]}
+            )
+        ).json()
+
+    assert first["nextCursor"]
+    [newest], [next_one] = first["orders"], second["orders"]
+    assert next_one["orderId"] != newest["orderId"]
+    assert next_one["createdAt"] <= newest["createdAt"]
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [({"before": "not-a-cursor"}, "before"), ({"offset": "50"}, "offset")],
+    ids=["a cursor it did not return", "an unknown parameter"],
+)
+async def test_the_order_list_refuses_what_it_cannot_page_by(
+    system: System, params: dict[str, str], named: str
+) -> None:
+    async with httpx.AsyncClient(base_url=system.base_url) as client:
+        answer = await client.get("/api/orders", params=params)
+
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["query", named]
+
+
 async def test_a_repeated_client_order_id_returns_the_same_order(
     system: System,
 ) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -384,3 +385,32 @@ async def test_a_batch_another_instance_already_applied_writes_nothing(
     assert row["status"] == "confirmed"
     assert row["version"] == 0
     assert await Checkpoints(es_pool).get(leader.subscriber) == raw[-1].global_position
+
+
+async def test_pages_of_the_order_list_hold_every_order_once_ties_included(
+    es_pool: Pool,
+) -> None:
+    """Orders created in the same microsecond straddle a page boundary: keyset
+    paging on (created_at, order_id) neither skips nor repeats one of them."""
+    at = datetime(2001, 1, 1, tzinfo=UTC)
+    mine = sorted((uuid4() for _ in range(7)), reverse=True)
+    async with es_pool.connection() as conn:
+        for order_id in mine:
+            await conn.execute(
+                "INSERT INTO gateway.orders_view (order_id, status, token_pair, side,"
+                " amount, version, created_at, updated_at)"
+                " VALUES (%s, 'pending', 'SOL-USDC', 'sell', 1, 1, %s, %s)",
+                (order_id, at, at),
+            )
+    view = OrdersView(es_pool)
+    seen: list[UUID] = []
+    before: tuple[datetime, UUID] | None = None
+    while True:
+        page = await view.recent(status=None, limit=3, before=before)
+        seen += [row["order_id"] for row in page]
+        if len(page) < 3:
+            break
+        before = (page[-1]["created_at"], page[-1]["order_id"])
+
+    assert len(seen) == len(set(seen))
+    assert [order_id for order_id in seen if order_id in mine] == mine

@@ -11,7 +11,16 @@ from uuid import UUID, uuid4
 import psycopg
 import psycopg_pool
 import structlog
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi import (
+    APIRouter,
+    Body,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from fastapi.exceptions import RequestValidationError
 from tenacity import (
     AsyncRetrying,
@@ -33,6 +42,7 @@ from gateway.handlers import (
     order_id_for,
     place_order,
 )
+from gateway.paging import cursor_after, place_of
 from gateway.readmodel import OrdersView
 from gateway.schemas import (
     CLIENT_ORDER_ID_PATTERN,
@@ -314,6 +324,28 @@ def _recorded_unreadable(order_id: UUID) -> HTTPException:
     )
 
 
+LIST_PARAMETERS: Final = frozenset({"status", "limit", "before"})
+
+
+def _only_known_parameters(request: Request, known: frozenset[str]) -> None:
+    """A misspelt or unsupported parameter is refused, not silently ignored: a
+    client paging with ``?offset=`` would otherwise get the first page again."""
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": f"unknown parameter; this endpoint takes"
+                    f" {', '.join(sorted(known))}",
+                    "input": request.query_params[name],
+                }
+                for name in unknown
+            ]
+        )
+
+
 def _not_recorded(order_id: UUID) -> HTTPException:
     logger.warning("append failed", extra={"kind": "append_failed"})
     return HTTPException(
@@ -473,13 +505,15 @@ def orders_api(  # noqa: C901 - one nested function per route
         "/orders",
         responses={
             200: json_example(
-                "Newest first; `asOfPosition` is the read model's checkpoint",
+                "Newest first; `asOfPosition` is the read model's checkpoint;"
+                " `nextCursor`, as `before`, is the next page",
                 examples.ORDER_LIST,
             ),
             422: {
                 "model": ValidationProblem,
                 **json_example(
-                    "Unknown status or limit out of 1..1000",
+                    "Unknown status, limit out of 1..1000, a `before` this API"
+                    " did not return, or an unknown parameter",
                     {
                         "detail": [
                             {
@@ -498,13 +532,40 @@ def orders_api(  # noqa: C901 - one nested function per route
         summary="Recent orders, newest first (read model)",
     )
     async def list_orders(
+        request: Request,
         status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        before: Annotated[
+            str | None,
+            Query(
+                max_length=200,
+                description="A previous page's `nextCursor`: the orders after it",
+            ),
+        ] = None,
     ) -> OrderList:
+        _only_known_parameters(request, LIST_PARAMETERS)
+        place = None
+        if before is not None:
+            try:
+                place = place_of(before)
+            except ValueError as error:
+                raise RequestValidationError(
+                    [
+                        {
+                            "type": "value_error",
+                            "loc": ("query", "before"),
+                            "msg": str(error),
+                            "input": before,
+                        }
+                    ]
+                ) from None
         as_of_position = await projector.position()
         rows = await view.recent(
-            status=status_filter.value if status_filter else None, limit=limit
+            status=status_filter.value if status_filter else None,
+            limit=limit,
+            before=place,
         )
+        last = rows[-1] if len(rows) == limit else None
         return OrderList(
             orders=tuple(
                 OrderSummary(
@@ -524,6 +585,11 @@ def orders_api(  # noqa: C901 - one nested function per route
                 for r in rows
             ),
             as_of_position=as_of_position,
+            next_cursor=(
+                cursor_after((last["created_at"], last["order_id"]))
+                if last is not None
+                else None
+            ),
         )
 
     @api.get(

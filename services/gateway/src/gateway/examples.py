@@ -249,6 +249,11 @@ ORDER_LIST: Final = {
         },
     ],
     "asOfPosition": 1049,
+    # The request asked for limit=2: there may be more.
+    "nextCursor": (
+        "MjAyNi0xMS0yNlQxMDoxNTowMi4xMTgwMDArMDA6MDB8"
+        "OGMyYjZmMWEtMGQzZS01YTQ3LWI5YzgtMWUyZjNhNGI1YzZk"
+    ),
 }
 
 PAIRS: Final = {"pairs": list(SUPPORTED_PAIRS)}

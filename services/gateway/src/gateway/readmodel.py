@@ -6,6 +6,7 @@ one. One gateway replica projects at a time.
 """
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -236,7 +237,15 @@ class OrdersView:
             for status, count, oldest, longest_s in rows
         ]
 
-    async def recent(self, *, status: str | None, limit: int) -> list[dict[str, Any]]:
+    async def recent(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: tuple[datetime, UUID] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first, after the place ``before`` (a previous page's last row)."""
+        created_at, order_id = before if before is not None else (None, None)
         async with (
             self._pool.connection() as conn,
             conn.cursor(row_factory=dict_row) as cur,
@@ -244,7 +253,15 @@ class OrdersView:
             await cur.execute(
                 "SELECT * FROM gateway.orders_view"
                 " WHERE (%(status)s::text IS NULL OR status = %(status)s)"
-                " ORDER BY created_at DESC LIMIT %(limit)s",
-                {"status": status, "limit": limit},
+                "   AND (%(created_at)s::timestamptz IS NULL"
+                "        OR (created_at, order_id)"
+                "           < (%(created_at)s::timestamptz, %(order_id)s::uuid))"
+                " ORDER BY created_at DESC, order_id DESC LIMIT %(limit)s",
+                {
+                    "status": status,
+                    "limit": limit,
+                    "created_at": created_at,
+                    "order_id": order_id,
+                },
             )
             return await cur.fetchall()

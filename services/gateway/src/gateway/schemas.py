@@ -151,6 +151,9 @@ class OrderSummary(Message):
 class OrderList(Message):
     orders: tuple[OrderSummary, ...]
     as_of_position: int
+    next_cursor: str | None = Field(
+        description="The next page: pass it as `before`; null on the last page"
+    )
 
 
 class Problem(BaseModel):
