@@ -101,6 +101,22 @@ NOT_FOUND: Responses = {
     },
 }
 
+STORE_UNAVAILABLE: Responses = {
+    503: {
+        "model": Problem,
+        "headers": {
+            "Retry-After": {
+                "description": "1: the store is briefly unreachable",
+                "schema": {"type": "string", "enum": ["1"]},
+            }
+        },
+        **json_example(
+            "The event store is briefly unreachable (a restart, a failover)",
+            examples.STORE_UNAVAILABLE,
+        ),
+    }
+}
+
 EXECUTE_RESPONSES: Responses = {
     202: json_example(
         "Recorded: follow it over the WebSocket at `links.ws`",
@@ -462,6 +478,7 @@ def orders_api(  # noqa: C901 - one nested function per route
         responses={
             200: json_example("The order as its events say", examples.ORDER),
             **NOT_FOUND,
+            **STORE_UNAVAILABLE,
         },
         response_model_by_alias=True,
         summary="An order, folded from its events",
@@ -486,6 +503,7 @@ def orders_api(  # noqa: C901 - one nested function per route
                 "Every event, oldest first (shortened here)", examples.EVENTS
             ),
             **NOT_FOUND,
+            **STORE_UNAVAILABLE,
         },
         summary="Every event of an order, as the WebSocket frames them",
     )
@@ -527,6 +545,7 @@ def orders_api(  # noqa: C901 - one nested function per route
                     },
                 ),
             },
+            **STORE_UNAVAILABLE,
         },
         response_model_by_alias=True,
         summary="Recent orders, newest first (read model)",

@@ -7,12 +7,14 @@ import socket
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import psycopg
 import psycopg_pool
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from uvicorn.config import STARTUP_FAILURE
 
 from shared.service.asyncapi import asyncapi_api
@@ -39,7 +41,7 @@ def service_app(
 
     FastAPI's own docs pages are switched off: they load Swagger UI from a CDN.
     """
-    app = FastAPI(
+    app = _ServiceApp(
         title=title,
         description=description,
         version=version,
@@ -55,6 +57,49 @@ def service_app(
     app.include_router(asyncapi_api(settings.broker_namespace))
     mount_docs(app)
     return app
+
+
+class _ServiceApp(FastAPI):
+    """FastAPI, with the examples its routes declare kept in its document as
+    written.
+
+    FastAPI drops every null from the document (``exclude_none``), and that
+    reaches into the examples: an example order would lose its
+    ``"failureReason": null`` and no longer show what the API answers, nor
+    validate against its own schema.
+    """
+
+    def __init__(self, **settings: Any) -> None:  # noqa: ANN401 - FastAPI's own
+        super().__init__(**settings)
+        self._declared: list[tuple[str, APIRoute]] = []
+
+    def include_router(self, router: APIRouter, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - FastAPI's own
+        super().include_router(router, *args, **kwargs)
+        prefix = str(kwargs.get("prefix", ""))
+        self._declared += [
+            (prefix, route) for route in router.routes if isinstance(route, APIRoute)
+        ]
+
+    def openapi(self) -> dict[str, Any]:
+        document = super().openapi()
+        direct = [("", r) for r in self.routes if isinstance(r, APIRoute)]
+        for prefix, route in [*direct, *self._declared]:
+            operations = document["paths"].get(prefix + route.path_format, {})
+            for method in route.methods or ():
+                if (operation := operations.get(method.lower())) is not None:
+                    _restore_examples(operation["responses"], route.responses)
+        return document
+
+
+def _restore_examples(
+    documented: dict[str, Any], declared: dict[int | str, dict[str, Any]]
+) -> None:
+    for code, response in declared.items():
+        for media, content in response.get("content", {}).items():
+            target = documented.get(str(code), {}).get("content", {}).get(media)
+            for key in ("example", "examples"):
+                if target is not None and key in content:
+                    target[key] = content[key]
 
 
 async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:
