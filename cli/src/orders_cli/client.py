@@ -196,13 +196,8 @@ class OrdersClient:
                 pass
             finally:
                 await ws.close()
-            if refused is not None or ws.close_code in REFUSED:
-                reason = refused or ws.close_reason or "refused"
-                raise ApiError(
-                    f"order {order_id}: {reason}",
-                    status=REFUSED.get(ws.close_code or 0),
-                    detail=reason,
-                )
+            if (error := _refusal(ws, refused, f"order {order_id}")) is not None:
+                raise error
             drops += 1
             if drops > RECONNECTS:
                 raise ApiError(
@@ -237,13 +232,8 @@ class OrdersClient:
                 pass
             finally:
                 await ws.close()
-            if refused is not None or ws.close_code in REFUSED:
-                reason = refused or ws.close_reason or "refused"
-                raise ApiError(
-                    f"firehose: {reason}",
-                    status=REFUSED.get(ws.close_code or 0),
-                    detail=reason,
-                )
+            if (error := _refusal(ws, refused, "firehose")) is not None:
+                raise error
             drops += 1
             if drops > RECONNECTS:
                 raise ApiError(f"lost the notifier {RECONNECTS} times in a row")
@@ -258,6 +248,18 @@ class OrdersClient:
         except ApiError:
             return None
         return int(listed["asOfPosition"])
+
+
+def _refusal(
+    ws: ClientConnection, refused: str | None, subject: str
+) -> ApiError | None:
+    """The notifier's refusal of a stream (an error frame, or a 44xx close)."""
+    if refused is None and ws.close_code not in REFUSED:
+        return None
+    reason = refused or ws.close_reason or "refused"
+    return ApiError(
+        f"{subject}: {reason}", status=REFUSED.get(ws.close_code or 0), detail=reason
+    )
 
 
 def _frame(message: str | bytes) -> Frame:
