@@ -31,6 +31,7 @@ class StatusBoard:
         self.queries: list[list[str]] = []
         self.unreachable = False
         self.unreadable: str | None = None
+        self.store_away = False
 
     async def signature_statuses(
         self, signatures: Sequence[str]
@@ -38,6 +39,8 @@ class StatusBoard:
         self.queries.append(list(signatures))
         if self.unreachable:
             raise ChainUnavailableError("RPC unreachable")
+        if self.store_away:
+            raise psycopg.OperationalError("the store is away")
         if self.unreadable in signatures:
             raise ValueError(f"status of {self.unreadable}: unknown failure class")
         return [self.statuses.get(s, TxUnknown()) for s in signatures]
@@ -136,3 +139,21 @@ async def test_a_status_that_cannot_be_read_fails_only_its_own_watchers(
         )
 
     assert [type(a) for a in answers] == [TxExpired] * 3 + [ValueError, TxExpired]
+
+
+async def test_a_store_away_is_one_query_and_every_watcher_hears_it(
+    database_url: str,
+) -> None:
+    """Asked one by one, a store that is away would fail once per signature."""
+    board = StatusBoard(database_url)
+    board.store_away = True
+    confirmations = Confirmations(board, poll_s=5.0)
+
+    async with running(confirmations):
+        answers = await asyncio.gather(
+            *(confirmations.next_status(f"sig{i}") for i in range(5)),
+            return_exceptions=True,
+        )
+
+    assert all(isinstance(a, psycopg.OperationalError) for a in answers)
+    assert len(board.queries) == 1

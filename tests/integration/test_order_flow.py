@@ -150,6 +150,11 @@ async def test_the_order_list_pages_with_its_next_cursor(system: System) -> None
 
     assert first["nextCursor"]
     [newest], [next_one] = first["orders"], second["orders"]
+    async with httpx.AsyncClient(base_url=system.base_url) as client:
+        everything = (await client.get("/api/orders", params={"limit": 1000})).json()
+        exactly = len(everything["orders"])
+        last_page = (await client.get("/api/orders", params={"limit": exactly})).json()
+    assert last_page["nextCursor"] is None  # no empty page to fetch after it
     assert next_one["orderId"] != newest["orderId"]
     assert next_one["createdAt"] <= newest["createdAt"]
 

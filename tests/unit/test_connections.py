@@ -23,3 +23,16 @@ def test_what_the_url_sets_itself_is_kept() -> None:
 
     assert settings["keepalives_idle"] == "60"
     assert settings["keepalives_interval"] == "5"
+
+
+def test_a_setting_written_with_spaces_or_inside_a_password_is_read_as_libpq_does() -> (
+    None
+):
+    """``keepalives = 0`` is the user's; a password that merely contains
+    ``tcp_user_timeout=`` sets nothing."""
+    settings = conninfo_to_dict(
+        detecting_dead_peers("host=db keepalives = 0 password='tcp_user_timeout=1'")
+    )
+
+    assert settings["keepalives"] == "0"
+    assert settings["tcp_user_timeout"] == "30000"

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from shared.chain.port import Chain, ChainUnavailableError, SignatureStatus, TxPending
 from shared.domain.retry import RpcBackoff
+from shared.messaging.delivery import TRANSIENT
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,11 @@ class Confirmations:
         except ChainUnavailableError:
             answers = dict.fromkeys(signatures, TxPending())
             self._failed_polls += 1
-        except Exception as error:  # handed to the watchers, each decides
+        except TRANSIENT as error:
+            # The store is away or overloaded: asking one by one would only
+            # fail N times as slowly. Each watcher decides (they retry).
+            answers = dict.fromkeys(signatures, error)
+        except Exception as error:
             answers = (
                 await self._one_by_one(signatures)
                 if len(signatures) > 1

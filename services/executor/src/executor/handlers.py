@@ -260,12 +260,25 @@ class ExecuteOrders:
 
         # At once: an unknown signature's check waits for a whole poll, and
         # one after another a backlog would hold consuming back for minutes.
-        await asyncio.gather(
+        results = await asyncio.gather(
             *(
                 settle_or_watch(order, tx, cause, status)
                 for (order, tx, cause), status in zip(in_flight, statuses, strict=True)
-            )
+            ),
+            return_exceptions=True,
         )
+        for (order, _, _), result in zip(in_flight, results, strict=True):
+            if isinstance(result, Exception):
+                # One order's failure is no reason to keep the executor from
+                # serving the rest: its watch, or a redelivery, tries again.
+                logger.error(
+                    "reconciling an order failed",
+                    exc_info=result,
+                    extra={
+                        "kind": "reconcile_failed",
+                        "order_id": str(order.state.order_id),
+                    },
+                )
         return len(in_flight)
 
     async def _watch(

@@ -256,7 +256,7 @@ async def _record_admitted(
         )
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     except RecordedUnreadableError as error:
-        raise _recorded_unreadable(error.order_id) from None
+        raise _recorded_unreadable(error) from None
     finally:
         if held:
             admission.release(recorded_at)
@@ -296,7 +296,9 @@ async def _placed_after_drop(
     backoff = wait_exponential(multiplier=_FIRST_PAUSE_S, max=_LONGEST_PAUSE_S)
     try:
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((psycopg.OperationalError, TimeoutError)),
+            retry=retry_if_exception_type(
+                (psycopg.OperationalError, TimeoutError, RecordedUnreadableError)
+            ),
             # Never past the deadline: the last try starts there at the latest.
             wait=lambda state: min(backoff(state), max(0.0, deadline - loop.time())),
             stop=stop_after_delay(DROPPED_APPEND_RETRY_S),
@@ -312,6 +314,8 @@ async def _placed_after_drop(
                     )
     except (psycopg.OperationalError, TimeoutError):
         raise _outcome_unknown(accepted.order_id) from None
+    except RecordedUnreadableError as error:
+        raise _recorded_unreadable(error) from None
     if placed.replayed and placed.recorded_by == submission_id:
         placed = dataclasses.replace(placed, replayed=False)
     return placed
@@ -329,8 +333,13 @@ def _outcome_unknown(order_id: UUID) -> HTTPException:
     )
 
 
-def _recorded_unreadable(order_id: UUID) -> HTTPException:
-    logger.warning("replay unreadable", extra={"kind": "replay_unreadable"})
+def _recorded_unreadable(error: RecordedUnreadableError) -> HTTPException:
+    order_id = error.order_id
+    logger.warning(
+        "replay unreadable",
+        exc_info=error.__cause__,
+        extra={"kind": "replay_unreadable"},
+    )
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE,
         f"order {order_id} is recorded, but the event store failed while reading it"
@@ -579,12 +588,14 @@ def orders_api(  # noqa: C901 - one nested function per route
                     ]
                 ) from None
         as_of_position = await projector.position()
+        # One more than asked: a next page exists only if that row does.
         rows = await view.recent(
             status=status_filter.value if status_filter else None,
-            limit=limit,
+            limit=limit + 1,
             before=place,
         )
-        last = rows[-1] if len(rows) == limit else None
+        more, rows = len(rows) > limit, rows[:limit]
+        last = rows[-1] if more else None
         return OrderList(
             orders=tuple(
                 OrderSummary(

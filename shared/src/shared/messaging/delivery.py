@@ -45,7 +45,7 @@ from shared.metrics import record_delivery
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT: tuple[type[BaseException], ...] = (
+TRANSIENT: tuple[type[Exception], ...] = (
     psycopg.OperationalError,
     psycopg_pool.PoolTimeout,
     # A failover's demoted primary refuses writes until clients reconnect to

@@ -7,7 +7,7 @@ Keepalives find a dead peer while a connection idles, ``tcp_user_timeout`` (ms)
 while a query waits for its answer: an error within ~30 s either way.
 """
 
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 _DEAD_PEER_DETECTION = {
     "keepalives": 1,
@@ -20,7 +20,7 @@ _DEAD_PEER_DETECTION = {
 
 def detecting_dead_peers(conninfo: str) -> str:
     """``conninfo`` with the settings above (where it does not set its own)."""
-    given = {key for key in _DEAD_PEER_DETECTION if f"{key}=" in conninfo}
+    given = conninfo_to_dict(conninfo).keys()
     return make_conninfo(
         conninfo,
         **{k: v for k, v in _DEAD_PEER_DETECTION.items() if k not in given},
