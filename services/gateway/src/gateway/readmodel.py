@@ -6,13 +6,13 @@ one. One gateway replica projects at a time.
 """
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg.rows import dict_row
 
 from gateway.admission import InFlight
+from gateway.paging import ListPlace
 from gateway.stalled import NAMED_PER_STATUS, Stalled
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import (
@@ -242,7 +242,7 @@ class OrdersView:
         *,
         status: str | None,
         limit: int,
-        before: tuple[datetime, UUID] | None = None,
+        before: ListPlace | None = None,
     ) -> list[dict[str, Any]]:
         """Newest first, after the place ``before`` (a previous page's last row)."""
         created_at, order_id = before if before is not None else (None, None)
