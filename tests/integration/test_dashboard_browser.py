@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.async_api import (
     Browser,
@@ -18,7 +19,9 @@ from playwright.async_api import (
     Error as PlaywrightError,
     Page,
     Request,
+    Route,
     WebSocket,
+    WebSocketRoute,
     async_playwright,
     expect,
 )
@@ -216,4 +219,104 @@ async def test_order_submitted_from_the_form_confirms_with_full_timeline(
     recorded.assert_clean()
     # The recorder saw the traffic it vetted: the API over HTTP, the notifier over WS.
     assert any("/api/orders/execute" in url for url in recorded.requests)
-    assert recorded.websockets[0] == f"{system.ws_url}/ws/orders"
+    # The firehose starts where the list left off: its asOfPosition.
+    assert re.fullmatch(
+        re.escape(f"{system.ws_url}/ws/orders?after=") + r"\d+", recorded.websockets[0]
+    ), recorded.websockets
+
+
+async def _submit(system: System, pair: str) -> str:
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=10) as client:
+        answer = await client.post(
+            "/api/orders/execute",
+            json={"amount": 1, "tokenPair": pair, "type": "market"},
+        )
+        answer.raise_for_status()
+        return str(answer.json()["orderId"])
+
+
+FIREHOSE = re.compile(r"/ws/orders(\?|$)")
+ORDER_LIST = re.compile(r"/api/orders\?limit=")
+
+
+async def test_an_order_that_runs_while_the_page_connects_shows_its_final_status(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """Events between the list the page seeded from and its live connection are kept."""
+    tab, recorded = page
+    placed: list[str] = []
+
+    async def connect_late(ws: WebSocketRoute) -> None:
+        # The order runs its whole course after the list was read and before the
+        # firehose is connected.
+        order_id = await _submit(system, "SOL-USDC")
+        await probes.wait_all(system, [order_id], {"confirmed"}, timeout=30)
+        placed.append(order_id)
+        ws.connect_to_server()
+
+    await tab.route_web_socket(FIREHOSE, connect_late)
+    await open_dashboard(tab, system)
+    row = tab.locator(f'tr[data-order-id="{placed[0]}"]')
+    await expect(row.get_by_test_id("status")).to_have_text("confirmed")
+    await expect(row.get_by_test_id("row-pair")).to_have_text("SOL-USDC")
+    recorded.assert_clean()
+
+
+async def test_an_order_first_seen_mid_stream_gets_its_pair_and_age(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """An order older than the seeded list, seen live, is filled from its history."""
+    tab, recorded = page
+    order_id = await _submit(system, "SOL-USDT")
+    await probes.wait_all(system, [order_id], {"confirmed"}, timeout=30)
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=10) as client:
+        events = (await client.get(f"/api/orders/{order_id}/events")).json()["events"]
+    accepted_at = events[0]["position"]
+
+    async def list_without_it(route: Route) -> None:
+        # As if the order were older than the list's 100 newest: the page first
+        # hears of it from the firehose, at its second event.
+        await route.fulfill(
+            json={"orders": [], "asOfPosition": accepted_at, "nextCursor": None}
+        )
+
+    await tab.route(ORDER_LIST, list_without_it)
+    await open_dashboard(tab, system)
+    row = tab.locator(f'tr[data-order-id="{order_id}"]')
+    await expect(row.get_by_test_id("status")).to_have_text("confirmed")
+    await expect(row.get_by_test_id("row-pair")).to_have_text("SOL-USDT")
+    await expect(row.locator("td").nth(3)).to_have_text("sell")
+    await expect(row.locator("td.age")).not_to_have_attribute("data-created", "")
+    recorded.assert_clean()
+
+
+async def test_a_refused_cursor_makes_the_page_start_over_from_the_list(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """A position beyond the notifier's log (a reset store) is not retried forever."""
+    tab, recorded = page
+    lists = 0
+
+    async def first_list_from_another_store(route: Route) -> None:
+        nonlocal lists
+        lists += 1
+        if lists > 1:
+            await route.continue_()
+            return
+        await route.fulfill(
+            json={"orders": [], "asOfPosition": 10**15, "nextCursor": None}
+        )
+
+    await tab.route(ORDER_LIST, first_list_from_another_store)
+    await tab.goto(system.base_url + "/", wait_until="load")
+    await tab.wait_for_function("() => (window.dashboard.lastPosition ?? 0) < 1e15")
+    await expect(tab.get_by_test_id("conn-state")).to_have_attribute(
+        "data-state", "open"
+    )
+    order_id = await _submit(system, "SOL-USDC")
+    row = tab.locator(f'tr[data-order-id="{order_id}"]')
+    await expect(row.get_by_test_id("status")).to_have_text(
+        "confirmed", timeout=ORDER_DONE
+    )
+    assert lists == 2
+    recorded.assert_clean()

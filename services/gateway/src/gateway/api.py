@@ -609,6 +609,7 @@ def orders_api(  # noqa: C901 - one nested function per route
                     tx_hash=r["tx_hash"],
                     attempts=r["attempts"],
                     failure_reason=r["failure_reason"],
+                    version=r["version"],
                     created_at=r["created_at"],
                     updated_at=r["updated_at"],
                 )

@@ -144,6 +144,10 @@ class OrderSummary(Message):
     tx_hash: str | None
     attempts: int
     failure_reason: str | None
+    version: int = Field(
+        description="The order's stream version this row reflects: its events up"
+        " to this version are in it (a WebSocket frame's `version`)"
+    )
     created_at: datetime
     updated_at: datetime
 

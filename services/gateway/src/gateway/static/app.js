@@ -1,9 +1,10 @@
 // Order Execution Engine dashboard. Plain ES module, no build step, no framework.
 // Everything it loads comes from the gateway (uPlot is vendored under /static/vendor).
 //
-// Data flow: GET /api/orders seeds the table, the notifier's firehose
-// (ws://<notifier>/ws/orders) keeps it live. Frames are deduplicated by
-// (orderId, version); on reconnect the firehose resumes with ?after=<last position>.
+// Data flow: GET /api/orders seeds the table, then the notifier's firehose
+// (ws://<notifier>/ws/orders?after=<the list's asOfPosition>) keeps it live from
+// exactly where the list left off. Frames are deduplicated by (orderId, version);
+// on reconnect the firehose resumes with ?after=<last position>.
 
 const TERMINAL = new Set(["confirmed", "failed"]);
 const VENUES = ["raydium", "meteora"];
@@ -13,6 +14,9 @@ const MAX_LOG = 400; // lines in the event log
 const HISTORY_S = 180; // x-range of the charts
 const WINDOW_S = 60; // sliding window for percentiles and venue share
 const BURST_CONCURRENCY = 8;
+const BACKFILL_CONCURRENCY = 2; // event-history fetches for orders first seen mid-stream
+const MAX_BACKFILL_QUEUE = 200;
+const CLOSE_BAD_REQUEST = 4400; // the notifier refused the cursor
 
 // ---------------------------------------------------------------------------
 // small helpers
@@ -128,7 +132,7 @@ function describeError(status, body) {
 
 /** @type {Map<string, object>} orderId -> order view model */
 const orders = new Map();
-let lastPosition = 0;
+let lastPosition = null; // the firehose position the table reflects; null until seeded
 let selectedId = null;
 let pairs = [];
 
@@ -142,6 +146,8 @@ function blankOrder(orderId) {
     slippageBps: null,
     venue: null,
     legs: null, // [{venue, bps}] of the latest route
+    legsVersion: 0, // the version legs come from: an older frame never replaces them
+    failureVersion: 0, // likewise for failureReason
     finalPrice: null,
     txHash: null,
     attempts: null,
@@ -180,16 +186,18 @@ function applyFrame(frame) {
     order.slippageBps = frame.slippageBps ?? order.slippageBps;
     if (at != null) order.createdAt = at;
   } else if (frame.type === "RouteSelected") {
-    const legs = frame.plan?.legs;
-    if (Array.isArray(legs) && legs.length) order.legs = legs.map((l) => ({ venue: l.venue, bps: l.bps }));
+    setLegs(order, frame.plan?.legs, frame.version);
   } else if (frame.type === "SwapConfirmed") {
     order.txHash = frame.txHash ?? order.txHash;
     order.finalPrice = frame.finalPrice ?? order.finalPrice;
-    if (Array.isArray(frame.legs) && frame.legs.length) {
-      order.legs = frame.legs.map((l) => ({ venue: l.venue, bps: l.bps }));
-    }
+    setLegs(order, frame.legs, frame.version);
   } else if (frame.type === "OrderFailed" || frame.type === "RetryScheduled") {
-    order.failureReason = frame.reason ?? frame.failure ?? order.failureReason;
+    // History fetched for the details panel can arrive after newer live frames.
+    const reason = frame.reason ?? frame.failure;
+    if (reason != null && frame.version >= order.failureVersion) {
+      order.failureReason = reason;
+      order.failureVersion = frame.version;
+    }
   }
   if (frame.attempt != null) order.attempts = Math.max(order.attempts ?? 0, frame.attempt);
 
@@ -202,6 +210,12 @@ function applyFrame(frame) {
   if (order.createdAt == null && at != null && frame.version === 1) order.createdAt = at;
   countCompletion(order);
   return true;
+}
+
+function setLegs(order, legs, version) {
+  if (!Array.isArray(legs) || !legs.length || version < order.legsVersion) return;
+  order.legs = legs.map((l) => ({ venue: l.venue, bps: l.bps }));
+  order.legsVersion = version;
 }
 
 /** Merge a row of GET /api/orders. Frames already applied win over the list. */
@@ -228,7 +242,10 @@ function applySummary(row) {
     order.status = row.status ?? order.status;
   }
   if (TERMINAL.has(order.status) && order.terminalAt == null) order.terminalAt = parseTime(row.updatedAt);
-  if (!order.legs && row.venue) order.legs = parseVenue(row.venue);
+  if (!order.legs && row.venue) {
+    order.legs = parseVenue(row.venue);
+    order.legsVersion = row.version ?? 0;
+  }
   countCompletion(order);
 }
 
@@ -258,7 +275,10 @@ function trimOrders() {
     .filter((o) => o.orderId !== selectedId)
     .sort((a, b) => (a.createdAt ?? 0) - (b.createdAt ?? 0))
     .slice(0, orders.size - Math.floor(MAX_ORDERS * 0.9));
-  for (const o of victims) orders.delete(o.orderId);
+  for (const o of victims) {
+    orders.delete(o.orderId);
+    dirtyRows.delete(o.orderId); // a hidden tab renders nothing, so this set would only grow
+  }
   tableNeedsSort = true;
 }
 
@@ -385,7 +405,9 @@ function renderTable() {
 
   const shown = [...orders.values()]
     .filter(visible)
-    .sort((a, b) => (b.createdAt ?? Infinity) - (a.createdAt ?? Infinity) || (a.orderId < b.orderId ? -1 : 1))
+    // Orders first seen mid-stream (no createdAt until their history is fetched)
+    // are older than every seeded one: last, not first.
+    .sort((a, b) => (b.createdAt ?? -Infinity) - (a.createdAt ?? -Infinity) || (a.orderId < b.orderId ? -1 : 1))
     .slice(0, MAX_ROWS);
   const keep = new Set(shown.map((o) => o.orderId));
   for (const [id, tr] of rowEls) {
@@ -852,8 +874,26 @@ function resolveNotifier(configured) {
   }
 }
 
+/** Seed the table from the list (retrying until the gateway answers), then go live. */
+async function seedThenConnect() {
+  let delay = 1000;
+  for (;;) {
+    try {
+      await seedOrders();
+      break;
+    } catch (error) {
+      setConn("reconnecting", "orders unavailable");
+      $("orders-empty").textContent = `Could not load orders: ${error.message} (retrying)`;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(15_000, delay * 2);
+    }
+  }
+  connect();
+}
+
 function connect() {
-  const url = `${notifierBase}/ws/orders${lastPosition ? `?after=${lastPosition}` : ""}`;
+  // Always with a cursor: the list's asOfPosition, then the last frame's position.
+  const url = `${notifierBase}/ws/orders?after=${lastPosition ?? 0}`;
   setConn(everConnected ? "reconnecting" : "connecting", everConnected ? "reconnecting…" : "connecting…");
   let ws;
   try {
@@ -864,12 +904,9 @@ function connect() {
   }
   socket = ws;
   ws.addEventListener("open", () => {
-    const resumed = everConnected;
     everConnected = true;
     retryDelay = 500;
     setConn("open", "live");
-    // A reconnect without a known position cannot resume: reseed from the API.
-    if (resumed && !lastPosition) seedOrders().catch(() => {});
   });
   ws.addEventListener("message", (event) => {
     let frame;
@@ -880,9 +917,16 @@ function connect() {
     }
     handleFrame(frame);
   });
-  ws.addEventListener("close", () => {
+  ws.addEventListener("close", (event) => {
     if (socket !== ws) return;
     socket = null;
+    if (event.code === CLOSE_BAD_REQUEST) {
+      // The cursor lies beyond the notifier's log (its store was reset, say):
+      // resuming with it again would be refused forever. Start over from the list.
+      lastPosition = null;
+      seedThenConnect();
+      return;
+    }
     scheduleReconnect();
   });
   ws.addEventListener("error", () => {
@@ -902,13 +946,48 @@ function handleFrame(frame) {
     frame.forEach(handleFrame);
     return;
   }
-  if (typeof frame?.position === "number" && frame.position > lastPosition) lastPosition = frame.position;
+  if (typeof frame?.position === "number" && frame.position > (lastPosition ?? 0)) lastPosition = frame.position;
   const isNew = !orders.has(frame?.orderId);
   if (!applyFrame(frame)) return;
-  if (isNew) tableNeedsSort = true;
+  if (isNew) {
+    tableNeedsSort = true;
+    // Placed before the list's newest orders: its earlier events are not here.
+    if (frame.version > 1) backfill(frame.orderId);
+  }
   logFrame(frame);
   markDirty(frame.orderId);
   trimOrders();
+}
+
+// Orders first seen mid-stream get their history (pair, side, amount, createdAt)
+// from the API, a few at a time: a burst of them must not flood the gateway.
+const backfillQueue = [];
+let backfilling = 0;
+
+function backfill(orderId) {
+  if (backfillQueue.length >= MAX_BACKFILL_QUEUE) return; // shown without those fields, last
+  backfillQueue.push(orderId);
+  pumpBackfill();
+}
+
+function pumpBackfill() {
+  while (backfilling < BACKFILL_CONCURRENCY && backfillQueue.length) {
+    const orderId = backfillQueue.shift();
+    if (!orders.has(orderId)) continue;
+    backfilling += 1;
+    api(`/api/orders/${encodeURIComponent(orderId)}/events`)
+      .then((events) => {
+        if (!orders.has(orderId)) return;
+        for (const frame of events?.events ?? []) applyFrame(frame);
+        tableNeedsSort = true;
+        markDirty(orderId);
+      })
+      .catch(() => {}) // the row keeps what the firehose gave it
+      .finally(() => {
+        backfilling -= 1;
+        pumpBackfill();
+      });
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1028,6 +1107,10 @@ function updateSideHint() {
 async function seedOrders() {
   const list = await api("/api/orders?limit=100");
   for (const row of list?.orders ?? []) applySummary(row);
+  // Every row reflects at least the events up to asOfPosition: the firehose
+  // resumes there, so nothing falls between the list and the live frames.
+  lastPosition = list?.asOfPosition ?? 0;
+  $("orders-empty").textContent = "No orders yet. Submit one on the left.";
   tableNeedsSort = true;
   scheduleRender();
 }
@@ -1078,12 +1161,7 @@ async function main() {
   initCharts();
   const [config] = await Promise.allSettled([api("/api/config"), loadPairs()]);
   notifierBase = resolveNotifier(config.status === "fulfilled" ? config.value?.notifierUrl : null);
-  connect(); // before seeding: frames that arrive meanwhile are merged, not lost
-  try {
-    await seedOrders();
-  } catch (error) {
-    $("orders-empty").textContent = `Could not load orders: ${error.message}`;
-  }
+  seedThenConnect();
   updateCharts();
   setInterval(() => {
     updateCharts();
