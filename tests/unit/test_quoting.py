@@ -89,3 +89,20 @@ async def test_an_order_only_a_silent_venue_could_fill_is_retried_not_refused() 
 
     with pytest.raises(QuoteUnavailableError, match="raydium: quote timed out"):
         await quoting.quote_and_plan(_order(SOL_USDC, Side.BUY, "45000"))
+
+
+async def test_a_plan_made_without_a_silent_venue_says_why_it_is_missing() -> None:
+    """Raydium did not answer, so Meteora fills alone: the reason says Raydium was
+    silent, not that Meteora was the only venue able to fill the order."""
+    quoting = _quoting(
+        {
+            Venue.RAYDIUM: None,
+            Venue.METEORA: _genesis(Venue.METEORA, SOL_USDC),
+        }
+    )
+
+    _, plan = await quoting.quote_and_plan(_order(SOL_USDC, Side.SELL, "1"))
+
+    assert plan.reason == (
+        "meteora is the only venue quoted; raydium: quote timed out (SOL-USDC)"
+    )

@@ -127,6 +127,15 @@ def test_single_reason_compares_the_venues() -> None:
     assert plan.reason == "raydium gives 2.10% more than meteora"
 
 
+def test_single_reason_names_the_venue_that_cannot_fill() -> None:
+    """A venue quoted but too thin for the order is named as the one that cannot."""
+    thin = cp(Venue.METEORA, 10, 170.0)
+
+    _, plan = route([RAYDIUM, thin], 50, side=Side.BUY)
+
+    assert plan.reason == "only raydium can fill the order (meteora cannot)"
+
+
 MATRIX_POOLS = [
     (RAYDIUM, METEORA_CP),
     (cp(Venue.RAYDIUM, 40_078, 163.5), book(163.65, 30_319, 1_249_000)),

@@ -96,7 +96,7 @@ def plan_route(
     ):
         return quotes, _split_plan(split, fills, single, order, slippage_bps)
     assert single is not None  # noqa: S101 - narrowed by the branch above
-    return quotes, _single_plan(single, fills, order, slippage_bps)
+    return quotes, _single_plan(single, fills, order, slippage_bps, pools=pools)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +296,12 @@ def _bounds(
 
 
 def _single_plan(
-    venue: Venue, fills: Mapping[Venue, Fill], order: _Order, slippage_bps: int
+    venue: Venue,
+    fills: Mapping[Venue, Fill],
+    order: _Order,
+    slippage_bps: int,
+    *,
+    pools: Mapping[Venue, CpPool | DlmmPool],
 ) -> RoutePlan:
     fill = fills[venue]
     min_out, max_in = _bounds(fill.amount_in, fill.amount_out, order, slippage_bps)
@@ -307,7 +312,7 @@ def _single_plan(
         min_amount_out=min_out,
         max_amount_in=max_in,
         gain_bps_over_best_single=Decimal(0),
-        reason=_single_reason(venue, fills, order),
+        reason=_single_reason(venue, fills, pools, order),
     )
 
 
@@ -364,10 +369,19 @@ def _leg(venue: Venue, fill: Fill, bps: int, order: _Order) -> RouteLeg:
     )
 
 
-def _single_reason(venue: Venue, fills: Mapping[Venue, Fill], order: _Order) -> str:
+def _single_reason(
+    venue: Venue,
+    fills: Mapping[Venue, Fill],
+    pools: Mapping[Venue, CpPool | DlmmPool],
+    order: _Order,
+) -> str:
     others = [v for v in fills if v != venue]
     if not others:
-        return f"only {venue} can fill the order"
+        short = sorted(v for v in pools if v != venue)
+        if not short:
+            # The caller says why the others are missing: nothing here knows.
+            return f"{venue} is the only venue quoted"
+        return f"only {venue} can fill the order ({', '.join(short)} cannot)"
     runner_up = max(
         others,
         key=lambda v: _other_side(fills[v], order) * (1 if order.exact_in else -1),

@@ -58,7 +58,7 @@ class Quoting:
             # all failed.
             raise QuoteUnavailableError(f"no venue answered: {'; '.join(refusals)}")
         try:
-            return plan_route(
+            quotes, plan = plan_route(
                 pools,
                 pair=pair,
                 side=order.side,
@@ -76,3 +76,9 @@ class Quoting:
             raise QuoteUnavailableError(
                 f"{error} among the venues that answered; {'; '.join(refusals)}"
             ) from error
+        if refusals:
+            # A plan chosen without a venue is explained by why it was missing.
+            plan = plan.model_copy(
+                update={"reason": f"{plan.reason}; {'; '.join(refusals)}"}
+            )
+        return quotes, plan
