@@ -282,6 +282,9 @@ async def _stop_consuming(broker: RabbitBroker) -> None:
 
 
 _SETTLE_S = 0.05
+_CANCEL_TIMEOUT_S = 5.0
+"""A channel that does not confirm a cancel in this long is not waited for: the
+stop goes on, and what that consumer still gets comes back after the exit."""
 
 
 async def _cancel_consumer(subscriber: object) -> None:
@@ -292,5 +295,5 @@ async def _cancel_consumer(subscriber: object) -> None:
     queue, tag = subscriber._queue_obj, subscriber._consumer_tag  # noqa: SLF001
     if queue is None or tag is None or queue.channel.is_closed:
         return
-    await queue.cancel(tag)
+    await queue.cancel(tag, timeout=_CANCEL_TIMEOUT_S)
     subscriber._consumer_tag = None  # noqa: SLF001 - its stop would cancel it again
