@@ -851,6 +851,7 @@ let notifierBase = null;
 let socket = null;
 let retryDelay = 500;
 let everConnected = false;
+let refusedInARow = 0; // cursors refused since the last frame: backs the restart off
 
 function setConn(state, text) {
   const el = $("conn-state");
@@ -924,7 +925,10 @@ function connect() {
       // The cursor lies beyond the notifier's log (its store was reset, say):
       // resuming with it again would be refused forever. Start over from the list.
       lastPosition = null;
-      seedThenConnect();
+      const delay = Math.min(15_000, 500 * 2 ** refusedInARow);
+      refusedInARow += 1;
+      setConn("reconnecting", "cursor refused · reloading orders");
+      setTimeout(seedThenConnect, delay);
       return;
     }
     scheduleReconnect();
@@ -946,7 +950,10 @@ function handleFrame(frame) {
     frame.forEach(handleFrame);
     return;
   }
-  if (typeof frame?.position === "number" && frame.position > (lastPosition ?? 0)) lastPosition = frame.position;
+  if (typeof frame?.position === "number") {
+    refusedInARow = 0;
+    if (frame.position > (lastPosition ?? 0)) lastPosition = frame.position;
+  }
   const isNew = !orders.has(frame?.orderId);
   if (!applyFrame(frame)) return;
   if (isNew) {
