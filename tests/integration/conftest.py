@@ -17,8 +17,14 @@ SLOW_CHAIN = {
 ROOM_FOR_TWO = {**SLOW_CHAIN, "MAX_ORDERS_IN_FLIGHT": "2"}
 # Room for 256 events per WebSocket subscriber and a 16 KiB kernel send buffer per
 # connection (Linux doubles it): a client that stops reading is certain to
-# overflow, where on loopback the kernel would otherwise hold MiBs for it.
-SMALL_WS_BUFFER = {"WS_SUBSCRIBER_BUFFER": "256", "WS_SEND_BUFFER_BYTES": "16384"}
+# overflow, where on loopback the kernel would otherwise hold MiBs for it. A client
+# that reads nothing for 3 s is dropped, so a test can wait for it.
+WS_STALLED_CLIENT_TIMEOUT_S = 3
+SMALL_WS_BUFFER = {
+    "WS_SUBSCRIBER_BUFFER": "256",
+    "WS_SEND_BUFFER_BYTES": "16384",
+    "WS_STALLED_CLIENT_TIMEOUT_S": str(WS_STALLED_CLIENT_TIMEOUT_S),
+}
 
 
 @pytest.fixture(scope="session")

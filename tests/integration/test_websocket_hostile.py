@@ -6,6 +6,7 @@ every wait is bounded.
 """
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -27,6 +28,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.integration import probes
 from tests.integration.clients import post_order, stream, submit, wait_for_status
+from tests.integration.conftest import WS_STALLED_CLIENT_TIMEOUT_S
 from tests.integration.system import System
 
 pytestmark = pytest.mark.integration
@@ -361,6 +363,138 @@ async def _until_firehose_subscribers(system: System, count: float) -> None:
 def _gaps(positions: list[int]) -> list[tuple[int, int]]:
     """Where consecutive positions jump: (last seen, next seen)."""
     return [(a, b) for a, b in itertools.pairwise(positions) if b != a + 1]
+
+
+# What the kernel may add to WS_STALLED_CLIENT_TIMEOUT_S: the first zero-window probe
+# waits one retransmission timeout (200 ms on loopback), and this test polls.
+DROP_SLACK_S = 1.0
+ESTABLISHED = "01"
+ZERO_WINDOW_PROBE = "04"  # /proc/net/tcp's timer: probing a closed window
+
+
+@dataclass
+class _ServerEnd:
+    """The notifier's end of one TCP connection, as /proc/net/tcp shows it."""
+
+    inode: int
+    probing: bool  # the client's window is shut: it has read nothing for a while
+
+
+def _server_end(server_port: int, client_port: int) -> _ServerEnd | None:
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, state, timer = fields[1], fields[2], fields[3], fields[5]
+            if (
+                int(local.rpartition(":")[2], 16) == server_port
+                and int(remote.rpartition(":")[2], 16) == client_port
+                and state == ESTABLISHED
+            ):
+                return _ServerEnd(
+                    inode=int(fields[9]),
+                    probing=timer.partition(":")[0] == ZERO_WINDOW_PROBE,
+                )
+    return None
+
+
+def _holds_socket(pid: int, inode: int) -> bool:
+    """Whether process ``pid`` still has the socket ``inode`` open."""
+    target = f"socket:[{inode}]"
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed while we looked
+            if str(fd.readlink()) == target:
+                return True
+    return False
+
+
+def _firehose_that_never_reads(port: int) -> socket.socket:
+    """A firehose connection whose client, once upgraded, reads nothing more."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+    sock.settimeout(REFUSAL_TIMEOUT)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws/orders HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)  # one at a time: not one byte of a frame is read
+        assert byte, f"closed during the handshake: {head!r}"
+        head += byte
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+async def _until_dropped(
+    pid: int, server_port: int, client_port: int, inode: int
+) -> tuple[float, float]:
+    """When the notifier's end started probing a shut window, and when it was gone."""
+    probing_since = None
+    while True:
+        end = _server_end(server_port, client_port)
+        if end is not None and end.probing and probing_since is None:
+            probing_since = time.monotonic()
+        if end is None and not _holds_socket(pid, inode):
+            assert probing_since is not None, "dropped before its window shut"
+            return probing_since, time.monotonic()
+        await asyncio.sleep(0.05)
+
+
+def _read_until_closed(sock: socket.socket) -> tuple[int, str]:
+    """The bytes the client can still read, and how its connection ended."""
+    received = 0
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            return received, "reset"
+        except TimeoutError:
+            return received, "still open"
+        if not data:
+            return received, "closed"
+        received += len(data)
+
+
+async def test_a_subscriber_that_never_reads_is_dropped_within_the_stall_timeout(
+    small_buffer_system: System,
+) -> None:
+    """A firehose client that reads nothing and never closes is dropped: within
+    WS_STALLED_CLIENT_TIMEOUT_S of its window shutting, the notifier holds no socket
+    for it, and the client, after what its own buffer held, finds it reset."""
+    system = small_buffer_system
+    notifier_pid = system.processes["notifier"].pid
+    port = system.port("notifier")
+    before = await _firehose_subscribers(system)
+    with contextlib.closing(_firehose_that_never_reads(port)) as silent:
+        client_port = silent.getsockname()[1]
+        await _until_firehose_subscribers(system, before + 1)
+        end = _server_end(port, client_port)
+        assert end is not None, "the notifier's end of the connection is not listed"
+        assert _holds_socket(notifier_pid, end.inode)
+        dropping = asyncio.create_task(
+            _until_dropped(notifier_pid, port, client_port, end.inode)
+        )
+
+        await _submit_many(system, SLOW_ORDERS)
+        try:
+            async with asyncio.timeout(WS_STALLED_CLIENT_TIMEOUT_S + 10):
+                probing_since, dropped_at = await dropping
+        except TimeoutError:
+            still = _server_end(port, client_port)
+            pytest.fail(
+                f"never dropped: {still} still established, held by the notifier:"
+                f" {_holds_socket(notifier_pid, end.inode)}"
+            )
+        received, ending = await asyncio.to_thread(_read_until_closed, silent)
+
+    assert dropped_at - probing_since <= WS_STALLED_CLIENT_TIMEOUT_S + DROP_SLACK_S, (
+        f"dropped {dropped_at - probing_since:.1f}s after its window shut"
+    )
+    assert received > 0, "the frames already in the client's socket were lost"
+    assert ending in {"reset", "closed"}, f"{ending} after {received} bytes"
 
 
 # --- many subscribers ---------------------------------------------------------------

@@ -1,5 +1,8 @@
-"""The HTTP shell every service shares: a store outage is a 503, never a 500."""
+"""The HTTP shell every service shares: a store outage is a 503, never a 500; the
+listening socket it binds passes its options to every connection."""
 
+import contextlib
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,8 +11,9 @@ import psycopg
 import psycopg_pool
 import pytest
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 
-from shared.service.app import service_app
+from shared.service.app import _listening_socket, serve, service_app
 from shared.settings import Settings
 
 
@@ -51,3 +55,36 @@ async def test_an_unreachable_store_answers_503_with_retry_after(
     assert response.json() == {
         "detail": "the event store is unavailable; retry shortly"
     }
+
+
+def test_every_accepted_connection_gets_the_stalled_client_timeout() -> None:
+    """The timeout set on the listening socket is each connection's own."""
+    with contextlib.closing(
+        _listening_socket(
+            "127.0.0.1", 0, reuse_port=False, send_buffer_bytes=0, user_timeout_ms=2500
+        )
+    ) as listener:
+        listener.listen()
+        with (
+            socket.create_connection(listener.getsockname()),
+            contextlib.closing(listener.accept()[0]) as accepted,
+        ):
+            timeout = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+
+    assert timeout == 2500
+
+
+def test_a_taken_port_is_a_failed_startup() -> None:
+    """Binding its own socket, a service on a taken port exits as uvicorn would."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        settings = Settings(http_host="127.0.0.1")
+        with pytest.raises(SystemExit) as exited:
+            serve(
+                service_app("test", settings, no_runtime),
+                settings,
+                port,
+                stalled_client_timeout_s=30,
+            )
+
+    assert exited.value.code == STARTUP_FAILURE

@@ -79,6 +79,17 @@ class Settings(BaseSettings):
         " net.ipv4.tcp_wmem's maximum for a client that does not read, so such a"
         " client is cut off only after that much",
     )
+    ws_stalled_client_timeout_s: float = Field(
+        default=30,
+        ge=0,
+        le=86_400,
+        description="A notifier connection whose client has read nothing for this"
+        " long while frames wait for it (its TCP receive window stays shut), or has"
+        " acknowledged nothing for this long, is reset by the kernel"
+        " (TCP_USER_TIMEOUT, Linux 5.11 or later), so it holds no socket or buffer"
+        " even if the client never closes. 0 leaves it to the kernel, which keeps"
+        " such a client for as long as it answers window probes",
+    )
 
     # PostgreSQL connections per process (appends serialize anyway: keep it small)
     db_pool_size: int = 8

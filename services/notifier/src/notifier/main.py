@@ -59,4 +59,5 @@ def run() -> None:
         settings,
         settings.notifier_port,
         send_buffer_bytes=settings.ws_send_buffer_bytes,
+        stalled_client_timeout_s=settings.ws_stalled_client_timeout_s,
     )

@@ -93,6 +93,9 @@ async def _until_client_leaves(
 
     A client that stops reading fills its buffer; it is then closed with 1013 out
     of band (its push may be blocked on a full socket) and resumes with ?after=.
+    One that never reads again never takes the close, and closing the connection
+    waits for what it has not read: the kernel resets it instead, once its window
+    has been shut for WS_STALLED_CLIENT_TIMEOUT_S (see shared.service.app.serve).
     """
     reading = asyncio.create_task(_drain_client(ws))
     overflowing = asyncio.create_task(subscription.overflow.wait())

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import sys
 from collections.abc import Callable
@@ -127,13 +128,21 @@ _CHECKS: set["asyncio.Task[None]"] = set()
 
 
 def serve(
-    app: FastAPI, settings: Settings, port: int, *, send_buffer_bytes: int = 0
+    app: FastAPI,
+    settings: Settings,
+    port: int,
+    *,
+    send_buffer_bytes: int = 0,
+    stalled_client_timeout_s: float = 0,
 ) -> None:
     """Run ``app`` on ``port`` until SIGTERM or SIGINT.
 
     ``send_buffer_bytes`` sets each connection's kernel send buffer (through the
     listening socket, whose size accepted sockets inherit); 0 leaves it to the
-    kernel.
+    kernel. ``stalled_client_timeout_s`` has the kernel reset a connection whose
+    peer has acknowledged nothing, or kept its receive window shut, for that long
+    (TCP_USER_TIMEOUT, inherited the same way); 0 leaves it to the kernel, which
+    keeps probing a shut window for as long as the peer answers.
     """
     config = uvicorn.Config(
         app,
@@ -144,18 +153,22 @@ def serve(
         # subscriber costs far more CPU than the bytes it saves.
         ws_per_message_deflate=False,
     )
-    sockets = (
-        [
-            _listening_socket(
-                settings.http_host,
-                port,
-                reuse_port=settings.http_reuse_port,
-                send_buffer_bytes=send_buffer_bytes,
-            )
-        ]
-        if settings.http_reuse_port or send_buffer_bytes
-        else None
-    )
+    sockets = None
+    if settings.http_reuse_port or send_buffer_bytes or stalled_client_timeout_s:
+        try:
+            sockets = [
+                _listening_socket(
+                    settings.http_host,
+                    port,
+                    reuse_port=settings.http_reuse_port,
+                    send_buffer_bytes=send_buffer_bytes,
+                    user_timeout_ms=math.ceil(stalled_client_timeout_s * 1000),
+                )
+            ]
+        except OSError as error:
+            # As uvicorn does when it binds: a taken port is a failed startup.
+            logger.error("cannot listen on port %d: %s", port, error)  # noqa: TRY400 - the cause is the message
+            sys.exit(STARTUP_FAILURE)
     server = _Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
@@ -178,7 +191,12 @@ class _Server(uvicorn.Server):
 
 
 def _listening_socket(
-    host: str, port: int, *, reuse_port: bool, send_buffer_bytes: int
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool,
+    send_buffer_bytes: int,
+    user_timeout_ms: int = 0,
 ) -> socket.socket:
     """A socket bound to ``port``, shared with other replicas on this host when
     ``reuse_port``.
@@ -188,10 +206,21 @@ def _listening_socket(
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    if send_buffer_bytes:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if send_buffer_bytes:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+        if user_timeout_ms:
+            # Since Linux 5.11 this also bounds zero-window probing: without it a
+            # peer that reads nothing but still ACKs is kept for ever, and so are
+            # its buffers, as closing waits for them to drain.
+            sock.setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms
+            )
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     return sock
