@@ -74,9 +74,14 @@ class _ServiceApp(FastAPI):
         super().__init__(**settings)
         self._declared: list[tuple[str, APIRoute]] = []
 
-    def include_router(self, router: APIRouter, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - FastAPI's own
-        super().include_router(router, *args, **kwargs)
-        prefix = str(kwargs.get("prefix", ""))
+    def include_router(
+        self,
+        router: APIRouter,
+        *,
+        prefix: str = "",
+        **kwargs: Any,  # noqa: ANN401 - FastAPI's own keywords, passed on
+    ) -> None:
+        super().include_router(router, prefix=prefix, **kwargs)
         self._declared += [
             (prefix, route) for route in router.routes if isinstance(route, APIRoute)
         ]
