@@ -204,6 +204,8 @@ def test_migrate_is_a_one_shot_of_the_gateway_image() -> None:
     migrate = _compose_service("migrate")
     gateway = _compose_service("gateway")
     assert migrate["image"] == gateway["image"]
+    # Built once, by the gateway: two builds of one tag fail a first `up --build`.
+    assert "build" not in migrate
     assert migrate["command"] == ["python", "-m", "shared.migrations"]
     assert migrate.get("restart", "no") == "no"
     assert (ROOT / "shared/src/shared/migrations/__main__.py").is_file()
@@ -273,6 +275,29 @@ def test_infrastructure_services_have_healthchecks() -> None:
     assert rabbitmq["image"].startswith("rabbitmq:3.10")
     assert "pg_isready" in postgres["healthcheck"]["test"]
     assert "rabbitmq-diagnostics" in rabbitmq["healthcheck"]["test"]
+
+
+def test_the_broker_keeps_its_queues_when_its_container_is_recreated() -> None:
+    """RabbitMQ stores its queues under rabbit@<hostname>: a fixed hostname and a
+    named volume, or `docker compose up` after a change starts an empty broker and
+    the messages waiting in the work queues are gone."""
+    rabbitmq = _compose_service("rabbitmq")
+    assert rabbitmq["hostname"] == "rabbitmq"
+    (data,) = [v for v in rabbitmq["volumes"] if v.endswith(":/var/lib/rabbitmq")]
+    assert data.split(":")[0] in _compose()["volumes"]
+
+
+def test_the_broker_management_ui_is_published_to_this_host_only() -> None:
+    """guest/guest may purge every queue: not a port for the whole network."""
+    for entry in _compose_service("rabbitmq").get("ports", []):
+        assert str(entry).startswith("127.0.0.1:"), entry
+
+
+def test_postgres_has_room_for_every_replicas_pool() -> None:
+    """Ten processes pool 8 connections each, besides their leaders' sessions."""
+    command = _compose_service("postgres")["command"]
+    (setting,) = [c for c in command if c.startswith("max_connections=")]
+    assert int(setting.partition("=")[2]) >= 200
 
 
 def _with_defaults(value: str) -> str:
