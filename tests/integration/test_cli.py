@@ -226,6 +226,33 @@ def test_watch_replays_the_firehose_from_a_position(system: System) -> None:
     )
 
 
+def test_watch_piped_into_a_reader_that_leaves_stops_quietly(system: System) -> None:
+    """`orders watch --json | head -1`: when head exits, watch ends with 0 and no
+    traceback, as a Unix filter does."""
+    submitted(system)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERS_")}
+    watch = subprocess.Popen(  # noqa: S603 - our own module
+        [sys.executable, "-m", "orders_cli", "watch", "--after", "0", "--json",
+         "--api-url", system.base_url, "--ws-url", system.ws_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    assert watch.stdout is not None
+    assert watch.stderr is not None
+    first = json.loads(watch.stdout.readline())
+    watch.stdout.close()  # the reader leaves; the replay has more to write
+    try:
+        code = watch.wait(timeout=30)
+    finally:
+        watch.kill()
+    assert first["position"] == 1
+    stderr = watch.stderr.read()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+
+
 def test_watch_from_beyond_the_head_prints_the_refusal_and_exits_2(
     system: System,
 ) -> None:

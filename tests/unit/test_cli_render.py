@@ -16,8 +16,9 @@ from orders_cli.load import (
     run_load,
     summarize,
 )
-from orders_cli.main import Side, order_body
+from orders_cli.main import Side, _submitted, order_body
 from orders_cli.render import (
+    amount,
     elapsed,
     firehose_line,
     frame_detail,
@@ -251,6 +252,36 @@ def test_small_formatters() -> None:
     assert since(HAPPY[-1]["at"], HAPPY[0]["at"]) == pytest.approx(2.75)
 
 
+def test_amounts_show_every_digit_the_api_sent() -> None:
+    """A token amount is never rounded: 1.123456789 SOL shows every lamport, and
+    the largest amount the API accepts (30 digits) prints instead of crashing."""
+    assert amount("1.123456789") == "1.123456789"
+    assert amount("10.500000000") == "10.5"
+    assert amount("1E+2") == "100"
+    assert amount(None) == "-"
+    assert amount("n/a") == "n/a"
+    big = "1" + "0" * 29
+    assert amount(big) == big
+    assert number(big) == big
+    order = {**HAPPY[0], "amount": "1.123456789"}
+    assert frame_detail(order) == "sell 1.123456789 SOL-USDC, slippage 50 bps"
+
+
+def test_the_timeline_names_a_users_own_client_order_id_only() -> None:
+    """The key the CLI made up for a submit is noise in the timeline; the user's
+    own is what they will look the order up by."""
+    generated = {
+        **HAPPY[0],
+        "clientOrderId": "cli-6b1f0c1e-8a55-4f39-9d0e-0c2b7f1d9a11",
+    }
+    own = {**HAPPY[0], "clientOrderId": "desk-42"}
+
+    assert frame_detail(generated) == "sell 10 SOL-USDC, slippage 50 bps"
+    assert frame_detail(own) == (
+        "sell 10 SOL-USDC, slippage 50 bps, clientOrderId desk-42"
+    )
+
+
 def test_frame_details_say_what_each_event_adds() -> None:
     """Each event type has a one-line detail: plan, signature, result, reason."""
     assert frame_detail(HAPPY[0]) == "sell 10 SOL-USDC, slippage 50 bps"
@@ -361,6 +392,10 @@ def test_the_order_list_and_history_tables() -> None:
     assert ORDER_ID in shown
     assert "as of position 42" in shown
     assert "pool empty" in shown
+    assert "--before" not in shown  # the last page
+
+    more = text(orders_table({**listed, "nextCursor": "MjAy"}))
+    assert "more: the same command with --before MjAy" in more
 
     events = text(history_table([*HAPPY[:3], RETRY]))
     assert "RetryScheduled" in events
@@ -480,3 +515,53 @@ async def test_load_resubmits_the_same_order_never_a_second_one() -> None:
     assert len(set(keys)) == 3  # each order's key sent twice, never a new one
     assert summary.confirmed == 3
     assert len({o.order_id for o in summary.outcomes}) == 3
+
+
+class _LostAnswer:
+    """The first submit's answer never arrives (the gateway may have recorded the
+    order); the second is answered."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict[str, Any]] = []
+
+    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.submitted.append(dict(body))
+        if len(self.submitted) == 1:
+            raise ApiError("no answer from the API", unanswered=True)
+        return {"orderId": "o1", "status": "pending"}
+
+    async def follow(self, order_id: str) -> AsyncIterator[dict[str, Any]]:
+        yield {"orderId": order_id, "status": "confirmed"}
+
+
+async def test_load_asks_again_for_an_order_whose_answer_was_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lost answer is not a refusal: the same order is asked for again."""
+    monkeypatch.setattr("orders_cli.load._FIRST_PAUSE_S", 0.001)
+    client = _LostAnswer()
+
+    outcome = await one_order(
+        client,  # type: ignore[arg-type]
+        {"clientOrderId": "load-x-0", "amount": "1"},
+        give_up_after=5,
+    )
+
+    assert outcome.status == "confirmed"
+    assert [b["clientOrderId"] for b in client.submitted] == ["load-x-0"] * 2
+    assert outcome.waited_for_capacity == 0
+
+
+class _Silent:
+    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise ApiError("no answer from the API at http://api.test", unanswered=True)
+
+
+async def test_a_submit_whose_answer_was_lost_names_the_key_to_ask_again_with() -> None:
+    """The order may be recorded: the error says how to get it back, not a second."""
+    with pytest.raises(ApiError) as lost:
+        await _submitted(_Silent(), {"clientOrderId": "cli-1"}, "cli-1")  # type: ignore[arg-type]
+
+    assert "--client-order-id cli-1" in lost.value.message
+    assert "may have been recorded" in lost.value.message
+    assert lost.value.as_json()["detail"] == {"clientOrderId": "cli-1"}

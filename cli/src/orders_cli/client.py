@@ -18,9 +18,18 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 Frame = dict[str, Any]
 
 TERMINAL = frozenset({"confirmed", "failed"})
-# Reconnects in a row before giving up; any close other than a refusal (e.g. 1013,
-# a subscriber that fell behind) resumes with ?after=.
-RECONNECTS = 5
+# Reconnects in a row before giving up (about 16 s of back-off: a notifier
+# restart's worth); any close other than a refusal (e.g. 1013, a subscriber that
+# fell behind) resumes with ?after=.
+RECONNECTS = 6
+_FIRST_PAUSE_S = 0.2
+_LONGEST_PAUSE_S = 5.0
+GENERATED_KEY_PREFIX = "cli-"
+"""The clientOrderId the CLI gives an order the user gave none: ``cli-<uuid>``."""
+SUBMIT_TIMEOUT_S = 45.0
+"""How long a submit waits for its answer: past the gateway's own bound on a store
+that went silent (it answers within about 30 s), so the answer is the gateway's,
+not a guess."""
 # The notifier's close codes for a refused order id, as the HTTP status they mean.
 REFUSED = {4400: 400, 4404: 404}
 
@@ -30,7 +39,9 @@ class ApiError(Exception):
 
     ``status`` is the HTTP status (``None`` when nothing answered); ``detail`` is
     the API's ``detail`` (a message, or FastAPI's list of field errors);
-    ``retry_after`` is the seconds a 503 asked to wait before trying again.
+    ``retry_after`` is the seconds a 503 asked to wait before trying again;
+    ``unanswered`` says the request was sent but no answer came, so what it did
+    is not known (an order may have been recorded).
     """
 
     def __init__(
@@ -40,12 +51,14 @@ class ApiError(Exception):
         status: int | None = None,
         detail: object = None,
         retry_after: float | None = None,
+        unanswered: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.detail = detail
         self.retry_after = retry_after
+        self.unanswered = unanswered
 
     def as_json(self) -> dict[str, Any]:
         return {"error": self.message, "status": self.status, "detail": self.detail}
@@ -116,12 +129,30 @@ class OrdersClient:
         *,
         body: Mapping[str, object] | None = None,
         params: Mapping[str, str | int] | None = None,
+        answer_within: float | None = None,
     ) -> dict[str, Any]:
         try:
-            response = await self._http.request(method, path, json=body, params=params)
+            response = await self._http.request(
+                method,
+                path,
+                json=body,
+                params=params,
+                timeout=(
+                    httpx.USE_CLIENT_DEFAULT if answer_within is None else answer_within
+                ),
+            )
+        except httpx.ReadTimeout as error:
+            raise ApiError(
+                f"no answer from the API at {self.api_url}: {error!r}",
+                unanswered=True,
+            ) from None
         except httpx.HTTPError as error:
             raise ApiError(
-                f"cannot reach the API at {self.api_url}: {error!r}"
+                f"cannot reach the API at {self.api_url}: {error!r}",
+                # Anything after the request was sent leaves its outcome open.
+                unanswered=not isinstance(
+                    error, (httpx.ConnectError, httpx.ConnectTimeout)
+                ),
             ) from None
         if response.status_code >= 400:  # noqa: PLR2004 - HTTP error range
             try:
@@ -139,7 +170,9 @@ class OrdersClient:
 
     async def submit(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /api/orders/execute → the receipt ``{orderId, status, links}``."""
-        return await self._request("POST", "/api/orders/execute", body=body)
+        return await self._request(
+            "POST", "/api/orders/execute", body=body, answer_within=SUBMIT_TIMEOUT_S
+        )
 
     async def order(self, order_id: str) -> dict[str, Any]:
         return await self._request("GET", f"/api/orders/{quote(order_id, safe='')}")
@@ -150,10 +183,14 @@ class OrdersClient:
         )
         return list(answer["events"])
 
-    async def orders(self, *, status: str | None, limit: int) -> dict[str, Any]:
+    async def orders(
+        self, *, status: str | None, limit: int, before: str | None = None
+    ) -> dict[str, Any]:
         params: dict[str, str | int] = {"limit": limit}
         if status:
             params["status"] = status
+        if before:
+            params["before"] = before
         return await self._request("GET", "/api/orders", params=params)
 
     async def ws_url(self) -> str:
@@ -180,7 +217,11 @@ class OrdersClient:
         drops = 0
         while True:
             url = f"{base}/ws/orders/{quote(order_id, safe='')}?after={last}"
-            ws = await self._connect(url)
+            try:
+                ws = await self._connect(url)
+            except ApiError as error:
+                drops = await _dropped(drops, f"following {order_id}", error)
+                continue
             refused: str | None = None
             try:
                 async for message in ws:
@@ -189,6 +230,7 @@ class OrdersClient:
                         refused = str(frame["error"])
                         continue
                     last = max(last, int(frame["version"]))
+                    drops = 0
                     yield frame
                     if frame["status"] in TERMINAL:
                         return
@@ -196,14 +238,9 @@ class OrdersClient:
                 pass
             finally:
                 await ws.close()
-            if (error := _refusal(ws, refused, f"order {order_id}")) is not None:
-                raise error
-            drops += 1
-            if drops > RECONNECTS:
-                raise ApiError(
-                    f"lost the notifier {RECONNECTS} times following {order_id}"
-                )
-            await asyncio.sleep(min(0.2 * 2**drops, 2))
+            if (refusal := _refusal(ws, refused, f"order {order_id}")) is not None:
+                raise refusal
+            drops = await _dropped(drops, f"following {order_id}")
 
     async def firehose(self, *, after: int | None = None) -> AsyncIterator[Frame]:
         """Every order's frames, live, forever; resumes by global position.
@@ -217,7 +254,11 @@ class OrdersClient:
         query = "" if after is None else f"?after={after}"
         drops = 0
         while True:
-            ws = await self._connect(f"{base}/ws/orders{query}")
+            try:
+                ws = await self._connect(f"{base}/ws/orders{query}")
+            except ApiError as error:
+                drops = await _dropped(drops, "on the firehose", error)
+                continue
             refused: str | None = None
             try:
                 async for message in ws:
@@ -232,14 +273,11 @@ class OrdersClient:
                 pass
             finally:
                 await ws.close()
-            if (error := _refusal(ws, refused, "firehose")) is not None:
-                raise error
-            drops += 1
-            if drops > RECONNECTS:
-                raise ApiError(f"lost the notifier {RECONNECTS} times in a row")
+            if (refusal := _refusal(ws, refused, "firehose")) is not None:
+                raise refusal
             if last is not None:
                 query = f"?after={last}"
-            await asyncio.sleep(min(0.2 * 2**drops, 2))
+            drops = await _dropped(drops, "on the firehose")
 
     async def _listed_through(self) -> int | None:
         """The log position the order list reflects; None if the API cannot say."""
@@ -248,6 +286,17 @@ class OrdersClient:
         except ApiError:
             return None
         return int(listed["asOfPosition"])
+
+
+async def _dropped(drops: int, doing: str, error: ApiError | None = None) -> int:
+    """Count one more lost connection in a row and wait before the next try;
+    raise once there have been too many."""
+    drops += 1
+    if drops > RECONNECTS:
+        cause = f": {error.message}" if error is not None else ""
+        raise ApiError(f"lost the notifier {RECONNECTS} times in a row {doing}{cause}")
+    await asyncio.sleep(min(_FIRST_PAUSE_S * 2**drops, _LONGEST_PAUSE_S))
+    return drops
 
 
 def _refusal(

@@ -20,6 +20,9 @@ FAILED = "failed"
 TIMED_OUT = "timed-out"
 REJECTED = "rejected"  # the submit itself was refused or did not reach the API
 HTTP_UNAVAILABLE = 503
+# Back-off for a submit that did not reach the API or lost its answer.
+_FIRST_PAUSE_S = 0.25
+_LONGEST_PAUSE_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -152,25 +155,28 @@ async def one_order(
 
     A 503 with ``Retry-After`` (the engine at capacity, or its store briefly
     away) asks for the same order again after the wait, for as long as
-    ``give_up_after`` allows. At capacity nothing was recorded; a store outage
+    ``give_up_after`` allows; so does an API that was not reached or whose answer
+    was lost, after a back-off. At capacity nothing was recorded; a store outage
     may have struck after the order was recorded, so ``body`` should carry a
     ``clientOrderId`` (``run_load`` gives each order one): the repeat then
     returns the order rather than placing a second one.
     """
     started = time.monotonic()
     deadline = started + give_up_after
-    waits = 0
+    waits = tries = 0
     while True:
         try:
             receipt = await client.submit(body)
             break
         except ApiError as error:
-            wait = error.retry_after
-            if (
-                error.status != HTTP_UNAVAILABLE
-                or wait is None
-                or time.monotonic() + wait > deadline
-            ):
+            tries += 1
+            if error.status is None:
+                # The API was not reached, or its answer was lost: the order may be
+                # recorded, and its clientOrderId asks for it again, never twice.
+                wait: float | None = min(_FIRST_PAUSE_S * 2**tries, _LONGEST_PAUSE_S)
+            else:
+                wait = error.retry_after if error.status == HTTP_UNAVAILABLE else None
+            if wait is None or time.monotonic() + wait > deadline:
                 return OrderOutcome(
                     None,
                     REJECTED,
@@ -178,7 +184,8 @@ async def one_order(
                     http_status=error.status,
                     waited_for_capacity=waits,
                 )
-            waits += 1
+            if error.status is not None:
+                waits += 1
             await asyncio.sleep(wait)
     outcome = await _follow(
         client, str(receipt["orderId"]), started=started, deadline=deadline

@@ -7,8 +7,10 @@ field it names), 3 gave up waiting (``submit --timeout``), 130 interrupted.
 
 import asyncio
 import json
+import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -27,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orders_cli import render
-from orders_cli.client import ApiError, Frame, OrdersClient
+from orders_cli.client import GENERATED_KEY_PREFIX, ApiError, Frame, OrdersClient
 from orders_cli.load import LoadSummary, OrderOutcome, run_load
 
 EXIT_OK = 0
@@ -94,6 +96,17 @@ def emit(document: object) -> None:
     sys.stdout.flush()
 
 
+def _reader_gone() -> NoReturn:
+    """The reader of stdout left (``orders watch --json | head``): stop quietly.
+
+    Python would report the broken pipe again when it flushes stdout at exit, so
+    stdout is pointed at /dev/null first.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise typer.Exit(EXIT_OK)
+
+
 def fail(error: ApiError, *, as_json: bool) -> NoReturn:
     """Report an API error on stderr and exit 2."""
     if as_json:
@@ -112,6 +125,8 @@ def run(coroutine: Callable[[], Coroutine[Any, Any, T]], *, as_json: bool) -> T:
         fail(error, as_json=as_json)
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:
+        _reader_gone()
 
 
 def order_body(
@@ -157,7 +172,12 @@ def submit(  # noqa: PLR0917 - one parameter per CLI option
     ] = None,
     client_order_id: Annotated[
         str | None,
-        typer.Option("--client-order-id", help="Idempotency key.", show_default=False),
+        typer.Option(
+            "--client-order-id",
+            help="Idempotency key (default: a new one per submit, printed when the"
+            " answer is lost, so the order can be asked for again, never twice).",
+            show_default=False,
+        ),
     ] = None,
     follow: Annotated[
         bool, typer.Option("--follow/--no-follow", help="Stream statuses until done.")
@@ -173,17 +193,18 @@ def submit(  # noqa: PLR0917 - one parameter per CLI option
 
     Exits 0 when confirmed, 1 when failed, 2 on a usage or API error, 3 on timeout.
     """
+    key = client_order_id or f"{GENERATED_KEY_PREFIX}{uuid.uuid4()}"
     body = order_body(
         pair=pair,
         amount=amount,
         side=side,
         slippage_bps=slippage_bps,
-        client_order_id=client_order_id,
+        client_order_id=key,
     )
 
     async def go() -> int:
         async with OrdersClient(api_url, ws_url) as client:
-            receipt = await client.submit(body)
+            receipt = await _submitted(client, body, key)
             order_id = str(receipt["orderId"])
             if not follow:
                 if as_json:
@@ -207,13 +228,33 @@ def submit(  # noqa: PLR0917 - one parameter per CLI option
                 reached = frames[-1]["status"] if frames else "pending"
                 message = f"order {order_id} still {reached} after {timeout:g}s"
                 if as_json:
-                    sys.stderr.write(json.dumps({"error": message}) + "\n")
+                    sys.stderr.write(
+                        json.dumps({"error": message, "status": None, "detail": None})
+                        + "\n"
+                    )
                 else:
                     err.print(Text(message, style="bold yellow"))
                 return EXIT_TIMEOUT
             return EXIT_OK if frames[-1]["status"] == "confirmed" else EXIT_FAILED
 
     raise typer.Exit(run(go, as_json=as_json))
+
+
+async def _submitted(
+    client: OrdersClient, body: dict[str, Any], key: str
+) -> dict[str, Any]:
+    """The receipt; an answer that never came says how to find out what happened."""
+    try:
+        return await client.submit(body)
+    except ApiError as error:
+        if not error.unanswered:
+            raise
+        raise ApiError(
+            f"{error.message}; the order may have been recorded: submit again with"
+            f" --client-order-id {key} to get it back (it is never placed twice)",
+            detail={"clientOrderId": key},
+            unanswered=True,
+        ) from None
 
 
 async def _follow(
@@ -276,6 +317,14 @@ def list_orders(
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=1000, help="How many, newest first.")
     ] = 20,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            help="The next page: the cursor the previous page printed (nextCursor).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     api_url: ApiUrlOption = DEFAULT_API_URL,
 ) -> None:
@@ -284,7 +333,7 @@ def list_orders(
     async def go() -> dict[str, Any]:
         async with OrdersClient(api_url) as client:
             return await client.orders(
-                status=status.value if status else None, limit=limit
+                status=status.value if status else None, limit=limit, before=before
             )
 
     listed = run(go, as_json=as_json)

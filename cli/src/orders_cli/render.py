@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from rich import box
@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from orders_cli.client import GENERATED_KEY_PREFIX
 from orders_cli.load import LoadSummary
 
 STATUS_STYLE = {
@@ -64,15 +65,36 @@ def number(value: object, places: int = 6) -> str:
     if value is None:
         return "-"
     try:
-        amount = Decimal(str(value))
+        shown = Decimal(str(value))
     except InvalidOperation:
         return str(value)
-    if not amount.is_finite():
+    if not shown.is_finite():
         return str(value)
     decimals = places
-    if amount and abs(amount) < 1:
-        decimals = max(places, places - amount.adjusted() - 1)
-    text = f"{amount.quantize(Decimal(1).scaleb(-decimals)):f}"
+    if shown and abs(shown) < 1:
+        decimals = max(places, places - shown.adjusted() - 1)
+    with localcontext() as exact:
+        # Room for every digit: the default 28 would refuse a 30-digit amount.
+        exact.prec = max(28, shown.adjusted() + decimals + 2)
+        text = f"{shown.quantize(Decimal(1).scaleb(-decimals)):f}"
+    return _without_trailing_zeros(text)
+
+
+def amount(value: object) -> str:
+    """A token amount as exact as the API sends it, trailing zeros dropped:
+    ``1.123456789`` SOL shows every lamport, where :func:`number` would round it."""
+    if value is None:
+        return "-"
+    try:
+        exact = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    if not exact.is_finite():
+        return str(value)
+    return _without_trailing_zeros(f"{exact:f}")
+
+
+def _without_trailing_zeros(text: str) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
@@ -81,27 +103,28 @@ def frame_detail(frame: Mapping[str, Any]) -> str:
     match frame.get("type"):
         case "OrderAccepted":
             detail = (
-                f"{frame.get('side')} {number(frame.get('amount'))}"
+                f"{frame.get('side')} {amount(frame.get('amount'))}"
                 f" {frame.get('tokenPair')}, slippage {frame.get('slippageBps')} bps"
             )
-            if frame.get("clientOrderId"):
-                detail += f", clientOrderId {frame['clientOrderId']}"
+            key = str(frame.get("clientOrderId") or "")
+            if key and not key.startswith(GENERATED_KEY_PREFIX):  # the user's own
+                detail += f", clientOrderId {key}"
             return detail
         case "RoutingStarted":
             return f"attempt {frame.get('attempt')}: quoting venues"
         case "RouteSelected":
             plan = frame.get("plan") or {}
             return (
-                f"{plan.get('reason', '')}: in {number(plan.get('inAmount'))}"
-                f" → out {number(plan.get('outAmount'))}"
+                f"{plan.get('reason', '')}: in {amount(plan.get('inAmount'))}"
+                f" → out {amount(plan.get('outAmount'))}"
             )
         case "TransactionSubmitted":
             return f"signature {short(frame.get('signature'))}"
         case "SwapConfirmed":
             return (
                 f"finalPrice {number(frame.get('finalPrice'))}"
-                f" · in {number(frame.get('amountIn'))}"
-                f" · out {number(frame.get('amountOut'))}"
+                f" · in {amount(frame.get('amountIn'))}"
+                f" · out {amount(frame.get('amountOut'))}"
             )
         case "RetryScheduled":
             return (
@@ -181,7 +204,7 @@ def outcome(frames: Sequence[Mapping[str, Any]]) -> Text:
         line.append(
             f" · {last.get('venue')}"
             f" · finalPrice {number(last.get('finalPrice'))}"
-            f" · amountOut {number(last.get('amountOut'))}"
+            f" · amountOut {amount(last.get('amountOut'))}"
             f" · txHash {last.get('txHash')}"
         )
     elif status == "failed":
@@ -213,7 +236,7 @@ def orders_table(listed: Mapping[str, Any]) -> Table:
             str(order["orderId"]),
             status_text(str(order["status"])),
             (
-                f"{order.get('side')} {number(order.get('amount'))}"
+                f"{order.get('side')} {amount(order.get('amount'))}"
                 f" {order.get('tokenPair')}"
             ),
             str(order.get("venue") or "-"),
@@ -225,6 +248,9 @@ def orders_table(listed: Mapping[str, Any]) -> Table:
         if failures:
             row.append(str(order.get("failureReason") or ""))
         table.add_row(*row)
+    if cursor := listed.get("nextCursor"):
+        table.caption = f"more: the same command with --before {cursor}"
+        table.caption_justify = "left"
     return table
 
 
@@ -255,7 +281,7 @@ def order_view(order: Mapping[str, Any]) -> Group:
                         "order",
                         (
                             f"{order.get('orderType')} {order.get('side')}"
-                            f" {number(order.get('amount'))} {order.get('tokenPair')}"
+                            f" {amount(order.get('amount'))} {order.get('tokenPair')}"
                         ),
                     ),
                     ("slippage", f"{order.get('slippageBps')} bps"),
@@ -263,9 +289,9 @@ def order_view(order: Mapping[str, Any]) -> Group:
                     ("attempt", order.get("attempt")),
                     ("txHash", order.get("txHash") or "-"),
                     ("finalPrice", number(order.get("finalPrice"))),
-                    ("amountIn", number(order.get("amountIn"), 9)),
-                    ("amountOut", number(order.get("amountOut"), 9)),
-                    ("quotedAmountOut", number(order.get("quotedAmountOut"), 9)),
+                    ("amountIn", amount(order.get("amountIn"))),
+                    ("amountOut", amount(order.get("amountOut"))),
+                    ("quotedAmountOut", amount(order.get("quotedAmountOut"))),
                     ("failureReason", order.get("failureReason") or "-"),
                     ("created", order.get("createdAt")),
                     ("updated", order.get("updatedAt")),
@@ -285,10 +311,10 @@ def order_view(order: Mapping[str, Any]) -> Group:
         for q in quotes:
             table.add_row(
                 str(q["venue"]),
-                number(q.get("inAmount")),
-                number(q.get("outAmount")),
-                number(q.get("minAmountOut")),
-                number(q.get("maxAmountIn")),
+                amount(q.get("inAmount")),
+                amount(q.get("outAmount")),
+                amount(q.get("minAmountOut")),
+                amount(q.get("maxAmountIn")),
                 number(q.get("fee")),
                 f"{Decimal(str(q.get('priceImpactPct', 0))) * 100:.4f}%",
                 str(q.get("slot")),
@@ -303,8 +329,8 @@ def order_view(order: Mapping[str, Any]) -> Group:
             table.add_row(
                 str(leg["venue"]),
                 f"{int(leg['bps']) / 100:.2f}%",
-                number(leg.get("inAmount")),
-                number(leg.get("outAmount")),
+                amount(leg.get("inAmount")),
+                amount(leg.get("outAmount")),
             )
         parts.append(table)
         parts.append(
@@ -315,8 +341,8 @@ def order_view(order: Mapping[str, Any]) -> Group:
                         "gain vs best single venue",
                         f"{number(plan.get('gainBpsOverBestSingle'), 2)} bps",
                     ),
-                    ("minAmountOut", number(plan.get("minAmountOut"))),
-                    ("maxAmountIn", number(plan.get("maxAmountIn"))),
+                    ("minAmountOut", amount(plan.get("minAmountOut"))),
+                    ("maxAmountIn", amount(plan.get("maxAmountIn"))),
                 ]
             )
         )
