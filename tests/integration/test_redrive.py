@@ -40,3 +40,44 @@ async def test_a_message_whose_queue_is_gone_stays_parked(
 
     assert done.moved == {}
     assert done.orphaned == {gone: 1}
+
+
+async def test_a_message_its_full_queue_refuses_stays_parked(
+    amqp_url: str, broker_namespace: str
+) -> None:
+    """A work queue at its length limit with reject-publish nacks the copy: the
+    message stays parked, reported by queue, for a re-drive once there is room."""
+    namespace = f"{broker_namespace}-redrive-full"
+    full = f"{namespace}.router"
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        parking = await channel.declare_queue(
+            Topology(namespace).parking.name,
+            durable=True,
+            arguments={"x-queue-type": "quorum"},
+        )
+        work = await channel.declare_queue(
+            full,
+            durable=True,
+            arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
+        )
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                b'{"type": "OrderAccepted"}',
+                headers={"x-death": [{"queue": full, "reason": "rejected"}]},
+            ),
+            routing_key=parking.name,
+        )
+
+        done = await redrive(amqp_url, namespace)
+
+        left = await channel.declare_queue(parking.name, passive=True)
+        assert left.declaration_result.message_count == 1
+        await left.delete(if_unused=False, if_empty=False)
+        await work.delete(if_unused=False, if_empty=False)
+
+    assert done.moved == {}
+    assert done.refused == {full: 1}
+    assert done.orphaned == {}
+    assert done.kept == 0

@@ -21,10 +21,11 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
-from aiormq.exceptions import ChannelNotFoundEntity, PublishError
+from aiormq.exceptions import ChannelNotFoundEntity, DeliveryError, PublishError
 
 from shared.messaging.topology import Topology
 from shared.settings import Settings
@@ -74,6 +75,9 @@ class Redriven:
     # Parked by a queue that no longer exists (a notifier replica's, gone with
     # it): left there, by that queue's name. Moving them would lose them.
     orphaned: Counter[str] = field(default_factory=Counter)
+    # Refused by their queue (full, with x-overflow reject-publish): left there,
+    # by queue, for a re-drive once it has room.
+    refused: Counter[str] = field(default_factory=Counter)
 
 
 async def redrive(
@@ -82,6 +86,7 @@ async def redrive(
     """Move parked messages back to their queues, oldest first."""
     moved: Counter[str] = Counter()
     orphaned: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
     kept: list[AbstractIncomingMessage] = []
     connection = await aio_pika.connect(amqp_url, timeout=10)
     async with connection:
@@ -109,16 +114,29 @@ async def redrive(
                     await channel.default_exchange.publish(
                         _copy(message), routing_key=queue
                     )
-                except PublishError:
+                except PublishError:  # returned: no such queue
                     kept.append(message)
                     orphaned[queue] += 1
+                    continue
+                except DeliveryError:  # nacked: the queue would not take it
+                    kept.append(message)
+                    refused[queue] += 1
                     continue
                 await message.ack()
                 moved[queue] += 1
         finally:
             for message in kept:  # held until now, so the loop moved past them
                 await message.nack(requeue=True)
-    return Redriven(moved, len(kept) - orphaned.total(), orphaned)
+    return Redriven(
+        moved, len(kept) - orphaned.total() - refused.total(), orphaned, refused
+    )
+
+
+def _at_least_one(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {count}")
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m shared.messaging.redrive", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
-        "--max", type=int, default=None, help="re-drive at most this many (oldest)"
+        "--max",
+        type=_at_least_one,
+        default=None,
+        help="re-drive at most this many (oldest)",
     )
     args = parser.parse_args(argv)
     settings = Settings()
@@ -141,15 +162,27 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    except (OSError, aio_pika.exceptions.AMQPError) as error:
+        # Whatever was held goes back to parking with the connection: none is lost.
+        where = urlsplit(settings.amqp_url)
+        print(  # noqa: T201
+            f"the broker at {where.hostname}:{where.port or 5672} failed the"
+            f" re-drive: {error!r}; every message not reported moved is still"
+            " parked",
+            file=sys.stderr,
+        )
+        return 1
     for queue, count in sorted(done.moved.items()):
         print(f"re-drove {count} to {queue}")  # noqa: T201 - a command's report
     if done.kept:
         print(  # noqa: T201
             f"kept {done.kept} that no queue parked (published to parking directly)"
         )
+    for queue, count in sorted(done.refused.items()):
+        print(f"kept {count} that {queue} refused (full?): re-drive again later")  # noqa: T201
     for queue, count in sorted(done.orphaned.items()):
         print(f"kept {count} parked by {queue}, which no longer exists")  # noqa: T201
-    if not done.moved and not done.kept and not done.orphaned:
+    if not (done.moved or done.kept or done.orphaned or done.refused):
         print("nothing parked")  # noqa: T201
     return 0
 
