@@ -23,7 +23,7 @@ from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.pool import Pool, open_pool
 from shared.eventstore.port import RawEvent
 from shared.eventstore.postgres import PostgresEventStore
-from shared.eventstore.projection import SupersededError
+from shared.eventstore.projection import Statement, SupersededError, TableProjection
 from tests.integration.plans import plans_as_notices_async
 from tests.unit.order_events import (
     accepted,
@@ -385,6 +385,54 @@ async def test_a_batch_another_instance_already_applied_writes_nothing(
     assert row["status"] == "confirmed"
     assert row["version"] == 0
     assert await Checkpoints(es_pool).get(leader.subscriber) == raw[-1].global_position
+
+
+async def test_a_checkpoint_rewound_by_hand_is_not_undone_by_the_running_leader(
+    es_pool: Pool,
+) -> None:
+    """An operator rewinds the read model's checkpoint to 0 to rebuild it while a
+    leader runs. The leader's next batch is refused rather than moving the
+    checkpoint past the rewind, so the rebuild replays every event."""
+    store = PostgresEventStore(es_pool)
+    history = await _recorded(store, retried_then_confirmed())
+    raw = [RawEvent.of(e) for e in history]
+    leader = _projection(es_pool)
+    await leader.apply(raw[:3])
+    async with es_pool.connection() as conn:
+        await conn.execute(
+            "UPDATE es.checkpoints SET position = 0 WHERE subscriber = %s",
+            (leader.subscriber,),
+        )
+
+    with pytest.raises(SupersededError):
+        await leader.apply(raw[3:])
+
+    assert await Checkpoints(es_pool).get(leader.subscriber) == 0
+
+
+async def test_a_batch_that_writes_nothing_is_held_to_the_checkpoint_too(
+    es_pool: Pool,
+) -> None:
+    """The same for a projection with nothing to write for a batch: its checkpoint
+    moves only from where the batch was read after."""
+
+    class _WritesNothing(TableProjection):
+        subscriber = f"test:writes-nothing:{uuid4()}"
+
+        def statements(self, batch: Sequence[EventEnvelope]) -> list[Statement]:
+            return []
+
+    store = PostgresEventStore(es_pool)
+    raw = [RawEvent.of(e) for e in await _recorded(store, retried_then_confirmed())]
+    idle = _WritesNothing(pool=es_pool, checkpoints=Checkpoints(es_pool))
+    late = _WritesNothing(pool=es_pool, checkpoints=Checkpoints(es_pool))
+    await idle.apply(raw[:3])
+    await idle.apply(raw[3:])
+
+    with pytest.raises(SupersededError):
+        await late.apply(raw[:3])
+
+    assert await Checkpoints(es_pool).get(idle.subscriber) == raw[-1].global_position
 
 
 async def test_pages_of_the_order_list_hold_every_order_once_ties_included(

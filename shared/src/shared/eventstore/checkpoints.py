@@ -17,8 +17,8 @@ _GET_MANY = "SELECT subscriber, position FROM es.checkpoints WHERE subscriber = 
 # another's checkpoint (migration 0008).
 _ADVANCE = "SELECT es.advance_checkpoint(%s, %s)"
 
-# Fails with SUPERSEDED once the checkpoint is past where the caller read from
-# (migration 0007).
+# Fails with SUPERSEDED unless the checkpoint is where the caller read from
+# (migrations 0007, 0011).
 _MOVE = "SELECT es.move_checkpoint(%s, %s, %s)"
 SUPERSEDED = "OE409"
 
@@ -72,8 +72,9 @@ class Checkpoints:
         """Move ``subscriber`` to ``to`` in ``conn``'s transaction.
 
         The transaction fails (SQLSTATE ``SUPERSEDED``, raised at the latest when
-        it commits) if the checkpoint is already past ``read_after``, where the
-        batch was read from: another instance applied those events.
+        it commits) unless the checkpoint is at ``read_after``, where the batch
+        was read from: another instance applied those events, or the checkpoint
+        was moved by hand.
         """
         await conn.execute(_MOVE, (subscriber, read_after, to))
 

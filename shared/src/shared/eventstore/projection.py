@@ -27,11 +27,13 @@ Statement = tuple[str, Sequence[Any] | Mapping[str, Any]]
 
 
 class SupersededError(Exception):
-    """Another instance already applied this batch: this one's rows roll back.
+    """The checkpoint is no longer where this batch was read after: this one's
+    rows roll back, and its follower starts again from where the checkpoint is.
 
     Two instances can hold a batch at once for a moment (a leader whose lock
-    session died has not noticed yet). The checkpoint, which never moves back,
-    decides: whoever moved it applied the batch; the other writes nothing.
+    session died has not noticed yet): whoever moved the checkpoint applied the
+    batch; the other writes nothing. An operator who moves the checkpoint by hand
+    (back to 0, to rebuild the read model) supersedes the running leader too.
     """
 
 
@@ -54,12 +56,14 @@ class TableProjection:
         read_after = batch[0].global_position - 1
         statements = self.statements(self._known(batch))
         async with self._pool.connection() as conn:
-            if not statements:
-                # Nothing to write: only the checkpoint moves (one round trip).
-                await self._checkpoints.advance(self.subscriber, position, conn=conn)
-                return
-            # One round trip for the whole transaction: rows and checkpoint.
+            # One round trip for the whole transaction: rows and checkpoint (or
+            # the checkpoint alone, when the batch writes nothing).
             try:
+                if not statements:
+                    await self._checkpoints.move(
+                        self.subscriber, read_after, position, conn=conn
+                    )
+                    return
                 async with conn.pipeline(), conn.transaction():
                     async with conn.cursor() as cursor:
                         for query, params in statements:
