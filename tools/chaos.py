@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -249,12 +251,11 @@ async def _restart_infrastructure(
 
 
 def _restart_postgresql() -> None:
-    version = max(path.name for path in Path("/etc/postgresql").iterdir())
     _run(
         [
             "pg_ctlcluster",
             "--skip-systemctl-redirect",
-            version,
+            _postgresql_version(),
             "main",
             "restart",
             "-m",
@@ -263,8 +264,54 @@ def _restart_postgresql() -> None:
     )
 
 
+def _postgresql_version() -> str:
+    """The newest cluster version under /etc/postgresql, compared as numbers."""
+    versions = [path.name for path in Path("/etc/postgresql").iterdir()]
+    return max(
+        versions, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit())
+    )
+
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", ""})
+
+
+def infrastructure_restart_problems(
+    plan: ChaosPlan, *, database_url: str, amqp_url: str
+) -> list[str]:
+    """Why this machine cannot restart the servers the plan would restart.
+
+    The restarts act on this machine's own RabbitMQ and PostgreSQL
+    (``rabbitmqctl``, ``pg_ctlcluster``): a system under test elsewhere would
+    not be restarted at all, while the report said it was.
+    """
+    problems = []
+    wanted = [
+        (plan.restart_broker, "RabbitMQ", amqp_url, "rabbitmqctl"),
+        (plan.restart_database, "PostgreSQL", database_url, "pg_ctlcluster"),
+    ]
+    for restart, server, url, command in wanted:
+        if not restart:
+            continue
+        host = urlsplit(url).hostname or ""
+        if host not in LOCAL_HOSTS:
+            problems.append(f"{server} is at {host}, not on this machine")
+        elif shutil.which(command) is None:
+            problems.append(f"{command} is not installed here")
+    if problems or not (plan.restart_broker or plan.restart_database):
+        return problems
+    if os.geteuid() != 0:
+        problems.append("restarting the local servers takes root")
+    return problems
+
+
 def _run(command: list[str]) -> None:
-    subprocess.run(command, check=True, capture_output=True, timeout=120)  # noqa: S603
+    try:
+        subprocess.run(command, check=True, capture_output=True, timeout=120)  # noqa: S603
+    except subprocess.CalledProcessError as error:
+        output = (error.stderr or error.stdout or b"").decode(errors="replace")
+        raise RuntimeError(
+            f"{' '.join(command)} exited {error.returncode}: {output.strip()}"
+        ) from None
 
 
 async def _settle(database_url: str, order_ids: list[str], deadline_s: float) -> float:
@@ -420,12 +467,12 @@ async def run_chaos(
                 seed=plan.seed,
             ),
         )
-        faults = asyncio.gather(
-            _kill_randomly(system, plan, duration, report),
-            _restart_infrastructure(plan, duration, report),
-        )
-        runs = await load.run()
-        await faults
+        # A fault that cannot be injected ends the run at once, not after it.
+        async with asyncio.TaskGroup() as running:
+            running.create_task(_kill_randomly(system, plan, duration, report))
+            running.create_task(_restart_infrastructure(plan, duration, report))
+            loading = running.create_task(load.run())
+        runs = loading.result()
         accepted = [r.order_id for r in runs if r.order_id]
         report.settle_seconds = await _settle(database_url, accepted, plan.settle_s)
         await _audit(system, runs, report, namespace)
@@ -452,6 +499,17 @@ def main() -> None:
         "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
     amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    if problems := infrastructure_restart_problems(
+        plan, database_url=server_url, amqp_url=amqp_url
+    ):
+        print(
+            "chaos: cannot restart RabbitMQ and PostgreSQL mid-run: "
+            + "; ".join(problems)
+            + ". Run it as root on the machine that runs them, or pass"
+            " --no-infrastructure-restarts (CHAOS_ARGS=--no-infrastructure-restarts).",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     print(f"chaos: {plan}", flush=True)
     report = asyncio.run(run_chaos(plan, server_url=server_url, amqp_url=amqp_url))
     print(report.table())

@@ -58,7 +58,11 @@ def _inodes_of_local_port(port: int) -> set[int]:
 def instance_of_client_port(system: System, client_port: int | None) -> str | None:
     """The instance whose TCP socket has ``client_port`` as its local port."""
     if client_port is None or client_port < 0:
-        raise AssertionError("DATABASE_URL must use TCP to map sessions to processes")
+        # PostgreSQL shows another role's sessions without their client port.
+        raise AssertionError(
+            "no client port for a leader's session: DATABASE_URL must use TCP, as"
+            " a superuser or a member of pg_read_all_stats"
+        )
     inodes = _inodes_of_local_port(client_port)
     for name, process in system.processes.items():
         if process.poll() is None and inodes & _socket_inodes(process.pid):
