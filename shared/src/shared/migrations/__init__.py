@@ -1,6 +1,7 @@
 """Schema migrations: numbered SQL files applied once each, in order, under a lock."""
 
 import re
+import time
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Final
@@ -13,6 +14,14 @@ MIGRATION_LOCK: Final = 0x6F65_6D69
 
 PROJECT_SCHEMAS: Final = ("es", "chain", "gateway", "executor")
 """Where the migrations create functions: none of them is PUBLIC's to execute."""
+
+LOCK_TIMEOUT_MS: Final = 2_000
+"""How long one statement of a migration waits for a lock before the migration
+rolls back and is tried again. A DDL statement waiting for a lock blocks every
+query that comes after it on that table: against a running release, a long
+transaction would otherwise stall the order path for as long as it lasts."""
+LOCKED_OUT_S: Final = 120.0
+"""How long a migration is tried again while its locks stay taken."""
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -71,7 +80,7 @@ def migrate(conninfo: str, *, up_to: str | None = None) -> list[str]:
             ]
             for version in pending:
                 try:
-                    _apply(conn, scripts[version], version)
+                    _apply_when_unlocked(conn, scripts[version], version)
                 except psycopg.errors.InsufficientPrivilege as error:
                     hint = (
                         f" ({error.diag.message_hint})"
@@ -93,6 +102,10 @@ class MigrationRefusedError(RuntimeError):
     """The schema is behind this release and this login may not migrate it."""
 
 
+class MigrationLockedOutError(RuntimeError):
+    """A migration's locks stayed taken elsewhere: it was not applied."""
+
+
 def _applied(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
     (ledger,) = conn.execute(
         "SELECT to_regclass('public.schema_migrations') IS NOT NULL"
@@ -105,10 +118,34 @@ def _applied(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
     }
 
 
+def _apply_when_unlocked(
+    conn: psycopg.Connection[tuple[object, ...]], script: Traversable, version: str
+) -> None:
+    """Apply ``version``, trying again while a lock it needs is held elsewhere."""
+    deadline = time.monotonic() + LOCKED_OUT_S
+    pause = 0.1
+    while True:
+        try:
+            _apply(conn, script, version)
+        except psycopg.errors.LockNotAvailable as error:
+            if time.monotonic() + pause > deadline:
+                raise MigrationLockedOutError(
+                    f"{version} could not take its locks within"
+                    f" {LOCK_TIMEOUT_MS} ms, over and over for {LOCKED_OUT_S:g} s:"
+                    f" {error.diag.message_primary}. A long transaction holds"
+                    " them (pg_stat_activity); end it and migrate again"
+                ) from error
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+            continue
+        return
+
+
 def _apply(
     conn: psycopg.Connection[tuple[object, ...]], script: Traversable, version: str
 ) -> None:
     with conn.transaction():
+        conn.execute(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}".encode())
         # Every name in the scripts is schema-qualified; nothing a less trusted
         # role created in another schema may stand in for a built-in here.
         conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")

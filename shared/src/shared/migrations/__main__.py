@@ -1,11 +1,17 @@
 """``python -m shared.migrations``: migrate the database named by the settings."""
 
-from shared.migrations import migrate
+import sys
+
+from shared.migrations import MigrationLockedOutError, MigrationRefusedError, migrate
 from shared.settings import Settings
 
 
 def main() -> None:
-    applied = migrate(Settings().database_url)
+    try:
+        applied = migrate(Settings().database_url)
+    except (MigrationLockedOutError, MigrationRefusedError) as error:
+        print(f"not migrated: {error}", file=sys.stderr)  # noqa: T201 - a CLI's output
+        sys.exit(1)
     print("applied:", ", ".join(applied) if applied else "nothing, already up to date")  # noqa: T201 - a CLI's output
 
 
