@@ -5,11 +5,13 @@ the server keeps the append's backend: that backend waits on the counter lock,
 which another session holds, and goes on once it is released. The gateway must
 then answer with the one order that results, recorded once, or, if no try is
 answered in its retry window, say that the order may or may not be recorded
-while nothing was.
+while nothing was. An append that never got a connection was not sent: that
+answer says it is not recorded.
 """
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Self
 from uuid import UUID, uuid4
@@ -23,8 +25,14 @@ from gateway.admission import Admission, InFlight
 from gateway.api import _record_admitted
 from gateway.handlers import Placed
 from shared.domain.events import OrderAccepted
-from shared.eventstore.pool import open_pool
-from shared.eventstore.postgres import PostgresEventStore
+from shared.eventstore.pool import (
+    CHECK_AFTER_IDLE_S,
+    CHECK_ANSWER_S,
+    Pool,
+    open_pool,
+)
+from shared.eventstore.postgres import ANSWER_WITHIN_S, PostgresEventStore
+from shared.postgres.connections import UnansweredError
 from tests.unit.order_events import accepted
 from tools.system import free_port
 
@@ -32,12 +40,20 @@ pytestmark = pytest.mark.integration
 
 
 class Proxy:
-    """TCP between the pool and PostgreSQL; ``cut`` drops the clients' side only."""
+    """TCP between the pool and PostgreSQL; ``cut`` drops the clients' side only.
+
+    ``silence`` stands for a server lost behind a middlebox that still
+    acknowledges every packet: the connections open then carry nothing more
+    either way, and nothing tells their clients (no keepalive or user timeout
+    ever fires). Connections made later reach the server again, as after a
+    failover.
+    """
 
     def __init__(self, host: str, port: int) -> None:
         self._upstream = (host, port)
         self._clients: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._silenced: set[asyncio.StreamWriter] = set()
         self.port = free_port()
 
     async def __aenter__(self) -> Self:
@@ -54,6 +70,9 @@ class Proxy:
             client.transport.abort()
         self._clients.clear()
 
+    def silence(self) -> None:
+        self._silenced.update(self._clients)
+
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -66,7 +85,7 @@ class Proxy:
             # does when the network between it and its client fails.
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await src.read(65536):
-                    if not dst.is_closing():
+                    if not dst.is_closing() and writer not in self._silenced:
                         dst.write(data)
 
         for task in (
@@ -91,8 +110,9 @@ async def counter_locked(database_url: str) -> AsyncIterator[asyncio.Event]:
             await conn.commit()
 
 
-async def _waiting_on_the_lock(database_url: str) -> None:
-    """Until an append's backend waits for the counter lock."""
+async def _waiting_on_the_lock(database_url: str, *, waiting: bool = True) -> None:
+    """Until an append's backend waits for the counter lock (or, not ``waiting``,
+    none does)."""
     async with await psycopg.AsyncConnection.connect(
         database_url, autocommit=True
     ) as conn:
@@ -100,10 +120,11 @@ async def _waiting_on_the_lock(database_url: str) -> None:
             while True:
                 cursor = await conn.execute(
                     "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND query LIKE '%append_batch%'"
+                    " WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%append_batch%'"
                 )
                 row = await cursor.fetchone()
-                if row and row[0]:
+                if row and bool(row[0]) == waiting:
                     return
                 await asyncio.sleep(0.02)
 
@@ -126,11 +147,9 @@ def _recorded(database_url: str, order_id: UUID) -> list[tuple[str, UUID | None]
     return [(str(kind), cause) for kind, cause in rows]
 
 
-async def _submit_and_cut(
-    database_url: str, order: OrderAccepted, *, hold_s: float
-) -> Placed | HTTPException:
-    """Submit ``order`` while its append waits on the lock, cut the connection,
-    release the lock ``hold_s`` later: what the gateway answers."""
+@contextlib.asynccontextmanager
+async def _proxied_pool(database_url: str) -> AsyncIterator[tuple[Proxy, Pool]]:
+    """An open pool whose connections go through a ``Proxy``."""
     info = psycopg.conninfo.conninfo_to_dict(database_url)
     host, port = str(info.get("host", "127.0.0.1")), int(str(info.get("port", 5432)))
     async with Proxy(host, port) as proxy:
@@ -140,25 +159,36 @@ async def _submit_and_cut(
         pool = open_pool(proxied, min_size=1, max_size=4, name="dropped-append")
         await pool.open(wait=True)
         try:
-            async with counter_locked(database_url) as release:
-                submitted = asyncio.create_task(
-                    _record_admitted(
-                        PostgresEventStore(pool),
-                        Admission(_nothing_in_flight, limit=0),
-                        order,
-                        correlation_id=uuid4(),
-                    )
-                )
-                await _waiting_on_the_lock(database_url)
-                proxy.cut()
-                await asyncio.sleep(hold_s)
-                release.set()
-            try:
-                return await submitted
-            except HTTPException as refused:
-                return refused
+            yield proxy, pool
         finally:
             await pool.close()
+
+
+async def _submit(store: PostgresEventStore, order: OrderAccepted) -> Placed:
+    return await _record_admitted(
+        store,
+        Admission(_nothing_in_flight, limit=0),
+        order,
+        correlation_id=uuid4(),
+    )
+
+
+async def _submit_and_cut(
+    database_url: str, order: OrderAccepted, *, hold_s: float
+) -> Placed | HTTPException:
+    """Submit ``order`` while its append waits on the lock, cut the connection,
+    release the lock ``hold_s`` later: what the gateway answers."""
+    async with _proxied_pool(database_url) as (proxy, pool):
+        async with counter_locked(database_url) as release:
+            submitted = asyncio.create_task(_submit(PostgresEventStore(pool), order))
+            await _waiting_on_the_lock(database_url)
+            proxy.cut()
+            await asyncio.sleep(hold_s)
+            release.set()
+        try:
+            return await submitted
+        except HTTPException as refused:
+            return refused
 
 
 async def test_an_append_the_server_commits_after_the_drop_is_the_one_order(
@@ -205,4 +235,115 @@ async def test_an_append_no_try_gets_through_is_said_to_be_unknown(
     assert outcome.status_code == 503
     assert "may or may not be recorded" in outcome.detail
     assert str(order.order_id) in outcome.detail
+    assert _recorded(database_url, order.order_id) == []
+
+
+async def _backend(pool: Pool) -> int:
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT pg_backend_pid()")
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_an_unanswered_statement_fails_at_once_and_its_connection_is_replaced(
+    database_url: str,
+) -> None:
+    """No cancel request is sent and waited for (psycopg's cancellation would wait
+    up to 5 s for the cancel, then 5 s for the statement to end): the connection
+    is dropped at the bound, and the pool replaces it."""
+    answer_s = 0.5
+    async with _proxied_pool(database_url) as (proxy, pool):
+        store = PostgresEventStore(pool, answer_within_s=answer_s)
+        silenced = await _backend(pool)
+        proxy.silence()
+        started = time.monotonic()
+        with pytest.raises(UnansweredError):
+            await store.head_position()
+        elapsed = time.monotonic() - started
+
+        assert await store.head_position() >= 0
+        assert await _backend(pool) != silenced
+    assert answer_s <= elapsed < answer_s + 1.0
+
+
+async def test_an_idle_connection_gone_silent_is_replaced_when_lent(
+    database_url: str,
+) -> None:
+    """The pool's check of an idle connection is a statement too: left
+    unanswered, the connection is dropped and another one lent."""
+    async with _proxied_pool(database_url) as (proxy, pool):
+        silenced = await _backend(pool)
+        await asyncio.sleep(CHECK_AFTER_IDLE_S)
+        proxy.silence()
+        started = time.monotonic()
+        async with asyncio.timeout(CHECK_ANSWER_S + 5.0):
+            lent = await _backend(pool)
+        elapsed = time.monotonic() - started
+
+    assert lent != silenced
+    assert CHECK_ANSWER_S <= elapsed < CHECK_ANSWER_S + 1.0
+
+
+async def test_an_append_the_store_never_answers_ends_in_a_503_naming_the_order(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server lost behind a middlebox gives no error at all: the first try
+    counts as dropped once it has waited for its answer as long as the store
+    allows, and the retries' window (here every try waits on the lock) still
+    ends in an answer."""
+    answer_s, retry_s = 0.5, 1.0
+    monkeypatch.setattr("gateway.api.DROPPED_APPEND_RETRY_S", retry_s)
+    order = accepted()
+    async with _proxied_pool(database_url) as (proxy, pool):
+        store = PostgresEventStore(pool, answer_within_s=answer_s)
+        await _backend(pool)  # the next request takes this connection unchecked
+        proxy.silence()
+        async with counter_locked(database_url) as release:
+            started = time.monotonic()
+            with pytest.raises(HTTPException) as refused:
+                await _submit(store, order)
+            elapsed = time.monotonic() - started
+            # The retries' statements outlive their callers: each in turn gives
+            # up on the lock (as the one before lets go, its wait starts anew).
+            await _waiting_on_the_lock(database_url, waiting=False)
+            release.set()
+
+    assert elapsed < answer_s + retry_s + 1.0
+    assert refused.value.status_code == 503
+    assert "may or may not be recorded" in refused.value.detail
+    assert str(order.order_id) in refused.value.detail
+    assert _recorded(database_url, order.order_id) == []
+
+
+# Past the store's bound on an answer (ANSWER_WITHIN_S, 6 s).
+POOL_WAIT_S = 7.0
+
+
+async def test_an_append_that_never_got_a_connection_is_said_not_to_be_recorded(
+    database_url: str,
+) -> None:
+    """Every connection stays taken past the store's bound on an answer, until
+    the pool's own wait runs out: nothing was sent, and the 503 says so instead
+    of "may or may not be recorded"."""
+    assert POOL_WAIT_S > ANSWER_WITHIN_S
+    order = accepted()
+    pool = open_pool(database_url, min_size=1, max_size=2, name="full-pool")
+    pool.timeout = POOL_WAIT_S
+    await pool.open(wait=True)
+    taken = [await pool.getconn() for _ in range(pool.max_size)]
+    try:
+        started = time.monotonic()
+        with pytest.raises(HTTPException) as refused:
+            await _submit(PostgresEventStore(pool), order)
+        elapsed = time.monotonic() - started
+    finally:
+        for conn in taken:
+            await pool.putconn(conn)
+        await pool.close()
+
+    assert elapsed >= POOL_WAIT_S
+    assert refused.value.status_code == 503
+    assert str(order.order_id) in refused.value.detail
+    assert "it is not recorded: submitting it again is safe" in refused.value.detail
     assert _recorded(database_url, order.order_id) == []

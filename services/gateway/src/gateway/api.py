@@ -224,20 +224,18 @@ async def _record_admitted(
     submission_id = uuid4()
     try:
         try:
-            # Bounded: a store that stops answering without closing the
-            # connection (a partition, a failover's dead host) is a dropped
-            # append, not a request that hangs until the kernel gives up.
-            async with asyncio.timeout(FIRST_ANSWER_S):
-                placed = await place_order(
-                    store,
-                    accepted,
-                    correlation_id=correlation_id,
-                    submission_id=submission_id,
-                )
-        except (psycopg.OperationalError, TimeoutError) as error:
-            if isinstance(error, psycopg.OperationalError) and (
-                error.sqlstate or isinstance(error, psycopg_pool.PoolTimeout)
-            ):
+            # Not timed here: the store bounds the wait for each statement's
+            # answer (a store that stops answering without closing the
+            # connection fails it as a dropped connection), and the pool its
+            # wait for a connection, which sends nothing.
+            placed = await place_order(
+                store,
+                accepted,
+                correlation_id=correlation_id,
+                submission_id=submission_id,
+            )
+        except psycopg.OperationalError as error:
+            if error.sqlstate or isinstance(error, psycopg_pool.PoolTimeout):
                 # The server answered (the statement failed and rolled back), or
                 # there was no connection to send it on.
                 raise _not_recorded(accepted.order_id) from None
@@ -266,9 +264,6 @@ async def _record_admitted(
 DROPPED_APPEND_RETRY_S: Final = 6.0
 """How long an append that lost its connection is tried again: a PostgreSQL
 restart's worth, well inside any HTTP client's patience."""
-FIRST_ANSWER_S: Final = 6.0
-"""How long the first append waits for an answer before it counts as dropped:
-far past a loaded store's slowest commit (the statement timeout is 5 s)."""
 _FIRST_PAUSE_S: Final = 0.1
 _LONGEST_PAUSE_S: Final = 1.0
 

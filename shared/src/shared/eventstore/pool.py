@@ -2,17 +2,43 @@
 
 import time
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from shared.postgres.connections import detecting_dead_peers
-
-Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
+from shared.postgres.connections import answered_within, to_live_primary
 
 # A connection back in the pool for less than this is handed out unchecked.
 CHECK_AFTER_IDLE_S = 1.0
+# A live server answers the check's empty query at once, however loaded: one
+# that has not in this long has gone silent, and the connection is dropped.
+CHECK_ANSWER_S = 2.0
+
+
+class Pool(AsyncConnectionPool[AsyncConnection[TupleRow]]):
+    """A pool that lets go of a connection to a server that refuses writes.
+
+    A primary demoted but kept up answers every write with ReadOnlySqlTransaction
+    on connections that stay healthy otherwise, so the pool would keep lending
+    them (for an hour, their lifetime) and never reach the new primary. Closed
+    here, the pool replaces it by a connection that passes over read-only
+    servers (``to_live_primary``).
+    """
+
+    @asynccontextmanager
+    async def connection(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - psycopg_pool's own
+    ) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        async with super().connection(timeout) as conn:
+            try:
+                yield conn
+            except errors.ReadOnlySqlTransaction:
+                await conn.close()
+                raise
 
 
 class _IdleCheck:
@@ -36,7 +62,8 @@ class _IdleCheck:
     async def check(self, conn: AsyncConnection[TupleRow]) -> None:
         returned = self._returned.get(conn)
         if returned is None or time.monotonic() - returned >= CHECK_AFTER_IDLE_S:
-            await Pool.check_connection(conn)
+            async with answered_within(conn, CHECK_ANSWER_S):
+                await Pool.check_connection(conn)
 
 
 def open_pool(
@@ -74,7 +101,7 @@ def open_pool(
 
     idle = _IdleCheck()
     return Pool(
-        detecting_dead_peers(conninfo),
+        to_live_primary(conninfo),
         min_size=min_size,
         max_size=max_size,
         open=False,

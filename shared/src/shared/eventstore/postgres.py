@@ -1,11 +1,13 @@
 """The event store on PostgreSQL: appends go in groups, one function call each."""
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, LiteralString
 from uuid import UUID
 
-from psycopg import errors
+from psycopg import AsyncConnection, errors
+from psycopg.rows import TupleRow
 from pydantic import TypeAdapter
 
 from shared.domain.envelope import EventEnvelope, NewEvent
@@ -19,6 +21,7 @@ from shared.eventstore.port import (
     RawEvent,
     WrongExpectedVersionError,
 )
+from shared.postgres.connections import answered_within
 
 STORE_CHANNEL: Final = "es_events"  # every append transaction notifies it once
 
@@ -29,6 +32,12 @@ queued during the previous transaction goes in the next."""
 BATCHES_IN_FLIGHT: Final = 2
 """While one batch holds the counter lock, the next already waits for it at the
 server, so the lock passes on without a round trip to this process in between."""
+
+ANSWER_WITHIN_S: Final = 6.0
+"""How long a statement waits for its answer, once sent, before its connection
+counts as lost (``UnansweredError``): far past a loaded store's slowest answer
+(the statement timeout is 5 s). The wait for a connection is the pool's own
+(``PoolTimeout``, when nothing was sent)."""
 
 # The casts pin every array's type, so psycopg needs no guessing (a list of only
 # None has no element type) and the statement's text never varies: it is prepared
@@ -109,11 +118,14 @@ class PostgresEventStore:
     """``EventStore`` on a pool of autocommit connections (see ``open_pool``).
 
     Concurrent appends share transactions (``GroupCommit``); each still succeeds
-    or fails on its own, exactly as if it had been sent alone.
+    or fails on its own, exactly as if it had been sent alone. A server that
+    leaves a statement unanswered for ``answer_within_s`` (a partition, a dead
+    host) fails it as a lost connection.
     """
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, answer_within_s: float = ANSWER_WITHIN_S) -> None:
         self._pool = pool
+        self._answer_within_s = answer_within_s
         self._appends = GroupCommit[_Append, AppendResult](
             self._append_batch,
             max_batch=MAX_APPENDS_PER_BATCH,
@@ -168,7 +180,7 @@ class PostgresEventStore:
     async def _send(
         self, params: tuple[object, ...]
     ) -> list[tuple[str, int | None, int | None, int | None]]:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(APPEND_BATCH, params)
             return await cur.fetchall()
 
@@ -189,13 +201,13 @@ class PostgresEventStore:
         self, after_position: int = 0, limit: int = 1000
     ) -> list[RawEvent]:
         _check_page(after_position, limit)
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(_READ_ALL_RAW, (after_position, limit))
             rows = await cur.fetchall()
         return [RawEvent(*row) for row in rows]
 
     async def head_position(self) -> int:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(_HEAD)
             row = await cur.fetchone()
         if row is None:
@@ -206,10 +218,19 @@ class PostgresEventStore:
     async def _read(
         self, query: LiteralString, params: tuple[object, ...]
     ) -> list[EventEnvelope]:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
         return [] if row is None else _ENVELOPES.validate_json(row[0])
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        """A pooled connection whose statements are answered in time or fail."""
+        async with (
+            self._pool.connection() as conn,
+            answered_within(conn, self._answer_within_s),
+        ):
+            yield conn
 
 
 def _outcome(

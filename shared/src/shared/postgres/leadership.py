@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 
-from shared.postgres.connections import detecting_dead_peers
+from shared.postgres.connections import to_live_primary
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ async def leadership(
     """
     while True:
         session = await psycopg.AsyncConnection.connect(
-            detecting_dead_peers(conninfo), autocommit=True
+            to_live_primary(conninfo), autocommit=True
         )
         try:
             cursor = await session.execute("SELECT pg_try_advisory_lock(%s)", (key,))

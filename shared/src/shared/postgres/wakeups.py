@@ -8,7 +8,7 @@ from typing import Self
 import psycopg
 from psycopg import sql
 
-from shared.postgres.connections import detecting_dead_peers
+from shared.postgres.connections import to_live_primary
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Wakeups:
     async def _connect(self, pause: float) -> None:
         try:
             conn = await psycopg.AsyncConnection.connect(
-                detecting_dead_peers(self._conninfo),
+                to_live_primary(self._conninfo),
                 autocommit=True,
                 connect_timeout=self._connect_timeout,
             )

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg_pool
 from aio_pika.abc import AbstractRobustChannel
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.subscriber import RabbitSubscriber
@@ -26,7 +25,7 @@ from shared.domain.retry import RetryPolicy
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.follower import Follower, Handle
 from shared.eventstore.orders import Orders
-from shared.eventstore.pool import open_pool
+from shared.eventstore.pool import Pool, open_pool
 from shared.eventstore.postgres import PostgresEventStore
 from shared.messaging.relay import Relay
 from shared.messaging.topology import Topology, declare_topology
@@ -53,7 +52,7 @@ class QueueState:
 @dataclass
 class Runtime:
     settings: Settings
-    pool: psycopg_pool.AsyncConnectionPool
+    pool: Pool
     store: PostgresEventStore
     orders: Orders
     broker: RabbitBroker

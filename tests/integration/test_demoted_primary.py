@@ -1,0 +1,113 @@
+"""A primary demoted but kept up, refusing writes (ReadOnlySqlTransaction).
+
+Its connections stay healthy otherwise: the pool must let go of one that was
+refused a write, and open no new one to a server that refuses writes, so the
+engine reaches the primary again as soon as there is one.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Final
+from uuid import uuid4
+
+import psycopg
+import psycopg_pool
+import pytest
+from psycopg import sql
+
+from shared.eventstore.checkpoints import Checkpoints
+from shared.eventstore.pool import Pool, open_pool
+from shared.eventstore.port import ANY_VERSION
+from shared.eventstore.postgres import PostgresEventStore
+from tests.conftest import fresh_database
+from tests.contracts.event_store import new_events
+
+pytestmark = pytest.mark.integration
+
+Write = Callable[[Pool], Awaitable[object]]
+
+
+async def _append(pool: Pool) -> object:
+    return await PostgresEventStore(pool).append(uuid4(), new_events(1), ANY_VERSION)
+
+
+async def _advance_checkpoint(pool: Pool) -> object:
+    return await Checkpoints(pool).advance(f"test:{uuid4()}", 1)
+
+
+async def _backend(pool: Pool) -> int:
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT pg_backend_pid()")
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _refuse_writes(pool: Pool) -> int:
+    """The pool's one connection starts refusing writes, as every session of a
+    primary fenced with ``default_transaction_read_only`` does: its backend."""
+    async with pool.connection() as conn:
+        await conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    return await _backend(pool)
+
+
+@pytest.mark.parametrize(
+    "write",
+    [_append, _advance_checkpoint],
+    ids=["an append", "a checkpoint"],
+)
+async def test_a_connection_refused_a_write_is_replaced_by_a_fresh_one(
+    database_url: str, write: Write
+) -> None:
+    pool = open_pool(database_url, min_size=1, max_size=1, name="demoted")
+    await pool.open(wait=True)
+    try:
+        refusing = await _refuse_writes(pool)
+
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            await write(pool)
+        await write(pool)
+
+        assert await _backend(pool) != refusing
+    finally:
+        await pool.close()
+
+
+# Long enough for the pool to try a connection while the server refuses writes.
+REFUSING_S: Final = 1.5
+
+
+async def test_a_demoted_primary_is_passed_over_until_it_takes_writes_again(
+    infrastructure: tuple[str, str],
+) -> None:
+    server_url = infrastructure[0]
+    with fresh_database(server_url, "demoted") as url:
+        database = sql.Identifier(str(psycopg.conninfo.conninfo_to_dict(url)["dbname"]))
+
+        def default_read_only(on: bool) -> None:
+            with psycopg.connect(server_url, autocommit=True) as admin:
+                admin.execute(
+                    sql.SQL(
+                        "ALTER DATABASE {} SET default_transaction_read_only = {}"
+                    ).format(database, sql.Literal("on" if on else "off"))
+                )
+
+        pool = open_pool(url, min_size=1, max_size=1, name="demoted")
+        await pool.open(wait=True)
+        try:
+            default_read_only(True)  # new sessions, and the open one from now on:
+            refusing = await _refuse_writes(pool)
+
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                await _append(pool)
+            # Not another read-only session: none at all, an outage that ends.
+            pool.timeout = REFUSING_S
+            with pytest.raises(psycopg_pool.PoolTimeout):
+                await _append(pool)
+
+            default_read_only(False)
+            pool.timeout = 30.0
+            await _append(pool)
+
+            assert await _backend(pool) != refusing
+        finally:
+            await pool.close()
