@@ -15,6 +15,7 @@ def test_a_url_gets_keepalives_and_a_user_timeout() -> None:
     assert settings["password"] == "pw"
     assert settings["keepalives"] == "1"
     assert settings["tcp_user_timeout"] == "30000"
+    assert settings["connect_timeout"] == "5"
 
 
 def test_what_the_url_sets_itself_is_kept() -> None:

@@ -32,8 +32,22 @@ _LIVE_PRIMARY: dict[str, str | int] = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
     "tcp_user_timeout": 30_000,
+    # A host that swallows the connect (a failover's dead address, a proxy with
+    # no server behind it) is given up after this, not libpq's ~2 minutes.
+    "connect_timeout": 5,
     "target_session_attrs": "read-write",
 }
+
+SERVER_NOTICES_A_VANISHED_CLIENT = (
+    b"SET tcp_keepalives_idle = 15; SET tcp_keepalives_interval = 5;"
+    b" SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000"
+)
+"""The same for the server's end of a session, where it holds something for the
+session (an advisory lock) while the session sends nothing. A client host that
+vanishes (power, a killed VM, a partition) closes nothing, and by the server's
+own keepalive settings it would notice after two hours, holding the lock all
+that time. Sent as SET, not in the URL's ``options``, which a pooler in between
+may refuse."""
 
 
 def to_live_primary(conninfo: str) -> str:

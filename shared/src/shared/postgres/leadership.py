@@ -14,7 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 
-from shared.postgres.connections import to_live_primary
+from shared.postgres.connections import (
+    SERVER_NOTICES_A_VANISHED_CLIENT,
+    to_live_primary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ async def leadership(
             to_live_primary(conninfo), autocommit=True
         )
         try:
+            await session.execute(SERVER_NOTICES_A_VANISHED_CLIENT)
             cursor = await session.execute("SELECT pg_try_advisory_lock(%s)", (key,))
             row = await cursor.fetchone()
             if row is not None and row[0]:
