@@ -506,3 +506,34 @@ async def test_the_replay_check_probes_the_index_on_a_store_that_grew(
     assert "events_event_id_uq" in replay_check
     assert "Hash Join" not in replay_check
     assert "Seq Scan on events" not in replay_check
+
+
+async def test_appends_hold_up_where_the_database_defaults_to_repeatable_read(
+    infrastructure: tuple[str, str],
+) -> None:
+    """A DBA sets the database's default isolation to REPEATABLE READ: contended
+    appends still all succeed, as the store runs its statements at READ COMMITTED
+    (each waits for the log's counter row, then reads what committed meanwhile)."""
+    with fresh_database(infrastructure[0], "repeatable_read") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            (name,) = conn.execute("SELECT current_database()").fetchone() or ("",)
+            conn.execute(
+                sql.SQL(
+                    "ALTER DATABASE {} SET default_transaction_isolation"
+                    " = 'repeatable read'"
+                ).format(sql.Identifier(name))
+            )
+        pool = open_pool(url, min_size=4, max_size=4)
+        await pool.open(wait=True)
+        try:
+            # One store per writer: no shared transaction, every append contends.
+            stores = [PostgresEventStore(pool) for _ in range(4)]
+
+            async def write(store: PostgresEventStore) -> None:
+                stream = uuid4()
+                for version in range(25):
+                    await store.append(stream, new_events(1), version)
+
+            await asyncio.gather(*(write(store) for store in stores))
+        finally:
+            await pool.close()
