@@ -5,6 +5,7 @@ refused a write, and open no new one to a server that refuses writes, so the
 engine reaches the primary again as soon as there is one.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Final
 from uuid import uuid4
@@ -15,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from shared.eventstore.checkpoints import Checkpoints
-from shared.eventstore.pool import Pool, open_pool
+from shared.eventstore.pool import CHECK_AFTER_IDLE_S, Pool, open_pool
 from shared.eventstore.port import ANY_VERSION
 from shared.eventstore.postgres import PostgresEventStore
 from tests.conftest import fresh_database
@@ -66,6 +67,23 @@ async def test_a_connection_refused_a_write_is_replaced_by_a_fresh_one(
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             await write(pool)
         await write(pool)
+
+        assert await _backend(pool) != refusing
+    finally:
+        await pool.close()
+
+
+async def test_an_idle_connection_to_a_server_that_only_reads_now_is_replaced(
+    database_url: str,
+) -> None:
+    """Reads never meet the refusal that writes do: a connection that only reads
+    would go on reading the demoted server's stale log. Once it has sat idle, the
+    pool's check finds it read-only and lends a fresh one instead."""
+    pool = open_pool(database_url, min_size=1, max_size=1, name="demoted-idle")
+    await pool.open(wait=True)
+    try:
+        refusing = await _refuse_writes(pool)
+        await asyncio.sleep(CHECK_AFTER_IDLE_S + 0.2)
 
         assert await _backend(pool) != refusing
     finally:

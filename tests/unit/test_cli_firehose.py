@@ -147,3 +147,17 @@ async def test_the_firehose_outlasts_a_notifier_restart() -> None:
 
     assert first == frame
     assert urls == [f"{NOTIFIER}/ws/orders?after=41"] * 3
+
+
+async def test_a_live_watch_whose_first_dial_fails_resumes_from_the_list() -> None:
+    """What happened while the notifier was down is not skipped: the retry asks
+    for everything after the position listed before the first dial."""
+    urls: list[str] = []
+    frame = {"position": 42, "orderId": "o", "status": "pending"}
+    client = _dialling([NOTIFIER_DOWN, _Connection([frame])], urls)
+
+    async with client:
+        first = await anext(aiter(client.firehose()))
+
+    assert first == frame
+    assert urls == [f"{NOTIFIER}/ws/orders", f"{NOTIFIER}/ws/orders?after=41"]

@@ -258,6 +258,8 @@ class OrdersClient:
                 ws = await self._connect(f"{base}/ws/orders{query}")
             except ApiError as error:
                 drops = await _dropped(drops, "on the firehose", error)
+                if last is not None:  # what came meanwhile is not to be missed
+                    query = f"?after={last}"
                 continue
             refused: str | None = None
             try:

@@ -13,9 +13,14 @@ from shared.postgres.connections import answered_within, to_live_primary
 
 # A connection back in the pool for less than this is handed out unchecked.
 CHECK_AFTER_IDLE_S = 1.0
-# A live server answers the check's empty query at once, however loaded: one
-# that has not in this long has gone silent, and the connection is dropped.
+# A live server answers the check's query at once, however loaded: one that has
+# not in this long has gone silent, and the connection is dropped.
 CHECK_ANSWER_S = 2.0
+# How long a caller waits for a connection (then PoolTimeout: nothing was sent).
+# A healthy pool lends one within milliseconds; waiting psycopg_pool's default
+# 30 s would keep a submit from its "not recorded" answer for as long, twice over
+# for one queued behind a batch that waits too.
+CONNECTION_WAIT_S = 10.0
 
 
 class Pool(AsyncConnectionPool[AsyncConnection[TupleRow]]):
@@ -61,9 +66,20 @@ class _IdleCheck:
 
     async def check(self, conn: AsyncConnection[TupleRow]) -> None:
         returned = self._returned.get(conn)
-        if returned is None or time.monotonic() - returned >= CHECK_AFTER_IDLE_S:
-            async with answered_within(conn, CHECK_ANSWER_S):
-                await Pool.check_connection(conn)
+        if returned is not None and time.monotonic() - returned < CHECK_AFTER_IDLE_S:
+            return
+        async with answered_within(conn, CHECK_ANSWER_S):
+            cursor = await conn.execute("SHOW transaction_read_only")
+            row = await cursor.fetchone()
+        if conn.closed:
+            # The answer came as the deadline passed: the connection is gone.
+            raise errors.OperationalError("the pool's check went unanswered")
+        if row is not None and row[0] == "on":
+            # Demoted, or fenced read-only: reads here would be stale, and the
+            # first write refused. Closed, it is discarded (a failed check alone
+            # puts a healthy connection back), and a new one goes to the primary.
+            await conn.close()
+            raise errors.OperationalError("the server only takes reads now")
 
 
 def open_pool(
@@ -111,6 +127,7 @@ def open_pool(
         min_size=min_size,
         max_size=max_size,
         open=False,
+        timeout=CONNECTION_WAIT_S,
         kwargs={"autocommit": True},
         configure=configure,
         check=idle.check,

@@ -35,9 +35,10 @@ server, so the lock passes on without a round trip to this process in between.""
 
 ANSWER_WITHIN_S: Final = 6.0
 """How long a statement waits for its answer, once sent, before its connection
-counts as lost (``UnansweredError``): far past a loaded store's slowest answer
-(the statement timeout is 5 s). The wait for a connection is the pool's own
-(``PoolTimeout``, when nothing was sent)."""
+counts as lost (``UnansweredError``): past the statement timeout (5 s), which
+bounds all but the commit's flush. A healthy store slower than this only costs a
+reconnect: the append is retried and found recorded. The wait for a connection
+is the pool's own (``PoolTimeout``, when nothing was sent)."""
 
 # The casts pin every array's type, so psycopg needs no guessing (a list of only
 # None has no element type) and the statement's text never varies: it is prepared

@@ -221,9 +221,14 @@ def _listening_socket(
             # Since Linux 5.11 this also bounds zero-window probing: without it a
             # peer that reads nothing but still ACKs is kept for ever, and so are
             # its buffers, as closing waits for them to drain.
-            sock.setsockopt(
-                socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms
-            )
+            option = getattr(socket, "TCP_USER_TIMEOUT", None)
+            if option is None:
+                logger.warning(
+                    "no TCP_USER_TIMEOUT on this platform: a client that never"
+                    " reads is not dropped"
+                )
+            else:
+                sock.setsockopt(socket.IPPROTO_TCP, option, user_timeout_ms)
         sock.bind((host, port))
     except OSError:
         sock.close()
