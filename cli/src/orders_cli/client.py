@@ -28,7 +28,7 @@ GENERATED_KEY_PREFIX = "cli-"
 """The clientOrderId the CLI gives an order the user gave none: ``cli-<uuid>``."""
 SUBMIT_TIMEOUT_S = 45.0
 """How long a submit waits for its answer: past the gateway's own bound on a store
-that went silent (it answers within about 30 s), so the answer is the gateway's,
+that went silent (it answers within about 20 s), so the answer is the gateway's,
 not a guess."""
 # The notifier's close codes for a refused order id, as the HTTP status they mean.
 REFUSED = {4400: 400, 4404: 404}
