@@ -320,3 +320,41 @@ async def test_a_refused_cursor_makes_the_page_start_over_from_the_list(
     )
     assert lists == 2
     recorded.assert_clean()
+
+
+async def test_a_firehose_gone_quiet_while_orders_move_is_dropped_and_resumed(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """The notifier's frames stop reaching the page (its host vanished, say: the
+    browser sees no close) while orders go on. The page notices by the list's
+    asOfPosition, drops the socket, resumes after its last position, and shows the
+    order it missed."""
+    tab, recorded = page
+    dials = 0
+
+    async def first_goes_quiet(ws: WebSocketRoute) -> None:
+        nonlocal dials
+        dials += 1
+        server = ws.connect_to_server()
+        if dials == 1:
+            server.on_message(lambda _message: None)  # nothing reaches the page
+
+    await tab.route_web_socket(FIREHOSE, first_goes_quiet)
+    await open_dashboard(tab, system)
+    seeded = await tab.evaluate("window.dashboard.lastPosition")
+    order_id = await _submit(system, "SOL-USDC")
+    await probes.wait_all(system, [order_id], {"confirmed"}, timeout=30)
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=10) as client:
+        while (await client.get("/api/orders?limit=1")).json()[
+            "asOfPosition"
+        ] <= seeded:
+            await tab.wait_for_timeout(50)
+
+    # The checks run every 15 s; here, two in a row at once.
+    assert await tab.evaluate("window.dashboard.checkStale()") is False
+    assert await tab.evaluate("window.dashboard.checkStale()") is True
+
+    row = tab.locator(f'tr[data-order-id="{order_id}"]')
+    await expect(row.get_by_test_id("status")).to_have_text("confirmed")
+    assert dials == 2
+    recorded.assert_clean()

@@ -17,6 +17,7 @@ const BURST_CONCURRENCY = 8;
 const BACKFILL_CONCURRENCY = 2; // event-history fetches for orders first seen mid-stream
 const MAX_BACKFILL_QUEUE = 200;
 const CLOSE_BAD_REQUEST = 4400; // the notifier refused the cursor
+const STALE_CHECK_MS = 15_000; // how often a quiet firehose is checked against the log
 
 // ---------------------------------------------------------------------------
 // small helpers
@@ -938,6 +939,33 @@ function connect() {
   });
 }
 
+// A notifier whose host vanished closes nothing, and a browser cannot see the
+// server's pings: the socket would look live for as long as TCP takes to give
+// up. Every STALE_CHECK_MS the list's asOfPosition says how far the log has
+// got; a firehose that sent nothing since the last check while the log moved
+// past it is dropped and resumed.
+let positionAtLastCheck = null;
+
+async function checkStale() {
+  if (!socket || socket.readyState !== WebSocket.OPEN || lastPosition == null) return false;
+  const quiet = positionAtLastCheck === lastPosition;
+  positionAtLastCheck = lastPosition;
+  let listed;
+  try {
+    listed = await api("/api/orders?limit=1");
+  } catch {
+    return false; // the gateway cannot say: nothing to compare with
+  }
+  if (!quiet || (listed?.asOfPosition ?? 0) <= lastPosition) return false;
+  const stale = socket;
+  socket = null; // its close, whenever it comes, is not ours to act on
+  stale.close();
+  positionAtLastCheck = null;
+  setConn("reconnecting", "no frames while orders moved · reconnecting…");
+  connect();
+  return true;
+}
+
 function scheduleReconnect() {
   const delay = Math.min(15_000, retryDelay) * (0.75 + Math.random() * 0.5);
   retryDelay = Math.min(15_000, retryDelay * 2);
@@ -1170,6 +1198,7 @@ async function main() {
   notifierBase = resolveNotifier(config.status === "fulfilled" ? config.value?.notifierUrl : null);
   seedThenConnect();
   updateCharts();
+  setInterval(checkStale, STALE_CHECK_MS);
   setInterval(() => {
     updateCharts();
     refreshAges();
@@ -1179,4 +1208,4 @@ async function main() {
 main();
 
 // For browser tests and the console.
-globalThis.dashboard = { orders, get lastPosition() { return lastPosition; }, handleFrame };
+globalThis.dashboard = { orders, get lastPosition() { return lastPosition; }, handleFrame, checkStale };
