@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.domain.envelope import EventEnvelope
-from shared.eventstore.pool import open_pool
+from shared.eventstore.pool import Pool, open_pool
 from shared.eventstore.postgres import PostgresEventStore
 from shared.messaging import relay
 from tests.integration.system import System
@@ -95,6 +95,15 @@ async def event_store(system: System) -> AsyncIterator[PostgresEventStore]:
         yield PostgresEventStore(pool)
     finally:
         await pool.close()
+
+
+async def backend_of(pool: Pool) -> int:
+    """The server process behind the connection ``pool`` lends next."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT pg_backend_pid()")
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def history(system: System, order_id: str) -> list[EventEnvelope]:

@@ -21,6 +21,7 @@ from shared.eventstore.port import ANY_VERSION
 from shared.eventstore.postgres import PostgresEventStore
 from tests.conftest import fresh_database
 from tests.contracts.event_store import new_events
+from tests.integration import probes
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +36,12 @@ async def _advance_checkpoint(pool: Pool) -> object:
     return await Checkpoints(pool).advance(f"test:{uuid4()}", 1)
 
 
-async def _backend(pool: Pool) -> int:
-    async with pool.connection() as conn:
-        cursor = await conn.execute("SELECT pg_backend_pid()")
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 async def _refuse_writes(pool: Pool) -> int:
     """The pool's one connection starts refusing writes, as every session of a
     primary fenced with ``default_transaction_read_only`` does: its backend."""
     async with pool.connection() as conn:
         await conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-    return await _backend(pool)
+    return await probes.backend_of(pool)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +61,7 @@ async def test_a_connection_refused_a_write_is_replaced_by_a_fresh_one(
             await write(pool)
         await write(pool)
 
-        assert await _backend(pool) != refusing
+        assert await probes.backend_of(pool) != refusing
     finally:
         await pool.close()
 
@@ -85,7 +78,7 @@ async def test_an_idle_connection_to_a_server_that_only_reads_now_is_replaced(
         refusing = await _refuse_writes(pool)
         await asyncio.sleep(CHECK_AFTER_IDLE_S + 0.2)
 
-        assert await _backend(pool) != refusing
+        assert await probes.backend_of(pool) != refusing
     finally:
         await pool.close()
 
@@ -126,6 +119,6 @@ async def test_a_demoted_primary_is_passed_over_until_it_takes_writes_again(
             pool.timeout = 30.0
             await _append(pool)
 
-            assert await _backend(pool) != refusing
+            assert await probes.backend_of(pool) != refusing
         finally:
             await pool.close()

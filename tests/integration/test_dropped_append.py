@@ -33,6 +33,7 @@ from shared.eventstore.pool import (
 )
 from shared.eventstore.postgres import ANSWER_WITHIN_S, PostgresEventStore
 from shared.postgres.connections import UnansweredError
+from tests.integration import probes
 from tests.unit.order_events import accepted
 from tools.system import free_port
 
@@ -238,14 +239,6 @@ async def test_an_append_no_try_gets_through_is_said_to_be_unknown(
     assert _recorded(database_url, order.order_id) == []
 
 
-async def _backend(pool: Pool) -> int:
-    async with pool.connection() as conn:
-        cursor = await conn.execute("SELECT pg_backend_pid()")
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 async def test_an_unanswered_statement_fails_at_once_and_its_connection_is_replaced(
     database_url: str,
 ) -> None:
@@ -255,7 +248,7 @@ async def test_an_unanswered_statement_fails_at_once_and_its_connection_is_repla
     answer_s = 0.5
     async with _proxied_pool(database_url) as (proxy, pool):
         store = PostgresEventStore(pool, answer_within_s=answer_s)
-        silenced = await _backend(pool)
+        silenced = await probes.backend_of(pool)
         proxy.silence()
         started = time.monotonic()
         with pytest.raises(UnansweredError):
@@ -263,7 +256,7 @@ async def test_an_unanswered_statement_fails_at_once_and_its_connection_is_repla
         elapsed = time.monotonic() - started
 
         assert await store.head_position() >= 0
-        assert await _backend(pool) != silenced
+        assert await probes.backend_of(pool) != silenced
     assert answer_s <= elapsed < answer_s + 1.0
 
 
@@ -273,12 +266,12 @@ async def test_an_idle_connection_gone_silent_is_replaced_when_lent(
     """The pool's check of an idle connection is a statement too: left
     unanswered, the connection is dropped and another one lent."""
     async with _proxied_pool(database_url) as (proxy, pool):
-        silenced = await _backend(pool)
+        silenced = await probes.backend_of(pool)
         await asyncio.sleep(CHECK_AFTER_IDLE_S)
         proxy.silence()
         started = time.monotonic()
         async with asyncio.timeout(CHECK_ANSWER_S + 5.0):
-            lent = await _backend(pool)
+            lent = await probes.backend_of(pool)
         elapsed = time.monotonic() - started
 
     assert lent != silenced
@@ -297,7 +290,9 @@ async def test_an_append_the_store_never_answers_ends_in_a_503_naming_the_order(
     order = accepted()
     async with _proxied_pool(database_url) as (proxy, pool):
         store = PostgresEventStore(pool, answer_within_s=answer_s)
-        await _backend(pool)  # the next request takes this connection unchecked
+        await probes.backend_of(
+            pool
+        )  # the next request takes this connection unchecked
         proxy.silence()
         async with counter_locked(database_url) as release:
             started = time.monotonic()

@@ -26,6 +26,25 @@ async def _parked_again(channel: AbstractChannel, name: str) -> AbstractQueue:
             await asyncio.sleep(0.05)
 
 
+async def _park(
+    channel: AbstractChannel, namespace: str, *, parked_by: str
+) -> AbstractQueue:
+    """The parking queue, holding one message the queue ``parked_by`` parked."""
+    parking = await channel.declare_queue(
+        Topology(namespace).parking.name,
+        durable=True,
+        arguments={"x-queue-type": "quorum"},
+    )
+    await channel.default_exchange.publish(
+        aio_pika.Message(
+            b'{"type": "OrderAccepted"}',
+            headers={"x-death": [{"queue": parked_by, "reason": "rejected"}]},
+        ),
+        routing_key=parking.name,
+    )
+    return parking
+
+
 async def test_a_message_whose_queue_is_gone_stays_parked(
     amqp_url: str, broker_namespace: str
 ) -> None:
@@ -36,18 +55,7 @@ async def test_a_message_whose_queue_is_gone_stays_parked(
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        parking = await channel.declare_queue(
-            Topology(namespace).parking.name,
-            durable=True,
-            arguments={"x-queue-type": "quorum"},
-        )
-        await channel.default_exchange.publish(
-            aio_pika.Message(
-                b'{"type": "SwapConfirmed"}',
-                headers={"x-death": [{"queue": gone, "reason": "rejected"}]},
-            ),
-            routing_key=parking.name,
-        )
+        parking = await _park(channel, namespace, parked_by=gone)
 
         done = await redrive(amqp_url, namespace)
 
@@ -68,23 +76,12 @@ async def test_a_message_its_full_queue_refuses_stays_parked(
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        parking = await channel.declare_queue(
-            Topology(namespace).parking.name,
-            durable=True,
-            arguments={"x-queue-type": "quorum"},
-        )
         work = await channel.declare_queue(
             full,
             durable=True,
             arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
         )
-        await channel.default_exchange.publish(
-            aio_pika.Message(
-                b'{"type": "OrderAccepted"}',
-                headers={"x-death": [{"queue": full, "reason": "rejected"}]},
-            ),
-            routing_key=parking.name,
-        )
+        parking = await _park(channel, namespace, parked_by=full)
 
         done = await redrive(amqp_url, namespace)
 

@@ -62,14 +62,9 @@ def number(value: object, places: int = 6) -> str:
     At most ``places`` decimals, or ``places`` significant digits below 1, so a
     BONK price in SOL does not round to 0.
     """
-    if value is None:
-        return "-"
-    try:
-        shown = Decimal(str(value))
-    except InvalidOperation:
-        return str(value)
-    if not shown.is_finite():
-        return str(value)
+    shown = _finite(value)
+    if shown is None:
+        return "-" if value is None else str(value)
     decimals = places
     if shown and abs(shown) < 1:
         decimals = max(places, places - shown.adjusted() - 1)
@@ -83,15 +78,21 @@ def number(value: object, places: int = 6) -> str:
 def amount(value: object) -> str:
     """A token amount as exact as the API sends it, trailing zeros dropped:
     ``1.123456789`` SOL shows every lamport, where :func:`number` would round it."""
-    if value is None:
-        return "-"
-    try:
-        exact = Decimal(str(value))
-    except InvalidOperation:
-        return str(value)
-    if not exact.is_finite():
-        return str(value)
+    exact = _finite(value)
+    if exact is None:
+        return "-" if value is None else str(value)
     return _without_trailing_zeros(f"{exact:f}")
+
+
+def _finite(value: object) -> Decimal | None:
+    """``value`` as a finite decimal; None for no value or something else."""
+    if value is None:
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 def _without_trailing_zeros(text: str) -> str:
