@@ -1,5 +1,6 @@
 # Order execution engine: developer and CI entry points (GNU make).
-#   make install | servers | migrate | run | redrive | test | test-unit | lint | fmt | up | down | clean
+#   make help | install | servers | migrate | run | redrive | test | test-unit | lint | fmt
+#        | chaos | bench | floor | up | down | clean
 # Every target works in a fresh clone: the ones that need Python depend on install.
 
 SHELL := bash
@@ -100,7 +101,7 @@ bench: install ## Benchmark scenarios S1-S5 on this machine (~9 min; BENCH_ARGS=
 		$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 .PHONY: floor
-floor: install ## The architecture's floor: each primitive's CPU cost alone, per order (~3 min)
+floor: install ## The architecture's floor: each primitive's CPU cost alone, per order (~3 min; FLOOR_ARGS='--help')
 	tools/local-servers '$(BENCH_DATABASE_URL)' '$(BENCH_AMQP_URL)'
 	DATABASE_URL='$(BENCH_DATABASE_URL)' AMQP_URL='$(BENCH_AMQP_URL)' \
 		$(BIN)/python -m tools.floor $(FLOOR_ARGS)
@@ -131,7 +132,7 @@ up: ## docker compose up (GATEWAYS=n ROUTERS=n EXECUTORS=n NOTIFIERS=n); needs a
 down: ## docker compose down (volumes kept; add COMPOSE_DOWN_ARGS=-v to drop them)
 	$(COMPOSE) down --remove-orphans $(COMPOSE_DOWN_ARGS)
 
-clean: ## Remove the virtualenv and caches
+clean: ## Remove the virtualenv, caches and test-output/ (bench and chaos reports)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -not -path './.git/*' -exec rm -rf {} +

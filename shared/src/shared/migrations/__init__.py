@@ -9,6 +9,8 @@ from typing import Final
 import psycopg
 from psycopg import sql
 
+from shared.postgres.connections import to_live_primary
+
 MIGRATION_LOCK: Final = 0x6F65_6D69
 """Advisory lock key held while migrating, so services starting together queue."""
 
@@ -59,7 +61,8 @@ def migrate(conninfo: str, *, up_to: str | None = None) -> list[str]:
     ``MigrationRefusedError``, saying which.
     """
     applied_now: list[str] = []
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    # As every session of the engine: on a live primary, noticing losing it.
+    with psycopg.connect(to_live_primary(conninfo), autocommit=True) as conn:
         # Session-level lock: released by the unlock below or, if we crash, by
         # the server when the connection drops.
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
