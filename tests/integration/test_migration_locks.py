@@ -13,7 +13,7 @@ from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.integration
 
-HELD_S = 1.5
+HELD_S = 3.0
 
 
 def _insert_order_row(url: str) -> None:
@@ -24,6 +24,22 @@ def _insert_order_row(url: str) -> None:
             " VALUES (gen_random_uuid(), 'pending', 'SOL-USDC', 'sell', 1, 1,"
             " now(), now())"
         )
+
+
+def _until_a_session_waits_for_a_lock(url: str) -> None:
+    """Until some session of this database waits for a lock: the migration,
+    stopped at the long transaction's table."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            (waiting,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone() or (0,)
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the migration never waited for the reader's lock")
 
 
 def test_writes_go_on_while_a_migration_waits_for_a_long_transaction(
@@ -38,24 +54,27 @@ def test_writes_go_on_while_a_migration_waits_for_a_long_transaction(
         migrate(url, up_to="0009_checkpoint_movers_by_membership")
         reader = psycopg.connect(url)
         reader.execute("SELECT count(*) FROM gateway.orders_view")  # holds it
-        released = threading.Timer(HELD_S, reader.commit)
-        released.start()
+        released_at: list[float] = []
+
+        def release() -> None:
+            released_at.append(time.monotonic())
+            reader.commit()
+
+        releasing = threading.Timer(HELD_S, release)
+        releasing.start()
         applied: list[str] = []
         migrating = threading.Thread(target=lambda: applied.extend(migrate(url)))
-        started = time.monotonic()
         migrating.start()
         try:
-            time.sleep(0.3)  # the migration is waiting for the reader by now
+            _until_a_session_waits_for_a_lock(url)
             _insert_order_row(url)
-            written_after = time.monotonic() - started
-            migrating.join(timeout=30)
+            written_at = time.monotonic()
+            migrating.join(timeout=60)
         finally:
-            released.join()
+            releasing.join()
             reader.close()
 
-        assert written_after < HELD_S, (
-            f"a write waited {written_after:.1f}s behind the migration"
-        )
+        assert written_at < released_at[0], "the write waited for the long transaction"
         assert "0010_orders_view_paging" in applied
 
 
