@@ -242,7 +242,8 @@ def test_watch_piped_into_a_reader_that_leaves_stops_quietly(system: System) -> 
     assert watch.stdout is not None
     assert watch.stderr is not None
     first = json.loads(watch.stdout.readline())
-    watch.stdout.close()  # the reader leaves; the replay has more to write
+    watch.stdout.close()  # the reader leaves
+    submitted(system)  # and watch has frames to write after it has gone
     try:
         code = watch.wait(timeout=30)
     finally:

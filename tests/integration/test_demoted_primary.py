@@ -84,7 +84,7 @@ async def test_an_idle_connection_to_a_server_that_only_reads_now_is_replaced(
 
 
 # Long enough for the pool to try a connection while the server refuses writes.
-REFUSING_S: Final = 1.5
+REFUSING_S: Final = 6.0
 
 
 async def test_a_demoted_primary_is_passed_over_until_it_takes_writes_again(

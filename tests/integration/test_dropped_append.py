@@ -257,7 +257,8 @@ async def test_an_unanswered_statement_fails_at_once_and_its_connection_is_repla
 
         assert await store.head_position() >= 0
         assert await probes.backend_of(pool) != silenced
-    assert answer_s <= elapsed < answer_s + 1.0
+    # psycopg's cancel, the old way out, would add about 5 s more.
+    assert answer_s <= elapsed < answer_s + 4.0
 
 
 async def test_an_idle_connection_gone_silent_is_replaced_when_lent(
@@ -275,7 +276,7 @@ async def test_an_idle_connection_gone_silent_is_replaced_when_lent(
         elapsed = time.monotonic() - started
 
     assert lent != silenced
-    assert CHECK_ANSWER_S <= elapsed < CHECK_ANSWER_S + 1.0
+    assert CHECK_ANSWER_S <= elapsed < CHECK_ANSWER_S + 4.0
 
 
 async def test_an_append_the_store_never_answers_ends_in_a_503_naming_the_order(
@@ -304,7 +305,7 @@ async def test_an_append_the_store_never_answers_ends_in_a_503_naming_the_order(
             await _waiting_on_the_lock(database_url, waiting=False)
             release.set()
 
-    assert elapsed < answer_s + retry_s + 1.0
+    assert elapsed < answer_s + retry_s + 4.0
     assert refused.value.status_code == 503
     assert "may or may not be recorded" in refused.value.detail
     assert str(order.order_id) in refused.value.detail

@@ -526,14 +526,30 @@ async def test_appends_hold_up_where_the_database_defaults_to_repeatable_read(
         pool = open_pool(url, min_size=4, max_size=4)
         await pool.open(wait=True)
         try:
+            async with pool.connection() as conn:
+                default = await (
+                    await conn.execute("SHOW default_transaction_isolation")
+                ).fetchone()
             # One store per writer: no shared transaction, every append contends.
             stores = [PostgresEventStore(pool) for _ in range(4)]
+            streams = [uuid4() for _ in stores]
 
-            async def write(store: PostgresEventStore) -> None:
-                stream = uuid4()
+            async def write(store: PostgresEventStore, stream: UUID) -> None:
                 for version in range(25):
                     await store.append(stream, new_events(1), version)
 
-            await asyncio.gather(*(write(store) for store in stores))
+            await asyncio.gather(*map(write, stores, streams))
+            recorded = [await stores[0].read_stream(s) for s in streams]
+            log = await stores[0].read_all_raw(0, limit=1000)
         finally:
             await pool.close()
+
+        with psycopg.connect(url) as plain:
+            (elsewhere,) = plain.execute(
+                "SHOW default_transaction_isolation"
+            ).fetchone() or ("",)
+
+    assert elsewhere == "repeatable read"  # the database's default, as set
+    assert default == ("read committed",)  # the store's sessions, whatever it is
+    assert all([e.stream_version for e in r] == list(range(1, 26)) for r in recorded)
+    assert [e.global_position for e in log] == list(range(1, 101))
