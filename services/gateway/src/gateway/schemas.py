@@ -30,7 +30,14 @@ class OrderCreate(Message):
     (ExactIn); ``buy`` receives exactly ``amount`` of it (ExactOut).
     """
 
-    model_config = ConfigDict(json_schema_extra={"examples": [SELL_ORDER, BUY_ORDER]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [SELL_ORDER, BUY_ORDER]},
+        # The body has one spelling, the documented camelCase: `token_pair` is an
+        # unknown field (422), not a silent synonym of `tokenPair`.
+        validate_by_name=False,
+        validate_by_alias=True,
+        populate_by_name=False,
+    )
 
     token_pair: str = Field(
         examples=["SOL-USDC"],
