@@ -371,3 +371,39 @@ async def test_a_firehose_gone_quiet_while_orders_move_is_dropped_and_resumed(
     await expect(row.get_by_test_id("status")).to_have_text("confirmed")
     assert dials == 2
     recorded.assert_clean()
+
+
+async def test_a_log_that_stays_ahead_of_the_firehose_costs_one_reconnect_not_a_loop(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """Positions the notifier passes over (event types this release cannot show)
+    keep asOfPosition ahead of every frame. The page drops its quiet socket once
+    for them, then stays connected until the log moves again."""
+    tab, recorded = page
+    dials = 0
+
+    async def count(ws: WebSocketRoute) -> None:
+        nonlocal dials
+        dials += 1
+        ws.connect_to_server()
+
+    async def log_ahead(route: Route) -> None:
+        # As if the last events were ones no frame will ever show.
+        response = await route.fetch()
+        body = await response.json()
+        await route.fulfill(json={**body, "asOfPosition": body["asOfPosition"] + 3})
+
+    await tab.route_web_socket(FIREHOSE, count)
+    await tab.clock.install()
+    await open_dashboard(tab, system)
+    await tab.route(re.compile(r"/api/orders\?limit=1$"), log_ahead)
+
+    for _ in range(6):  # a minute and a half of checks
+        await tab.clock.fast_forward(15_000)
+        await asyncio.sleep(0.2)
+    await expect(tab.get_by_test_id("conn-state")).to_have_attribute(
+        "data-state", "open"
+    )
+
+    assert dials == 2, f"{dials - 1} reconnects for one stretch of the log"
+    recorded.assert_clean()

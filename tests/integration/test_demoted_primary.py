@@ -6,6 +6,8 @@ engine reaches the primary again as soon as there is one.
 """
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 from uuid import uuid4
@@ -81,6 +83,38 @@ async def test_an_idle_connection_to_a_server_that_only_reads_now_is_replaced(
         assert await probes.backend_of(pool) != refusing
     finally:
         await pool.close()
+
+
+STALE = 4
+# Lent in turn instead, the stale connections would cost the pool's pauses after
+# failed checks: about 0 + 1 + 2 + 4 s before a fresh one.
+REPLACED_WITHIN_S = 3.0
+
+
+async def test_every_idle_connection_to_a_server_that_only_reads_now_is_replaced(
+    database_url: str,
+) -> None:
+    """All of a pool's idle connections lead to the demoted server: the first one
+    found read-only has the pool replace them all, rather than lend each in turn
+    and find it read-only, with a growing pause after each."""
+    pool = open_pool(database_url, min_size=STALE, max_size=STALE, name="demoted-all")
+    await pool.open(wait=True)
+    try:
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(STALE):
+                conn = await held.enter_async_context(pool.connection())
+                await conn.execute(
+                    "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+                )
+        await asyncio.sleep(CHECK_AFTER_IDLE_S + 0.2)
+
+        started = time.monotonic()
+        await _append(pool)  # a write, as the engine's first use would be
+        waited = time.monotonic() - started
+    finally:
+        await pool.close()
+
+    assert waited < REPLACED_WITHIN_S, f"waited {waited:.1f}s behind stale connections"
 
 
 # Long enough for the pool to try a connection while the server refuses writes.

@@ -1,5 +1,6 @@
 """The PostgreSQL connection pool every adapter of the store shares."""
 
+import asyncio
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -60,6 +61,8 @@ class _IdleCheck:
         self._returned: weakref.WeakKeyDictionary[AsyncConnection[TupleRow], float] = (
             weakref.WeakKeyDictionary()
         )
+        self.pool: weakref.ref[Pool] | None = None  # set once the pool exists
+        self._draining: asyncio.Task[None] | None = None
 
     async def returned(self, conn: AsyncConnection[TupleRow]) -> None:
         self._returned[conn] = time.monotonic()
@@ -79,7 +82,18 @@ class _IdleCheck:
             # first write refused. Closed, it is discarded (a failed check alone
             # puts a healthy connection back), and a new one goes to the primary.
             await conn.close()
+            self._drain_soon()
             raise errors.OperationalError("the server only takes reads now")
+
+    def _drain_soon(self) -> None:
+        """Replace every idle connection at once: they all lead to the server
+        that now only reads, and checked one by one, with the pool's growing
+        pauses between failed checks, they would keep a request waiting for
+        seconds while new connections to the primary stood ready."""
+        pool = self.pool() if self.pool is not None else None
+        if pool is None or (self._draining is not None and not self._draining.done()):
+            return
+        self._draining = asyncio.get_running_loop().create_task(pool.drain())
 
 
 def open_pool(
@@ -122,7 +136,7 @@ def open_pool(
         )
 
     idle = _IdleCheck()
-    return Pool(
+    pool = Pool(
         to_live_primary(conninfo),
         min_size=min_size,
         max_size=max_size,
@@ -134,3 +148,5 @@ def open_pool(
         reset=idle.returned,
         name=name,
     )
+    idle.pool = weakref.ref(pool)
+    return pool

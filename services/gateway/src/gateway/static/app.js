@@ -945,21 +945,30 @@ function connect() {
 // got; a firehose that sent nothing since the last check while the log moved
 // past it is dropped and resumed.
 let positionAtLastCheck = null;
+// The asOfPosition at which the firehose was last dropped as stale. Not again
+// until the log moves past it: positions the notifier passes over (event types
+// this release cannot show) leave asOfPosition ahead of every frame for good.
+let droppedStaleAt = null;
 
 async function checkStale() {
-  if (!socket || socket.readyState !== WebSocket.OPEN || lastPosition == null) return false;
+  const ws = socket;
+  if (!ws || ws.readyState !== WebSocket.OPEN || lastPosition == null) return false;
   const quiet = positionAtLastCheck === lastPosition;
   positionAtLastCheck = lastPosition;
   let listed;
   try {
-    listed = await api("/api/orders?limit=1");
+    listed = (await api("/api/orders?limit=1"))?.asOfPosition ?? 0;
   } catch {
     return false; // the gateway cannot say: nothing to compare with
   }
-  if (!quiet || (listed?.asOfPosition ?? 0) <= lastPosition) return false;
-  const stale = socket;
+  // Looked at again after the wait: the socket may have closed or been replaced.
+  if (socket !== ws || ws.readyState !== WebSocket.OPEN || lastPosition == null) return false;
+  if (!quiet || listed <= lastPosition || (droppedStaleAt != null && listed <= droppedStaleAt)) {
+    return false;
+  }
+  droppedStaleAt = listed;
   socket = null; // its close, whenever it comes, is not ours to act on
-  stale.close();
+  ws.close();
   positionAtLastCheck = null;
   setConn("reconnecting", "no frames while orders moved · reconnecting…");
   connect();
@@ -1145,6 +1154,7 @@ async function seedOrders() {
   // Every row reflects at least the events up to asOfPosition: the firehose
   // resumes there, so nothing falls between the list and the live frames.
   lastPosition = list?.asOfPosition ?? 0;
+  droppedStaleAt = null; // positions start over with the list (a reset store, say)
   $("orders-empty").textContent = "No orders yet. Submit one on the left.";
   tableNeedsSort = true;
   scheduleRender();
