@@ -526,10 +526,9 @@ async def test_appends_hold_up_where_the_database_defaults_to_repeatable_read(
         pool = open_pool(url, min_size=4, max_size=4)
         await pool.open(wait=True)
         try:
-            async with pool.connection() as conn:
-                default = await (
-                    await conn.execute("SHOW default_transaction_isolation")
-                ).fetchone()
+            async with pool.connection() as pooled:
+                cursor = await pooled.execute("SHOW default_transaction_isolation")
+                default = await cursor.fetchone()
             # One store per writer: no shared transaction, every append contends.
             stores = [PostgresEventStore(pool) for _ in range(4)]
             streams = [uuid4() for _ in stores]
