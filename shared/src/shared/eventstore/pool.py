@@ -1,6 +1,7 @@
 """The PostgreSQL connection pool every adapter of the store shares."""
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -11,6 +12,8 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from shared.postgres.connections import answered_within, to_live_primary
+
+logger = logging.getLogger(__name__)
 
 # A connection back in the pool for less than this is handed out unchecked.
 CHECK_AFTER_IDLE_S = 1.0
@@ -94,6 +97,13 @@ class _IdleCheck:
         if pool is None or (self._draining is not None and not self._draining.done()):
             return
         self._draining = asyncio.get_running_loop().create_task(pool.drain())
+        self._draining.add_done_callback(_log_failed_drain)
+
+
+def _log_failed_drain(task: "asyncio.Task[None]") -> None:
+    # A pool closed meanwhile, say: its connections go with it anyway.
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.warning("could not replace the pool's connections: %r", error)
 
 
 def open_pool(
