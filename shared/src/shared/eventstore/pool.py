@@ -28,7 +28,8 @@ CONNECTION_WAIT_S = 10.0
 
 
 class Pool(AsyncConnectionPool[AsyncConnection[TupleRow]]):
-    """A pool that lets go of a connection to a server that refuses writes.
+    """A pool that lets go of a connection to a server that refuses writes, and
+    of one whose server stops answering.
 
     A primary demoted but kept up answers every write with ReadOnlySqlTransaction
     on connections that stay healthy otherwise, so the pool would keep lending
@@ -41,10 +42,18 @@ class Pool(AsyncConnectionPool[AsyncConnection[TupleRow]]):
     async def connection(
         self,
         timeout: float | None = None,  # noqa: ASYNC109 - psycopg_pool's own
+        *,
+        answer_within_s: float | None = None,
     ) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        """A pooled connection; with ``answer_within_s``, what the block sends on
+        it is answered in that long or fails (``answered_within``)."""
         async with super().connection(timeout) as conn:
             try:
-                yield conn
+                if answer_within_s is None:
+                    yield conn
+                else:
+                    async with answered_within(conn, answer_within_s):
+                        yield conn
             except errors.ReadOnlySqlTransaction:
                 await conn.close()
                 raise

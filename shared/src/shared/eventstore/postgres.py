@@ -1,13 +1,11 @@
 """The event store on PostgreSQL: appends go in groups, one function call each."""
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, LiteralString
 from uuid import UUID
 
-from psycopg import AsyncConnection, errors
-from psycopg.rows import TupleRow
+from psycopg import errors
 from pydantic import TypeAdapter
 
 from shared.domain.envelope import EventEnvelope, NewEvent
@@ -21,7 +19,6 @@ from shared.eventstore.port import (
     RawEvent,
     WrongExpectedVersionError,
 )
-from shared.postgres.connections import answered_within
 
 STORE_CHANNEL: Final = "es_events"  # every append transaction notifies it once
 
@@ -181,7 +178,7 @@ class PostgresEventStore:
     async def _send(
         self, params: tuple[object, ...]
     ) -> list[tuple[str, int | None, int | None, int | None]]:
-        async with self._connection() as conn:
+        async with self._pool.connection(answer_within_s=self._answer_within_s) as conn:
             cur = await conn.execute(APPEND_BATCH, params)
             return await cur.fetchall()
 
@@ -202,13 +199,13 @@ class PostgresEventStore:
         self, after_position: int = 0, limit: int = 1000
     ) -> list[RawEvent]:
         _check_page(after_position, limit)
-        async with self._connection() as conn:
+        async with self._pool.connection(answer_within_s=self._answer_within_s) as conn:
             cur = await conn.execute(_READ_ALL_RAW, (after_position, limit))
             rows = await cur.fetchall()
         return [RawEvent(*row) for row in rows]
 
     async def head_position(self) -> int:
-        async with self._connection() as conn:
+        async with self._pool.connection(answer_within_s=self._answer_within_s) as conn:
             cur = await conn.execute(_HEAD)
             row = await cur.fetchone()
         if row is None:
@@ -219,19 +216,10 @@ class PostgresEventStore:
     async def _read(
         self, query: LiteralString, params: tuple[object, ...]
     ) -> list[EventEnvelope]:
-        async with self._connection() as conn:
+        async with self._pool.connection(answer_within_s=self._answer_within_s) as conn:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
         return [] if row is None else _ENVELOPES.validate_json(row[0])
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
-        """A pooled connection whose statements are answered in time or fail."""
-        async with (
-            self._pool.connection() as conn,
-            answered_within(conn, self._answer_within_s),
-        ):
-            yield conn
 
 
 def _outcome(

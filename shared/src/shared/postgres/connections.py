@@ -38,11 +38,16 @@ _LIVE_PRIMARY: dict[str, str | int] = {
     "target_session_attrs": "read-write",
 }
 
-SERVER_NOTICES_A_VANISHED_CLIENT = (
-    b"SET tcp_keepalives_idle = 15; SET tcp_keepalives_interval = 5;"
-    b" SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000"
-)
-"""The same for the server's end of a session, where it holds something for the
+SERVER_NOTICES_A_VANISHED_CLIENT = "; ".join(
+    f"SET {server} = {int(_LIVE_PRIMARY[client])}"
+    for server, client in (
+        ("tcp_keepalives_idle", "keepalives_idle"),
+        ("tcp_keepalives_interval", "keepalives_interval"),
+        ("tcp_keepalives_count", "keepalives_count"),
+        ("tcp_user_timeout", "tcp_user_timeout"),
+    )
+).encode()
+"""The same settings for the server's end of a session, where it holds something for the
 session (an advisory lock) while the session sends nothing. A client host that
 vanishes (power, a killed VM, a partition) closes nothing, and by the server's
 own keepalive settings it would notice after two hours, holding the lock all

@@ -30,11 +30,9 @@ class Wakeups:
         conninfo: str,
         *,
         channel: str,
-        connect_timeout: int = 5,
     ) -> None:
         self._conninfo = conninfo
         self._channel = channel
-        self._connect_timeout = connect_timeout
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
     async def __aenter__(self) -> Self:
@@ -76,7 +74,6 @@ class Wakeups:
             conn = await psycopg.AsyncConnection.connect(
                 to_live_primary(self._conninfo),
                 autocommit=True,
-                connect_timeout=self._connect_timeout,
             )
             await conn.execute(
                 sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
