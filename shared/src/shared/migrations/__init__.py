@@ -1,13 +1,18 @@
 """Schema migrations: numbered SQL files applied once each, in order, under a lock."""
 
 import re
-import time
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Final
 
 import psycopg
 from psycopg import sql
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from shared.postgres.connections import to_live_primary
 
@@ -125,23 +130,21 @@ def _apply_when_unlocked(
     conn: psycopg.Connection[tuple[object, ...]], script: Traversable, version: str
 ) -> None:
     """Apply ``version``, trying again while a lock it needs is held elsewhere."""
-    deadline = time.monotonic() + LOCKED_OUT_S
-    pause = 0.1
-    while True:
-        try:
-            _apply(conn, script, version)
-        except psycopg.errors.LockNotAvailable as error:
-            if time.monotonic() + pause > deadline:
-                raise MigrationLockedOutError(
-                    f"{version} could not take its locks within"
-                    f" {LOCK_TIMEOUT_MS} ms, over and over for {LOCKED_OUT_S:g} s:"
-                    f" {error.diag.message_primary}. A long transaction holds"
-                    " them (pg_stat_activity); end it and migrate again"
-                ) from error
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
-            continue
-        return
+    try:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(psycopg.errors.LockNotAvailable),
+            wait=wait_exponential(multiplier=0.1, max=5.0),
+            stop=stop_after_delay(LOCKED_OUT_S),
+            reraise=True,
+        ):
+            with attempt:
+                _apply(conn, script, version)
+    except psycopg.errors.LockNotAvailable as error:
+        raise MigrationLockedOutError(
+            f"{version} could not take its locks within {LOCK_TIMEOUT_MS} ms, over"
+            f" and over for {LOCKED_OUT_S:g} s: {error.diag.message_primary}. A long"
+            " transaction holds them (pg_stat_activity); end it and migrate again"
+        ) from error
 
 
 def _apply(
