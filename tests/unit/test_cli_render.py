@@ -538,7 +538,7 @@ async def test_load_asks_again_for_an_order_whose_answer_was_lost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A lost answer is not a refusal: the same order is asked for again."""
-    monkeypatch.setattr("orders_cli.load._FIRST_PAUSE_S", 0.001)
+    monkeypatch.setattr("orders_cli.client._FIRST_PAUSE_S", 0.001)
     client = _LostAnswer()
 
     outcome = await one_order(

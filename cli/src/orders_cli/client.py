@@ -141,14 +141,14 @@ class OrdersClient:
                     httpx.USE_CLIENT_DEFAULT if answer_within is None else answer_within
                 ),
             )
-        except httpx.ReadTimeout as error:
-            raise ApiError(
-                f"no answer from the API at {self.api_url}: {error!r}",
-                unanswered=True,
-            ) from None
         except httpx.HTTPError as error:
+            problem = (
+                "no answer from"
+                if isinstance(error, httpx.ReadTimeout)
+                else "cannot reach"
+            )
             raise ApiError(
-                f"cannot reach the API at {self.api_url}: {error!r}",
+                f"{problem} the API at {self.api_url}: {error!r}",
                 # Anything after the request was sent leaves its outcome open.
                 unanswered=not isinstance(
                     error, (httpx.ConnectError, httpx.ConnectTimeout)
@@ -297,8 +297,13 @@ async def _dropped(drops: int, doing: str, error: ApiError | None = None) -> int
     if drops > RECONNECTS:
         cause = f": {error.message}" if error is not None else ""
         raise ApiError(f"lost the notifier {RECONNECTS} times in a row {doing}{cause}")
-    await asyncio.sleep(min(_FIRST_PAUSE_S * 2**drops, _LONGEST_PAUSE_S))
+    await asyncio.sleep(pause_after(drops))
     return drops
+
+
+def pause_after(failures: int) -> float:
+    """Seconds to wait before trying again after ``failures`` in a row."""
+    return min(_FIRST_PAUSE_S * 2.0**failures, _LONGEST_PAUSE_S)
 
 
 def _refusal(

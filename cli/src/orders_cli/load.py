@@ -13,16 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orders_cli.client import ApiError, OrdersClient
+from orders_cli.client import ApiError, OrdersClient, pause_after
 
 CONFIRMED = "confirmed"
 FAILED = "failed"
 TIMED_OUT = "timed-out"
 REJECTED = "rejected"  # the submit itself was refused or did not reach the API
 HTTP_UNAVAILABLE = 503
-# Back-off for a submit that did not reach the API or lost its answer.
-_FIRST_PAUSE_S = 0.25
-_LONGEST_PAUSE_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -173,7 +170,7 @@ async def one_order(
             if error.status is None:
                 # The API was not reached, or its answer was lost: the order may be
                 # recorded, and its clientOrderId asks for it again, never twice.
-                wait: float | None = min(_FIRST_PAUSE_S * 2**tries, _LONGEST_PAUSE_S)
+                wait: float | None = pause_after(tries)
             else:
                 wait = error.retry_after if error.status == HTTP_UNAVAILABLE else None
             if wait is None or time.monotonic() + wait > deadline:
