@@ -850,9 +850,15 @@ function renderShareBar(totals) {
 
 let notifierBase = null;
 let socket = null;
-let retryDelay = 500;
+let failedConnects = 0; // in a row, since the last open
 let everConnected = false;
 let refusedInARow = 0; // cursors refused since the last frame: backs the restart off
+
+/** The pause before the next try after `failures` in a row: 0.5 s doubling up to
+ * 15 s, spread ±25 % so that many pages do not come back at the same moment. */
+function backoffMs(failures) {
+  return Math.min(15_000, 500 * 2 ** failures) * (0.75 + Math.random() * 0.5);
+}
 
 function setConn(state, text) {
   const el = $("conn-state");
@@ -878,16 +884,14 @@ function resolveNotifier(configured) {
 
 /** Seed the table from the list (retrying until the gateway answers), then go live. */
 async function seedThenConnect() {
-  let delay = 1000;
-  for (;;) {
+  for (let failures = 1; ; failures += 1) {
     try {
       await seedOrders();
       break;
     } catch (error) {
       setConn("reconnecting", "orders unavailable");
       $("orders-empty").textContent = `Could not load orders: ${error.message} (retrying)`;
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(15_000, delay * 2);
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(failures)));
     }
   }
   connect();
@@ -907,7 +911,7 @@ function connect() {
   socket = ws;
   ws.addEventListener("open", () => {
     everConnected = true;
-    retryDelay = 500;
+    failedConnects = 0;
     setConn("open", "live");
   });
   ws.addEventListener("message", (event) => {
@@ -926,7 +930,7 @@ function connect() {
       // The cursor lies beyond the notifier's log (its store was reset, say):
       // resuming with it again would be refused forever. Start over from the list.
       lastPosition = null;
-      const delay = Math.min(15_000, 500 * 2 ** refusedInARow);
+      const delay = backoffMs(refusedInARow);
       refusedInARow += 1;
       setConn("reconnecting", "cursor refused · reloading orders");
       setTimeout(seedThenConnect, delay);
@@ -976,8 +980,8 @@ async function checkStale() {
 }
 
 function scheduleReconnect() {
-  const delay = Math.min(15_000, retryDelay) * (0.75 + Math.random() * 0.5);
-  retryDelay = Math.min(15_000, retryDelay * 2);
+  const delay = backoffMs(failedConnects);
+  failedConnects += 1;
   setConn("reconnecting", `offline · retry in ${Math.ceil(delay / 1000)}s`);
   setTimeout(connect, delay);
 }
