@@ -35,8 +35,6 @@ class OrderCreate(Message):
         # The body has one spelling, the documented camelCase: `token_pair` is an
         # unknown field (422), not a silent synonym of `tokenPair`.
         validate_by_name=False,
-        validate_by_alias=True,
-        populate_by_name=False,
     )
 
     token_pair: str = Field(
