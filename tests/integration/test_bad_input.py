@@ -86,6 +86,16 @@ def test_a_json_number_amount_past_a_floats_digits_is_refused_for_its_places(
     assert error["input"] == "1.0000000000000001"
 
 
+def test_a_refused_json_number_is_echoed_as_it_was_written(system: System) -> None:
+    """``-1e2`` comes back as ``-1e2``, not as a Decimal's ``-1E+2``."""
+    answer = _post_raw(system, "-1e2")
+
+    assert answer.status_code == 422
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == ["body", "amount"]
+    assert error["input"] == "-1e2"
+
+
 def test_a_json_number_amount_is_recorded_with_every_digit_sent(
     system: System,
 ) -> None:

@@ -1,6 +1,7 @@
 """End to end: orders submitted over HTTP, followed over WebSocket, on real services."""
 
 import asyncio
+import re
 import uuid
 
 import httpx
@@ -104,6 +105,55 @@ async def test_the_event_history_lists_every_event(system: System) -> None:
         "TransactionSubmitted",
         "SwapConfirmed",
     ]
+
+
+def _decimal_texts(value: object) -> list[str]:
+    """Every string in a JSON value that reads as a number, however nested."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _decimal_texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _decimal_texts(v)]
+    return [value] if isinstance(value, str) and _NUMBER.fullmatch(value) else []
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+
+
+async def test_a_tiny_amount_reads_as_its_digits_everywhere(system: System) -> None:
+    """0.0000001 SOL, sent as the JSON number ``1e-07``, is ``"0.0000001"``.
+
+    On the WebSocket, in the order, its history and the list: never ``1E-7``, a
+    form no trader writes. Every amount and price the engine derived from it
+    (quotes, the plan, what the chain moved) is written in digits too.
+    """
+    answer = await submit(system, {**probes.ORDER, "amount": 1e-7})
+    assert answer.status_code == 202, answer.text
+    order_id = answer.json()["orderId"]
+
+    seen = await stream(system, f"/ws/orders/{order_id}")
+    async with (
+        httpx.AsyncClient(base_url=system.base_url) as client,
+        asyncio.timeout(10),
+    ):
+        order = (await client.get(f"/api/orders/{order_id}")).json()
+        events = (await client.get(f"/api/orders/{order_id}/events")).json()
+        while not (
+            listed := [
+                o
+                for o in (await client.get("/api/orders")).json()["orders"]
+                if o["orderId"] == order_id and o["version"] == order["version"]
+            ]
+        ):
+            await asyncio.sleep(0.1)
+
+    assert seen.frames[0]["amount"] == "0.0000001"
+    assert order["amount"] == "0.0000001"
+    assert events["events"][0]["amount"] == "0.0000001"
+    assert listed[0]["amount"] == "0.0000001"
+    texts = _decimal_texts([seen.frames, order, events, listed])
+    # quotes, plan and (when it landed) the ledger's amounts are all in there
+    assert len(texts) > 10, texts
+    assert [t for t in texts if "e" in t.lower()] == []
 
 
 async def test_the_order_list_comes_from_the_read_model(system: System) -> None:

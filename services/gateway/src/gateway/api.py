@@ -61,6 +61,7 @@ from shared.domain.events import (
     OrderAccepted,
     OrderStatus,
 )
+from shared.domain.model import fixed_point
 from shared.domain.order import OrderState
 from shared.domain.pairs import SUPPORTED_PAIRS
 from shared.domain.views import status_frame
@@ -464,7 +465,7 @@ def orders_api(  # noqa: C901 - one nested function per route
                     "status": placed.status.value,
                     "token_pair": order.token_pair,
                     "side": order.side.value,
-                    "amount": str(order.amount),
+                    "amount": fixed_point(order.amount),
                     "client_order_id": client_order_id,
                     **(
                         {"request_correlation_id": str(correlation_id)}

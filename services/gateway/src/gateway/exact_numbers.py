@@ -10,7 +10,7 @@ value as written, and the 422 that refuses one echoes it as written too.
 import json
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Self, cast
 
 from fastapi import Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -25,7 +25,7 @@ class ExactNumbersRequest(Request):
             body = await self.body()
             try:
                 self._json = json.loads(
-                    body, parse_float=Decimal, parse_constant=_as_text
+                    body, parse_float=WrittenNumber, parse_constant=_as_text
                 )
             except json.JSONDecodeError:
                 raise
@@ -37,6 +37,23 @@ class ExactNumbersRequest(Request):
                     f"not readable: {type(error).__name__}: {error}", "", 0
                 ) from error
         return self._json
+
+
+class WrittenNumber(Decimal):
+    """A JSON number with a fraction or an exponent, and the text it was sent as.
+
+    A ``Decimal`` forgets how it was written: ``1e2`` becomes ``1E+2``. A refused
+    number is echoed from ``text``; an accepted one is validated into a plain
+    ``Decimal``, so nothing past the schema sees this type.
+    """
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> Self:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
 
 
 def _as_text(constant: str) -> str:
@@ -78,4 +95,8 @@ async def validation_problem(
     return JSONResponse(status_code=422, content={"detail": jsonable_encoder(exact)})
 
 
-_AS_TEXT: dict[Any, Callable[[Any], Any]] = {Decimal: str}
+def _echo(number: Decimal) -> str:
+    return number.text if isinstance(number, WrittenNumber) else str(number)
+
+
+_AS_TEXT: dict[Any, Callable[[Any], Any]] = {Decimal: _echo}

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from gateway.examples import BUY_ORDER, SELL_ORDER
 from shared.domain.events import OrderStatus
-from shared.domain.model import Message
+from shared.domain.model import FixedDecimal, Message
 from shared.domain.pairs import SUPPORTED_PAIRS, Side
 from shared.domain.quotes import RoutePlan, VenueQuote
 from shared.domain.retry import FailureClass
@@ -44,7 +44,7 @@ class OrderCreate(Message):
         # below still answers anything else with a 422 that lists them.
         json_schema_extra={"enum": list(SUPPORTED_PAIRS)},
     )
-    amount: Decimal = Field(
+    amount: FixedDecimal = Field(
         gt=0, allow_inf_nan=False, max_digits=MAX_DIGITS, examples=[10]
     )
     order_type: Literal["market"] = Field(alias="type", examples=["market"])
@@ -120,17 +120,17 @@ class OrderPublic(Message):
     order_type: str
     token_pair: str
     side: Side
-    amount: Decimal
+    amount: FixedDecimal
     slippage_bps: int
     client_order_id: str | None
     attempt: int
     quotes: tuple[VenueQuote, ...]
     route_plan: RoutePlan | None
     tx_hash: str | None
-    final_price: Decimal | None
-    amount_in: Decimal | None
-    amount_out: Decimal | None
-    quoted_amount_out: Decimal | None
+    final_price: FixedDecimal | None
+    amount_in: FixedDecimal | None
+    amount_out: FixedDecimal | None
+    quoted_amount_out: FixedDecimal | None
     failures: tuple[AttemptFailure, ...]
     failure_reason: str | None
     version: int
@@ -143,9 +143,9 @@ class OrderSummary(Message):
     status: OrderStatus
     token_pair: str
     side: Side
-    amount: Decimal
+    amount: FixedDecimal
     venue: str | None
-    final_price: Decimal | None
+    final_price: FixedDecimal | None
     tx_hash: str | None
     attempts: int
     failure_reason: str | None

@@ -41,6 +41,7 @@ from shared.chain.transaction import (
 )
 from shared.domain.genesis import genesis_pools, genesis_raw_price
 from shared.domain.market import Market, drift_pool
+from shared.domain.model import fixed_point
 from shared.domain.pairs import SUPPORTED_PAIRS, Pair, Side, Token
 from shared.domain.pools import POOL_STATE, CpPool, DlmmPool
 from shared.domain.quotes import RouteLeg, Venue
@@ -555,8 +556,8 @@ def _result(
     return {
         "ok": outcome.ok,
         "error": outcome.error,
-        "amount_in": str(_units(outcome.amount_in_raw, in_token.decimals)),
-        "amount_out": str(_units(outcome.amount_out_raw, out_token.decimals)),
+        "amount_in": fixed_point(_units(outcome.amount_in_raw, in_token.decimals)),
+        "amount_out": fixed_point(_units(outcome.amount_out_raw, out_token.decimals)),
         "legs": legs,
     }
 

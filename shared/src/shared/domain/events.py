@@ -1,13 +1,12 @@
 """The order's events: past-tense facts, one discriminated union, one status each."""
 
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import Field
 
-from shared.domain.model import Message
+from shared.domain.model import FixedDecimal, Message
 from shared.domain.pairs import Side
 from shared.domain.quotes import RouteLeg, RoutePlan, VenueQuote
 from shared.domain.retry import FailureClass
@@ -40,7 +39,7 @@ class OrderAccepted(Message):
     order_type: OrderType
     token_pair: str
     side: Side
-    amount: Decimal
+    amount: FixedDecimal
     slippage_bps: int
     client_order_id: str | None = None
 
@@ -87,11 +86,11 @@ class SwapConfirmed(Message):
     attempt: int
     tx_hash: str
     slot: int
-    amount_in: Decimal
-    amount_out: Decimal
-    final_price: Decimal
-    quoted_amount_in: Decimal
-    quoted_amount_out: Decimal
+    amount_in: FixedDecimal
+    amount_out: FixedDecimal
+    final_price: FixedDecimal
+    quoted_amount_in: FixedDecimal
+    quoted_amount_out: FixedDecimal
     legs: tuple[RouteLeg, ...]
 
 

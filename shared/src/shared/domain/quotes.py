@@ -1,10 +1,9 @@
 """Quotes from venues and the route plan chosen from them."""
 
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 
-from shared.domain.model import Message
+from shared.domain.model import FixedDecimal, Message
 
 
 class Venue(StrEnum):
@@ -20,12 +19,12 @@ class VenueQuote(Message):
     """
 
     venue: Venue
-    in_amount: Decimal
-    out_amount: Decimal
-    min_amount_out: Decimal
-    max_amount_in: Decimal
-    fee: Decimal
-    price_impact_pct: Decimal
+    in_amount: FixedDecimal
+    out_amount: FixedDecimal
+    min_amount_out: FixedDecimal
+    max_amount_in: FixedDecimal
+    fee: FixedDecimal
+    price_impact_pct: FixedDecimal
     slot: int
     expires_at: datetime
 
@@ -33,8 +32,8 @@ class VenueQuote(Message):
 class RouteLeg(Message):
     venue: Venue
     bps: int
-    in_amount: Decimal
-    out_amount: Decimal
+    in_amount: FixedDecimal
+    out_amount: FixedDecimal
 
 
 class RoutePlan(Message):
@@ -45,9 +44,9 @@ class RoutePlan(Message):
     """
 
     legs: tuple[RouteLeg, ...]
-    in_amount: Decimal
-    out_amount: Decimal
-    min_amount_out: Decimal
-    max_amount_in: Decimal
-    gain_bps_over_best_single: Decimal
+    in_amount: FixedDecimal
+    out_amount: FixedDecimal
+    min_amount_out: FixedDecimal
+    max_amount_in: FixedDecimal
+    gain_bps_over_best_single: FixedDecimal
     reason: str
