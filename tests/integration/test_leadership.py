@@ -5,7 +5,7 @@ from uuid import uuid4
 
 import pytest
 
-from shared.postgres.leadership import leadership, lock_key
+from shared.postgres.leadership import leadership
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ async def test_the_server_notices_a_lock_holder_that_vanished_within_seconds(
     times 5 s apart, and drops a connection whose data goes unacknowledged for
     30 s: the advisory lock is freed about 30 s after the leader's host is gone
     (the server's defaults would keep it two hours)."""
-    async with leadership(database_url, lock_key(f"test-{uuid4()}")) as session:
+    async with leadership(database_url, f"test-{uuid4()}") as session:
         cursor = await session.execute(
             "SELECT current_setting('tcp_keepalives_idle'),"
             " current_setting('tcp_keepalives_interval'),"

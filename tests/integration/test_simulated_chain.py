@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from prometheus_client import REGISTRY
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
@@ -24,7 +25,7 @@ from shared.chain import (
     TxUnknown,
     build_swap_transaction,
 )
-from shared.chain.simulated import SimulatedChain
+from shared.chain.simulated import LANDER_LOCK, SimulatedChain
 from shared.domain.pairs import SUPPORTED_PAIRS, Side
 from shared.domain.pools import CpPool, DlmmPool
 from shared.domain.quotes import Venue
@@ -356,6 +357,11 @@ async def test_two_landers_never_land_a_transaction_twice(
         assert len(await ledger_rows(db, signature=tx.signature)) == 1
 
 
+def lander_lock_refusals() -> float:
+    labels = {"lock": LANDER_LOCK, "outcome": "refused"}
+    return REGISTRY.get_sample_value("oe_leader_lock_tries_total", labels) or 0.0
+
+
 async def test_only_one_lander_leads_and_a_standby_takes_over(
     db: Db, settings: Settings, chain_db: str
 ) -> None:
@@ -367,8 +373,11 @@ async def test_only_one_lander_leads_and_a_standby_takes_over(
         await one.send_transaction(first.encoded)
         assert isinstance(await settle(one, first.signature), TxLanded)
         assert one.leads_landing
+        refused_before = lander_lock_refusals()
         async with landing(two, chain_db):
-            await asyncio.sleep(0.5)  # ``two`` has tried for the lock by now
+            async with asyncio.timeout(8):  # until ``two`` has tried and been refused
+                while lander_lock_refusals() == refused_before:
+                    await asyncio.sleep(0.01)
             assert not two.leads_landing, "a second lander took the lock"
             leader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

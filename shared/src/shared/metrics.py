@@ -15,6 +15,7 @@ Relay and projections
     ``oe_relay_lag_events``                         head - relay checkpoint
     ``oe_relay_events_published_total``             events confirmed by the broker
     ``oe_relay_leader``                             1 in the process that publishes
+    ``oe_leader_lock_tries_total{lock,outcome}``    held | refused (a standby's grows)
     ``oe_projection_lag_events{projection}``        head - projection checkpoint
 Consumers
     ``oe_consumer_messages_total{consumer,event_type,outcome}``  ack | requeue | parked
@@ -157,6 +158,13 @@ RELAY_PUBLISHED = Counter(
 RELAY_LEADER = Gauge(
     "oe_relay_leader",
     "1 when this process holds the relay lock and publishes, else 0.",
+)
+LEADER_LOCK_TRIES = Counter(
+    "oe_leader_lock_tries",
+    "Tries for a leader lock (relay, projections, the chain's lander): held, or"
+    " refused because another process holds it. A live standby's refused count"
+    " grows about once a second.",
+    ["lock", "outcome"],
 )
 PROJECTION_LAG = Gauge(
     "oe_projection_lag_events",

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 
+from shared.metrics import LEADER_LOCK_TRIES
 from shared.postgres.connections import (
     SERVER_NOTICES_A_VANISHED_CLIENT,
     to_live_primary,
@@ -68,7 +69,7 @@ async def lead_forever(
     """
     while True:
         try:
-            async with leadership(conninfo, lock_key(name)) as session:
+            async with leadership(conninfo, name) as session:
                 if on_change is not None:
                     on_change(True)
                 logger.info("leading", extra={"kind": "leader", "lock": name})
@@ -88,12 +89,17 @@ async def lead_forever(
 
 @contextlib.asynccontextmanager
 async def leadership(
-    conninfo: str, key: int, *, retry_s: float = RETRY_S
+    conninfo: str, name: str, *, retry_s: float = RETRY_S
 ) -> AsyncIterator[Session]:
-    """Wait until this process holds lock ``key``; yield the session holding it.
+    """Wait until this process holds lock ``name``; yield the session holding it.
 
     A standby holds no connection while it waits: it connects, tries, and lets go.
     """
+    key = lock_key(name)
+    held, refused = (
+        LEADER_LOCK_TRIES.labels(lock=name, outcome=outcome)
+        for outcome in ("held", "refused")
+    )
     while True:
         session = await psycopg.AsyncConnection.connect(
             to_live_primary(conninfo), autocommit=True
@@ -103,8 +109,10 @@ async def leadership(
             cursor = await session.execute("SELECT pg_try_advisory_lock(%s)", (key,))
             row = await cursor.fetchone()
             if row is not None and row[0]:
+                held.inc()
                 yield session
                 return
+            refused.inc()
         finally:
             await session.close()
         await asyncio.sleep(retry_s)
