@@ -1,16 +1,20 @@
-"""The firehose: a client resuming far behind catches up under load and stays live."""
+"""The push to a subscriber: one far behind, or hit by a burst past its buffer,
+is sent every event in order and not cut off."""
 
 import asyncio
 import json
 from typing import Any, cast
+from uuid import uuid4
 
 from fastapi import WebSocket
 
 from notifier.hub import Hub
-from notifier.websocket import _push_firehose
+from notifier.websocket import _push_firehose, _push_order
+from shared.domain.envelope import NewEvent
+from shared.domain.events import OrderEvent, RoutingStarted
 from shared.eventstore.memory import InMemoryEventStore
-from shared.eventstore.port import RawEvent
-from tests.unit.order_events import recorded
+from shared.eventstore.port import NO_STREAM, RawEvent
+from tests.unit.order_events import accepted, confirmed, recorded, retry
 
 BUFFER = 64
 HISTORY = 3000
@@ -84,3 +88,86 @@ async def test_a_firehose_far_behind_under_load_catches_up_and_stays_live() -> N
     assert client.closed is None
     assert client.positions == list(range(1, hub.watermark + 1))
     assert hub.watermark > HISTORY + 5 * BUFFER
+
+
+class _QuietLog(_BusyLog):
+    """The same log, but sending a frame records nothing more."""
+
+    def record_one(self) -> None:
+        pass
+
+
+async def test_a_burst_past_the_buffer_reaches_a_live_firehose_in_order() -> None:
+    """A hole filled at once releases every event held behind it: several buffers'
+    worth in one go. A client that keeps reading is sent each of them, in order,
+    and is not cut off: what its buffer could not take comes from the log."""
+    log = _QuietLog()
+    hub = log.hub
+    await hub.start()
+    client = _Client(log)
+    subscription = hub.subscription(None)
+    pushing = asyncio.create_task(
+        _push_firehose(cast("WebSocket", client), log, hub, subscription, after=None)
+    )
+    await asyncio.sleep(0.01)  # attached, waiting for live events
+    burst = [recorded(p) for p in range(HISTORY + 1, HISTORY + 5 * BUFFER + 1)]
+    log.raw += [RawEvent.of(e) for e in burst]
+    for envelope in burst[1:]:
+        hub.offer(envelope)  # held: the first of them has not arrived
+    hub.offer(burst[0])  # the hole closes; all of them are released at once
+
+    async with asyncio.timeout(10):
+        while len(client.positions) < len(burst):
+            assert not pushing.done(), client.closed
+            await asyncio.sleep(0.01)
+    pushing.cancel()
+
+    assert client.closed is None
+    assert client.positions == [e.global_position for e in burst]
+    assert not subscription.overflowed
+
+
+class _OrderClient(_Client):
+    def __init__(self) -> None:
+        self.versions: list[int] = []
+        self.closed: tuple[int, str | None] | None = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.versions.append(json.loads(message["text"])["version"])
+        await asyncio.sleep(0)
+
+
+async def test_an_order_stream_past_its_buffer_is_sent_whole_then_closed() -> None:
+    """An order subscriber's buffer of 2 overflows when the order's retries land
+    at once; it is still sent every version, in order, and then the normal close."""
+    store = InMemoryEventStore()
+    hub = Hub(store, max_buffer=2, hole_timeout=60)
+    order = accepted()
+    await store.append(order.order_id, _new(order), NO_STREAM)
+    await hub.start()
+    client = _OrderClient()
+    subscription = hub.subscribe(order.order_id)
+    pushing = asyncio.create_task(
+        _push_order(
+            cast("WebSocket", client),
+            store,
+            subscription,
+            order.order_id,
+            await store.read_stream(order.order_id),
+            0,
+        )
+    )
+    await asyncio.sleep(0.01)  # sent version 1, waiting for live events
+    rest = [RoutingStarted(attempt=1)] + [retry(a) for a in range(2, 8)]
+    result = await store.append(order.order_id, _new(*rest, confirmed()), 1)
+    for envelope in await store.read_stream(order.order_id, after_version=1):
+        hub.offer(envelope)
+
+    await asyncio.wait_for(pushing, timeout=10)
+
+    assert client.versions == list(range(1, result.stream_version + 1))
+    assert client.closed == (1000, None)
+
+
+def _new(*events: OrderEvent) -> list[NewEvent]:
+    return [NewEvent(event_id=uuid4(), event=e, correlation_id=uuid4()) for e in events]

@@ -45,17 +45,29 @@ class Subscription:
         self.max_buffer = max_buffer
         self._waiter: asyncio.Future[None] | None = None
         self.overflow = asyncio.Event()
+        self.rejoined = asyncio.Event()
 
     @property
     def overflowed(self) -> bool:
         return self.overflow.is_set()
+
+    def rejoin(self) -> None:
+        """Take events again after an overflow; the caller has the rest from the log.
+
+        Detached meanwhile, it is offered nothing: its push catches up from the
+        store past what it missed, then attaches it again.
+        """
+        self._buffer.clear()
+        self.overflow.clear()
+        self.rejoined.set()
 
     def offer(self, envelope: EventEnvelope) -> None:
         if self.overflowed:
             return
         if len(self._buffer) >= self.max_buffer:
             # Never let a client that does not read stall the others or grow memory:
-            # its connection is closed and it resumes with ?after= when it can.
+            # it is offered nothing more until its push takes the overflow up.
+            self.rejoined.clear()
             self.overflow.set()
         else:
             self._buffer.append(envelope)

@@ -29,6 +29,9 @@ CLOSE_TRY_AGAIN = 1013  # the client fell behind: reconnect with ?after=
 CLOSE_BAD_REQUEST = 4400  # malformed order id or cursor
 CLOSE_UNKNOWN_ORDER = 4404
 CLOSE_TIMEOUT_S = 5.0  # the close frame queues behind what the client has not read
+# How long a push may take to pick up its subscription's overflow: it first sends
+# what its buffer held, a thousand frames, which a slow link may take seconds over.
+TAKE_UP_S = 5.0
 MAX_CURSOR_DIGITS = 18  # below 2**63: positions and versions are bigint
 _CATCH_UP_BATCH = 1000
 
@@ -89,27 +92,25 @@ async def _drain_client(ws: WebSocket) -> None:
 async def _until_client_leaves(
     ws: WebSocket, pushing: "asyncio.Task[None]", subscription: Subscription
 ) -> None:
-    """Run until the push ends, the client leaves, or the client falls behind.
+    """Run until the push ends, the client leaves, or the client stops reading.
 
-    A client that stops reading fills its buffer; it is then closed with 1013 out
-    of band (its push may be blocked on a full socket) and resumes with ?after=.
-    One that never reads again never takes the close, and closing the connection
-    waits for what it has not read: the kernel resets it instead, once its window
-    has been shut for WS_STALLED_CLIENT_TIMEOUT_S (see shared.service.app.serve).
+    A client that stops reading fills its buffer and its push, blocked on a full
+    socket, never takes the overflow up: it is then closed with 1013 out of band
+    and resumes with ?after=. One that never reads again never takes the close,
+    and closing the connection waits for what it has not read: the kernel resets
+    it instead, once its window has been shut for WS_STALLED_CLIENT_TIMEOUT_S (see
+    shared.service.app.serve).
     """
     reading = asyncio.create_task(_drain_client(ws))
-    overflowing = asyncio.create_task(subscription.overflow.wait())
-    done, pending = await asyncio.wait(
-        {pushing, reading, overflowing}, return_when=asyncio.FIRST_COMPLETED
-    )
-    for task in pending:
+    stalled = await _until_done_or_stalled(pushing, reading, subscription)
+    for task in (pushing, reading):
         task.cancel()
-    for task in pending:
+    for task in (pushing, reading):
         with contextlib.suppress(
             asyncio.CancelledError, WebSocketDisconnect, RuntimeError
         ):
             await task
-    if overflowing in done and pushing not in done:
+    if stalled:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 ws.close(
@@ -118,10 +119,40 @@ async def _until_client_leaves(
                 ),
                 timeout=CLOSE_TIMEOUT_S,
             )
-        return
-    for task in done:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            task.result()
+
+
+async def _until_done_or_stalled(
+    pushing: "asyncio.Task[None]",
+    reading: "asyncio.Task[None]",
+    subscription: Subscription,
+) -> bool:
+    """False once the push ends or the client leaves; True once the push has left
+    an overflow untaken for ``TAKE_UP_S``.
+
+    A push that is sending takes an overflow up when it next asks for events (the
+    firehose's catches up from the log and rejoins); a burst does that to any
+    client, however fast it reads. Only one stuck on a client that reads nothing
+    leaves it there.
+    """
+    while True:
+        overflowing = asyncio.create_task(subscription.overflow.wait())
+        done, _ = await asyncio.wait(
+            {pushing, reading, overflowing}, return_when=asyncio.FIRST_COMPLETED
+        )
+        overflowing.cancel()
+        if pushing in done or reading in done:
+            return False
+        rejoining = asyncio.create_task(subscription.rejoined.wait())
+        done, _ = await asyncio.wait(
+            {pushing, reading, rejoining},
+            timeout=TAKE_UP_S,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        rejoining.cancel()
+        if pushing in done or reading in done:
+            return False
+        if not done:
+            return True
 
 
 def _fell_behind(sent_through: int) -> str:
@@ -244,8 +275,10 @@ async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
         try:
             pending = await subscription.next()
         except SlowSubscriberError:
-            await ws.close(code=CLOSE_TRY_AGAIN, reason=_fell_behind(last))
-            return
+            # What the buffer could not take is in the store; what comes after
+            # the read is buffered again, and anything sent twice is skipped.
+            subscription.rejoin()
+            pending = await store.read_stream(stream, after_version=last)
 
 
 async def _push_firehose(
@@ -256,6 +289,33 @@ async def _push_firehose(
     after: int | None,
 ) -> None:
     last = subscription.sent_through = hub.watermark if after is None else after
+    sent = _SENT[FIREHOSE]
+    while True:
+        last = await _join(ws, store, hub, subscription, last)
+        while True:
+            try:
+                batch = await subscription.next()
+            except SlowSubscriberError:
+                # A buffer's worth behind the live events, which a burst (a hole
+                # filled at once) does to any client: the log has every one of
+                # them, so it is sent from there and joins again, not cut off.
+                hub.unsubscribe(subscription)
+                subscription.rejoin()
+                break
+            count = 0
+            for envelope in batch:
+                if envelope.global_position > last:
+                    await _send(ws, envelope)
+                    last = subscription.sent_through = envelope.global_position
+                    count += 1
+            sent.inc(count)
+
+
+async def _join(
+    ws: WebSocket, store: EventStore, hub: Hub, subscription: Subscription, last: int
+) -> int:
+    """Send the log after ``last`` and attach to the live events on the way;
+    return the last position sent."""
     # Far behind, the log is read before any live event is buffered: under a
     # steady load they would fill the buffer before the catch-up ended, and cut
     # the client off on every resume. Attached once the rest of the catch-up is
@@ -270,21 +330,7 @@ async def _push_firehose(
     )
     hub.attach(subscription)
     catch_up_to = hub.watermark
-    last = await _send_stored(ws, store, subscription, last, until=lambda: catch_up_to)
-    sent = _SENT[FIREHOSE]
-    while True:
-        try:
-            batch = await subscription.next()
-        except SlowSubscriberError:
-            await ws.close(code=CLOSE_TRY_AGAIN, reason=_fell_behind(last))
-            return
-        count = 0
-        for envelope in batch:
-            if envelope.global_position > last:
-                await _send(ws, envelope)
-                last = subscription.sent_through = envelope.global_position
-                count += 1
-        sent.inc(count)
+    return await _send_stored(ws, store, subscription, last, until=lambda: catch_up_to)
 
 
 async def _send_stored(
