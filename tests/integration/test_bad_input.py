@@ -23,6 +23,10 @@ def _without(field: str) -> dict[str, Any]:
         ({**VALID, "amount": 0}, "amount", "greater than 0"),
         ({**VALID, "amount": -5}, "amount", "greater than 0"),
         ({**VALID, "amount": "ten"}, "amount", "decimal"),
+        # Decimal() reads these; a trader's "1_000" or " 10 " is a typo to refuse.
+        ({**VALID, "amount": "1_000"}, "amount", "in digits"),
+        ({**VALID, "amount": " 10 "}, "amount", "in digits"),
+        ({**VALID, "amount": "\u0661\u0660"}, "amount", "in digits"),  # Arabic-Indic 10
         ({**VALID, "amount": True}, "amount", "number"),
         ({**VALID, "amount": "Infinity"}, "amount", "finite"),
         ({**VALID, "amount": 0.0000000001}, "amount", "decimal places"),
@@ -128,6 +132,65 @@ def test_json_past_the_parsers_limits_gets_422_not_400(system: System) -> None:
 
     assert answer.status_code == 422, answer.text
     assert "json" in str(answer.json()["detail"]).lower()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (None, b'{"amount": 10, "tokenPair": "SOL-USDC", "type": "market"}'),
+        ("application/x-www-form-urlencoded", b"amount=10&tokenPair=SOL-USDC"),
+        ("application/octet-stream", b"\xff\xfe not UTF-8"),
+    ],
+    ids=["no content type", "a form", "bytes that are not UTF-8"],
+)
+def test_a_body_that_is_not_json_gets_415_naming_the_header(
+    system: System, content_type: str | None, body: bytes
+) -> None:
+    """curl's default (a form) or a missing header: the answer names Content-Type."""
+    answer = httpx.post(
+        f"{system.base_url}/api/orders/execute",
+        content=body,
+        headers={"content-type": content_type} if content_type else {},
+        timeout=10,
+    )
+
+    assert answer.status_code == 415, answer.text
+    assert "Content-Type must be application/json" in answer.json()["detail"]
+    assert answer.headers["accept"] == "application/json"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_another_method_on_execute_gets_405_not_an_order_id_error(
+    system: System, method: str
+) -> None:
+    answer = httpx.request(method, f"{system.base_url}/api/orders/execute", timeout=10)
+
+    assert answer.status_code == 405, answer.text
+    assert answer.headers["allow"] == "POST"
+    assert "POST" in answer.json()["detail"]
+
+
+def test_a_validators_refusal_has_no_empty_context(system: System) -> None:
+    """The message says why; no ``"ctx": {"error": {}}`` beside it."""
+    answer = httpx.post(
+        f"{system.base_url}/api/orders/execute",
+        json={**VALID, "tokenPair": "DOGE-USDC"},
+        timeout=10,
+    )
+
+    (error,) = answer.json()["detail"]
+    assert "supported pairs" in error["msg"]
+    assert "ctx" not in error, error
+
+
+def test_every_answer_forbids_framing_and_sniffing(system: System) -> None:
+    """The dashboard places orders at a click: no other site may frame it."""
+    for path in ("/", "/api/orders", "/docs", "/healthz"):
+        answer = httpx.get(f"{system.base_url}{path}", timeout=10)
+        assert answer.headers["x-frame-options"] == "DENY", path
+        assert answer.headers["content-security-policy"] == "frame-ancestors 'none'"
+        assert answer.headers["x-content-type-options"] == "nosniff", path
+        assert answer.headers["referrer-policy"] == "no-referrer", path
 
 
 def test_a_chunked_body_over_the_limit_gets_413(system: System) -> None:

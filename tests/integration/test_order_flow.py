@@ -264,7 +264,23 @@ async def test_a_reused_client_order_id_with_another_order_is_refused(
     clash = await submit(system, {**probes.ORDER, "amount": 11, "clientOrderId": key})
 
     assert clash.status_code == 409
-    assert "clientOrderId" in clash.json()["detail"]
+    assert key in clash.json()["detail"]
+    assert "already used for another order" in clash.json()["detail"]
+
+
+async def test_a_reused_idempotency_key_header_names_the_header_too(
+    system: System,
+) -> None:
+    """A client that sent only the header is not told about a field it never set."""
+    key = f"header-{uuid.uuid4()}"
+    await submit(system, probes.ORDER, headers={"Idempotency-Key": key})
+
+    clash = await submit(
+        system, {**probes.ORDER, "amount": 11}, headers={"Idempotency-Key": key}
+    )
+
+    assert clash.status_code == 409
+    assert "Idempotency-Key" in clash.json()["detail"]
 
 
 async def test_an_unknown_order_id_gets_an_error_and_close_code(system: System) -> None:

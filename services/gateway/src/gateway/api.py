@@ -22,6 +22,7 @@ from fastapi import (
     status,
 )
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -145,6 +146,19 @@ EXECUTE_RESPONSES: Responses = {
     413: {
         "model": Problem,
         **json_example("Request body over 16 KiB", examples.TOO_LARGE),
+    },
+    415: {
+        "model": Problem,
+        "headers": {
+            "Accept": {
+                "description": "The media type the body must have",
+                "schema": {"type": "string", "enum": ["application/json"]},
+            }
+        },
+        **json_example(
+            "The body is not JSON by its Content-Type (a form, or no header)",
+            examples.NOT_JSON,
+        ),
     },
     422: {
         "model": ValidationProblem,
@@ -476,6 +490,20 @@ def orders_api(  # noqa: C901 - one nested function per route
             )
         return OrderReceipt(
             order_id=placed.order_id, status=placed.status, links=links(order_id)
+        )
+
+    @api.api_route(
+        "/orders/execute",
+        methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+    )
+    async def execute_other_methods(request: Request) -> JSONResponse:
+        # Without it, a GET would be read as /orders/{order_id} and refused for
+        # "execute" not being a UUID.
+        return JSONResponse(
+            status_code=status.HTTP_405_METHOD_NOT_ALLOWED,
+            content={"detail": f"{request.method} not allowed: submit with POST"},
+            headers={"Allow": "POST"},
         )
 
     @api.get(

@@ -63,13 +63,42 @@ def _as_text(constant: str) -> str:
     return constant
 
 
+def _is_json(content_type: str | None) -> bool:
+    """What FastAPI reads as JSON: ``application/json`` or ``application/*+json``."""
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def not_json(content_type: str | None) -> str:
+    return (
+        f"Content-Type must be application/json, got {content_type!r}"
+        if content_type
+        else "Content-Type must be application/json; the request has none"
+    )
+
+
 class ExactNumbersRoute(APIRoute):
-    """A route that parses its JSON body with :class:`ExactNumbersRequest`."""
+    """A route that parses its JSON body with :class:`ExactNumbersRequest`.
+
+    A body in another media type (a form, or curl's default without ``-H``) is a
+    415 that names the header: read any other way, FastAPI answers a 422 about
+    the body's shape that never mentions it.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
+        if self.body_field is None:
+            return handle  # no body to read
 
         async def exact(request: Request) -> Response:
+            if not _is_json(content_type := request.headers.get("content-type")):
+                return JSONResponse(
+                    status_code=415,
+                    content={"detail": not_json(content_type)},
+                    headers={"Accept": "application/json"},
+                )
             return await handle(ExactNumbersRequest(request.scope, request.receive))
 
         return exact
@@ -86,17 +115,34 @@ async def validation_problem(
     The input may be the whole body (a missing field), so its numbers are too.
     """
     issues = cast("RequestValidationError", error).errors()  # registered for it
-    exact = [
-        {**issue, "input": jsonable_encoder(issue["input"], custom_encoder=_AS_TEXT)}
-        if "input" in issue
-        else issue
-        for issue in issues
-    ]
-    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(exact)})
+    return JSONResponse(
+        status_code=422,
+        content={"detail": jsonable_encoder([_as_written(i) for i in issues])},
+    )
+
+
+def _as_written(issue: dict[str, Any]) -> dict[str, Any]:
+    written = dict(issue)
+    if "input" in issue:
+        written["input"] = jsonable_encoder(issue["input"], custom_encoder=_AS_TEXT)
+    if isinstance(issue.get("ctx", {}).get("error"), Exception):
+        # A validator's ValueError, which the encoder would write as {}: its text
+        # is the message already.
+        context = {k: v for k, v in issue["ctx"].items() if k != "error"}
+        if context:
+            written["ctx"] = context
+        else:
+            del written["ctx"]
+    return written
 
 
 def _echo(number: Decimal) -> str:
     return number.text if isinstance(number, WrittenNumber) else str(number)
 
 
-_AS_TEXT: dict[Any, Callable[[Any], Any]] = {Decimal: _echo}
+_AS_TEXT: dict[Any, Callable[[Any], Any]] = {
+    Decimal: _echo,
+    # FastAPI's encoder would decode them strictly, and a body that is not
+    # UTF-8 turn the 422 into a 500.
+    bytes: lambda raw: raw.decode("utf-8", "replace"),
+}

@@ -69,14 +69,18 @@ RECEIPT_REPLAYED: Final = {
     "links": _links(BUY_ORDER_ID),
 }
 CONFLICT: Final = {
-    "detail": "clientOrderId 'desk-7:2026-11-26:0042' was already used for another"
-    " order"
+    "detail": "idempotency key 'desk-7:2026-11-26:0042' (clientOrderId or"
+    " Idempotency-Key) was already used for another order"
 }
 AT_CAPACITY: Final = {
     "detail": "engine at capacity: 87 orders in flight, limit 87; retry in 2.5 s"
     " (with the same clientOrderId, it is safe)"
 }
 TOO_LARGE: Final = {"detail": "request body too large: 20480 bytes, limit 16384"}
+NOT_JSON: Final = {
+    "detail": "Content-Type must be application/json,"
+    " got 'application/x-www-form-urlencoded'"
+}
 INVALID: Final = {
     "detail": [
         {
@@ -92,7 +96,6 @@ INVALID: Final = {
             "msg": "Value error, unsupported pair 'DOGE-USDC'; supported pairs: "
             + ", ".join(SUPPORTED_PAIRS),
             "input": "DOGE-USDC",
-            "ctx": {"error": {}},
         },
     ]
 }

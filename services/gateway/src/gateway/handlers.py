@@ -90,8 +90,8 @@ def as_placed(
     ``IdempotencyConflictError`` (its key was used for another order)."""
     if history[0].event != accepted:
         raise IdempotencyConflictError(
-            f"clientOrderId {accepted.client_order_id!r} was already used"
-            " for another order"
+            f"idempotency key {accepted.client_order_id!r} (clientOrderId or"
+            " Idempotency-Key) was already used for another order"
         )
     state = replay(e.event for e in history)
     assert state is not None  # noqa: S101 - the stream has at least OrderAccepted

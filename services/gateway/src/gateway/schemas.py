@@ -1,5 +1,6 @@
 """HTTP request and response bodies."""
 
+import re
 from datetime import datetime
 from decimal import Context, Decimal
 from typing import Any, Literal
@@ -21,6 +22,9 @@ SUPPORTED = ", ".join(SUPPORTED_PAIRS)
 CLIENT_ORDER_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
 MAX_DIGITS = 30
 _EXACT = Context(prec=2 * MAX_DIGITS)  # never rounds an amount max_digits admits
+# A JSON number's form, as text: ASCII digits, an optional fraction and exponent.
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_NOT_FINITE = re.compile(r"[+-]?(s?nan|inf|infinity)", re.IGNORECASE)
 
 
 class OrderCreate(Message):
@@ -75,6 +79,16 @@ class OrderCreate(Message):
     def _a_number(cls, value: object) -> object:
         if isinstance(value, bool):
             raise ValueError("amount must be a number")  # noqa: TRY004 - pydantic wants ValueError
+        if (
+            isinstance(value, str)
+            and not _DECIMAL_TEXT.fullmatch(value)
+            and not _NOT_FINITE.fullmatch(value)  # refused below, as not finite
+        ):
+            # Decimal() would also read "1_000", " 10 " and other scripts' digits.
+            raise ValueError(
+                "amount must be a decimal number written in digits, like 10 or"
+                ' "10.5", without spaces or separators'
+            )
         return value
 
     @field_validator("amount")
