@@ -97,7 +97,7 @@ async def swap(
         side=side,
         amount=Decimal(amount),
         slippage_bps=slippage_bps,
-        quoted_at=datetime.now(UTC),
+        read_at=dict.fromkeys(Venue, datetime.now(UTC)),
         validity=timedelta(seconds=2),
     )
     blockhash = await chain.latest_blockhash()

@@ -1,8 +1,11 @@
-"""Quoting an order across venues: priced as the swap will be, and a silent venue
-is no reason to refuse the order for good."""
+"""Quoting an order across venues: priced as the swap will be, each quote held
+from when its pool was read, and a silent venue is no reason to refuse the order
+for good."""
 
+import asyncio
+import random
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,8 +16,9 @@ from shared.domain.market import Market
 from shared.domain.pairs import SUPPORTED_PAIRS, Pair, Side
 from shared.domain.pools import CpPool, DlmmPool, fill_exact_in
 from shared.domain.quotes import Venue
-from shared.venues.port import QuoteUnavailableError
+from shared.venues.port import PoolRead, QuoteUnavailableError
 from shared.venues.quoting import Quoting
+from shared.venues.simulated import SimulatedVenue
 from tests.unit.order_events import accepted
 
 SLOT_MS = 50
@@ -27,12 +31,27 @@ class _Venue:
         self.venue = venue
         self._pool = pool
 
-    async def pool(self, pair: Pair) -> CpPool | DlmmPool:
+    async def pool(self, pair: Pair) -> PoolRead:
         if self._pool is None:
             raise QuoteUnavailableError(
                 f"{self.venue}: quote timed out ({pair.symbol})"
             )
-        return self._pool
+        return PoolRead(self._pool, datetime.now(UTC))
+
+
+class _SlowMeteora:
+    """The simulated chain's pools, where Meteora's read waits to be let through."""
+
+    def __init__(self) -> None:
+        self.raydium_read = asyncio.Event()
+        self.meteora_may_read = asyncio.Event()
+
+    async def read_pool(self, venue: Venue, pair: Pair) -> CpPool | DlmmPool:
+        if venue is Venue.METEORA:
+            await self.meteora_may_read.wait()
+        else:
+            self.raydium_read.set()
+        return _genesis(venue, pair)
 
 
 def _genesis(venue: Venue, pair: Pair) -> CpPool | DlmmPool:
@@ -74,6 +93,40 @@ async def test_a_dlmm_quote_is_priced_at_the_chains_time_as_its_swap_is() -> Non
 
     landed = fill_exact_in(forty_s_later, Side.SELL, 100 * 10**6, now_s=40)
     assert plan.out_amount == Decimal(landed.amount_out).scaleb(-9)
+
+
+async def test_a_quote_expires_from_when_its_pool_was_read_not_the_last_answer() -> (
+    None
+):
+    """Raydium's pool was read at once, Meteora answered only later: Raydium's
+    quote expires the validity after its own read, not the validity after
+    Meteora answered, which showed an old pool as good for longer."""
+    source = _SlowMeteora()
+    validity = timedelta(seconds=2)
+    quoting = Quoting(
+        venues={
+            venue: SimulatedVenue(
+                venue, source, delay_ms=0, failure_rate=0, rng=random.Random(0)
+            )
+            for venue in Venue
+        },
+        validity=validity,
+        slot_ms=SLOT_MS,
+    )
+    quoted = asyncio.create_task(
+        quoting.quote_and_plan(_order(SOL_USDC, Side.SELL, "1"))
+    )
+    await source.raydium_read.wait()
+    raydium_read_by = datetime.now(UTC)
+    while datetime.now(UTC) <= raydium_read_by:
+        await asyncio.sleep(0)  # Meteora answers strictly later on the clock
+    source.meteora_may_read.set()
+
+    quotes, _ = await quoted
+
+    expiry = {quote.venue: quote.expires_at for quote in quotes}
+    assert set(expiry) == set(Venue)
+    assert expiry[Venue.RAYDIUM] <= raydium_read_by + validity
 
 
 async def test_an_order_only_a_silent_venue_could_fill_is_retried_not_refused() -> None:

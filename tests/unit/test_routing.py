@@ -52,7 +52,7 @@ def route(
         side=side,
         amount=Decimal(amount),
         slippage_bps=slippage_bps,
-        quoted_at=NOW,
+        read_at=dict.fromkeys(Venue, NOW),
         validity=timedelta(seconds=2),
         now_s=0,
     )
@@ -238,7 +238,7 @@ def test_a_sell_that_buys_nothing_is_no_fill() -> None:
             side=Side.SELL,
             amount=Decimal("0.000000001"),
             slippage_bps=50,
-            quoted_at=NOW,
+            read_at=dict.fromkeys(Venue, NOW),
             validity=timedelta(seconds=2),
             now_s=0,
         )
@@ -254,7 +254,7 @@ def test_a_sell_of_a_few_raw_units_still_bounds_what_it_receives() -> None:
         side=Side.SELL,
         amount=Decimal("0.00000001"),
         slippage_bps=50,
-        quoted_at=NOW,
+        read_at=dict.fromkeys(Venue, NOW),
         validity=timedelta(seconds=2),
         now_s=0,
     )

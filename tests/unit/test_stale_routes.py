@@ -34,6 +34,7 @@ from shared.domain.routing import plan_route
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.orders import Orders
 from shared.eventstore.port import NO_STREAM
+from shared.venues.port import PoolRead
 from shared.venues.quoting import Quoting
 
 SOL, USDC = 10**9, 10**6
@@ -80,10 +81,10 @@ class PoolOf:
         self._venues = venues
         self.venue = venue
 
-    async def pool(self, pair: Pair) -> CpPool | DlmmPool:
+    async def pool(self, pair: Pair) -> PoolRead:
         assert pair == PAIR
         self._venues.asked += 1
-        return self._venues.now[self.venue]
+        return PoolRead(self._venues.now[self.venue], datetime.now(UTC))
 
 
 class LandingChain:
@@ -158,7 +159,7 @@ async def routed_split(
         side=Side.BUY,
         amount=BUY,
         slippage_bps=50,
-        quoted_at=routed_at,
+        read_at=dict.fromkeys(Venue, routed_at),
         validity=VALIDITY,
     )
     assert quotes == ()

@@ -57,7 +57,7 @@ def plan_route(
     side: Side,
     amount: Decimal,
     slippage_bps: int,
-    quoted_at: datetime,
+    read_at: Mapping[Venue, datetime],
     validity: timedelta,
     now_s: int | None = None,
     min_split_gain_bps: Decimal = MIN_SPLIT_GAIN_BPS,
@@ -66,6 +66,10 @@ def plan_route(
 
     ``amount`` is in base tokens: paid for a sell (ExactIn), received for a buy
     (ExactOut). Raises ``InsufficientLiquidityError`` when nothing can fill it.
+
+    A venue's quote holds for ``validity`` from ``read_at[venue]``, when that
+    venue's pool was read: a pool read early is no fresher for a slower venue
+    answering later.
     """
     in_token, out_token = (
         (pair.base, pair.quote) if side is Side.SELL else (pair.quote, pair.base)
@@ -79,9 +83,15 @@ def plan_route(
             fills[venue] = _fill(pools[venue], order, order.amount_raw)
         except InsufficientLiquidityError:
             continue
-    expires_at = quoted_at + validity
     quotes = tuple(
-        _venue_quote(venue, fill, pools[venue].slot, order, slippage_bps, expires_at)
+        _venue_quote(
+            venue,
+            fill,
+            pools[venue].slot,
+            order,
+            slippage_bps,
+            read_at[venue] + validity,
+        )
         for venue, fill in fills.items()
     )
     single = _best_single(fills, order)

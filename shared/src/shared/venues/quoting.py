@@ -9,7 +9,7 @@ fill the order without it.
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from shared.domain.events import OrderAccepted
 from shared.domain.pairs import SUPPORTED_PAIRS
@@ -45,6 +45,7 @@ class Quoting:
             return_exceptions=True,
         )
         pools: dict[Venue, CpPool | DlmmPool] = {}
+        read_at: dict[Venue, datetime] = {}
         refusals: list[str] = []
         for venue, answer in zip(self.venues, answers, strict=True):
             if isinstance(answer, QuoteUnavailableError):
@@ -52,7 +53,8 @@ class Quoting:
                 continue
             if isinstance(answer, BaseException):
                 raise answer
-            pools[venue] = answer
+            pools[venue] = answer.pool
+            read_at[venue] = answer.read_at
         if not pools:
             # Each venue's own reason is what a post-mortem needs, not just that
             # all failed.
@@ -64,7 +66,7 @@ class Quoting:
                 side=order.side,
                 amount=order.amount,
                 slippage_bps=order.slippage_bps,
-                quoted_at=datetime.now(UTC),
+                read_at=read_at,
                 validity=self.validity,
                 now_s=max(pool.slot for pool in pools.values()) * self.slot_ms // 1_000,
             )

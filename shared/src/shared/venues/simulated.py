@@ -7,13 +7,17 @@ the same venue agree unless the pool moved in between (trading.md §5.2).
 import asyncio
 import math
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from shared.domain.pairs import Pair
-from shared.domain.pools import CpPool, DlmmPool
 from shared.domain.quotes import Venue
 from shared.settings import Settings
-from shared.venues.port import PoolSource, QuoteUnavailableError, VenueClient
+from shared.venues.port import (
+    PoolRead,
+    PoolSource,
+    QuoteUnavailableError,
+    VenueClient,
+)
 from shared.venues.quoting import Quoting
 
 DELAY_SIGMA = 0.6  # log-normal shape: p95 about 2.7 times the median (trading.md §5.3)
@@ -38,18 +42,22 @@ class SimulatedVenue:
         self._failure_rate = failure_rate
         self._rng = rng
 
-    async def pool(self, pair: Pair) -> CpPool | DlmmPool:
+    async def pool(self, pair: Pair) -> PoolRead:
         await asyncio.sleep(self._delay_s())
         if self._rng.random() < self._failure_rate:
             raise QuoteUnavailableError(
                 f"{self.venue}: quote timed out ({pair.symbol})"
             )
+        # Taken before the read: the state it returns is at least this recent,
+        # so a quote counted from here never outlives what it priced.
+        read_at = datetime.now(UTC)
         try:
-            return await self._source.read_pool(self.venue, pair)
+            pool = await self._source.read_pool(self.venue, pair)
         except LookupError as e:
             raise QuoteUnavailableError(
                 f"{self.venue}: no pool for {pair.symbol}"
             ) from e
+        return PoolRead(pool, read_at)
 
     def _delay_s(self) -> float:
         if self._delay_ms <= 0:
