@@ -2,14 +2,17 @@
 is sent every event in order and not cut off."""
 
 import asyncio
+import dataclasses
 import json
-from typing import Any, cast
-from uuid import uuid4
+from typing import Any, NoReturn, cast
+from uuid import UUID, uuid4
 
+import psycopg
+import pytest
 from fastapi import WebSocket
 
 from notifier.hub import Hub
-from notifier.websocket import _push_firehose, _push_order
+from notifier.websocket import _push_firehose, _push_order, websocket_api
 from shared.domain.envelope import NewEvent
 from shared.domain.events import OrderEvent, RoutingStarted
 from shared.eventstore.memory import InMemoryEventStore
@@ -70,9 +73,7 @@ async def test_a_firehose_far_behind_under_load_catches_up_and_stays_live() -> N
     await hub.start()
     client = _Client(log)
     pushing = asyncio.create_task(
-        _push_firehose(
-            cast("WebSocket", client), log, hub, hub.subscription(None), after=0
-        )
+        _push_firehose(cast("WebSocket", client), log, hub, hub.subscription(None))
     )
 
     async def caught_up() -> None:
@@ -106,8 +107,9 @@ async def test_a_burst_past_the_buffer_reaches_a_live_firehose_in_order() -> Non
     await hub.start()
     client = _Client(log)
     subscription = hub.subscription(None)
+    subscription.sent_through = hub.watermark  # connected without ?after=
     pushing = asyncio.create_task(
-        _push_firehose(cast("WebSocket", client), log, hub, subscription, after=None)
+        _push_firehose(cast("WebSocket", client), log, hub, subscription)
     )
     await asyncio.sleep(0.01)  # attached, waiting for live events
     burst = [recorded(p) for p in range(HISTORY + 1, HISTORY + 5 * BUFFER + 1)]
@@ -171,3 +173,75 @@ async def test_an_order_stream_past_its_buffer_is_sent_whole_then_closed() -> No
 
 def _new(*events: OrderEvent) -> list[NewEvent]:
     return [NewEvent(event_id=uuid4(), event=e, correlation_id=uuid4()) for e in events]
+
+
+async def test_a_firehose_catching_up_passes_over_an_event_that_does_not_parse() -> (
+    None
+):
+    """As the hub does: the rest of the log still reaches the client."""
+    log = _QuietLog()
+    event = log.raw[9]
+    envelope = json.loads(event.envelope_json)
+    envelope["event"]["attempt"] = "first"
+    log.raw[9] = dataclasses.replace(event, envelope_json=json.dumps(envelope))
+    hub = log.hub
+    await hub.start()
+    client = _Client(log)
+    pushing = asyncio.create_task(
+        _push_firehose(cast("WebSocket", client), log, hub, hub.subscription(None))
+    )
+
+    async with asyncio.timeout(10):
+        while not client.positions or client.positions[-1] < HISTORY:
+            assert not pushing.done(), pushing
+            await asyncio.sleep(0.01)
+    pushing.cancel()
+
+    assert client.positions == [p for p in range(1, HISTORY + 1) if p != 10]
+
+
+class _StoreAway(InMemoryEventStore):
+    """A store whose every read meets a lost connection."""
+
+    async def read_stream(self, stream: UUID, after_version: int = 0) -> NoReturn:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    async def read_all_raw(
+        self, after_position: int = 0, limit: int = 1000
+    ) -> NoReturn:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    async def head_position(self) -> NoReturn:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+
+class _Socket(_OrderClient):
+    def __init__(self, after: str) -> None:
+        super().__init__()
+        self.query_params = {"after": after}
+
+    async def accept(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", ["/ws/orders/{order_id}", "/ws/orders"])
+async def test_a_store_outage_closes_with_try_again_naming_the_cursor(
+    path: str,
+) -> None:
+    """Not a dropped connection (1006) and a traceback: 1013, and where to resume."""
+    store = _StoreAway()
+    hub = Hub(store, hole_timeout=60)
+    (endpoint,) = [
+        r.endpoint for r in websocket_api(hub, store).routes if r.path == path
+    ]
+    ws = _Socket(after="7")
+
+    if "order_id" in path:
+        await endpoint(ws, order_id=str(uuid4()))
+    else:
+        await endpoint(ws)
+
+    assert ws.closed == (
+        1013,
+        "the event store is unavailable; resume with ?after=7",
+    )

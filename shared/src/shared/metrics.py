@@ -24,6 +24,8 @@ Consumers
     ``oe_consumer_parked_total{consumer,reason}``   undecodable | handler_error
     ``oe_consumer_queue_messages{queue}``           ready messages (passive declare)
     ``oe_consumer_queue_consumers{queue}``          consumers attached to the queue
+    ``oe_events_passed_over_total{reader,reason}``  newer | unreadable
+    ``oe_notifier_hub_lag_events``                  head - what the hub has put in order
 WebSocket
     ``oe_websocket_connections{kind}``              open connections: order | firehose
     ``oe_websocket_frames_sent_total{kind}``
@@ -198,6 +200,18 @@ CONSUMER_PARKED = Counter(
     "Deliveries rejected to the parking queue, by reason: undecodable body or"
     " handler_error.",
     ["consumer", "reason"],
+)
+EVENTS_PASSED_OVER = Counter(
+    "oe_events_passed_over",
+    "Events a reader that only shows or projects them passed over: newer (a type"
+    " or field a newer release recorded) or unreadable (it does not parse at all;"
+    " each one is logged as an error).",
+    ["reader", "reason"],
+)
+HUB_LAG = Gauge(
+    "oe_notifier_hub_lag_events",
+    "Store head position minus the last position the notifier's hub has put in"
+    " order (sampled every second): what no subscriber has been sent yet.",
 )
 QUEUE_MESSAGES = Gauge(
     "oe_consumer_queue_messages",

@@ -69,7 +69,13 @@ class Settings(BaseSettings):
     )
     ws_subscriber_buffer: int = Field(
         default=1024,
-        description="Events buffered per WebSocket subscriber before it is closed",
+        # Below an order's worth of events, every burst would send subscribers to
+        # the store for what their buffer could not take.
+        ge=64,
+        le=1_000_000,
+        description="Events buffered per WebSocket subscriber; past it, the"
+        " subscriber is sent the rest from the store, or closed (1013) if it has"
+        " stopped reading",
     )
     ws_send_buffer_bytes: int = Field(
         default=0,

@@ -15,9 +15,12 @@ from collections import defaultdict, deque
 from typing import Final
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from shared.domain.envelope import EventEnvelope
-from shared.eventstore.port import EventStore
+from shared.eventstore.port import EventStore, RawEvent
 from shared.eventstore.unknown import PassedOver
+from shared.metrics import HUB_LAG
 
 logger = logging.getLogger(__name__)
 
@@ -195,21 +198,39 @@ class Hub:
                     self.watermark, limit=_FILL_BATCH
                 )
                 for event in batch:
-                    envelope = event.known()
+                    envelope = self.readable(event)
                     if envelope is None:
-                        self._passed_over.note(event)
                         self.pass_over(event.global_position)
                     else:
                         self.offer(envelope)
                 if len(batch) < _FILL_BATCH:
                     return
 
+    def readable(self, event: RawEvent) -> EventEnvelope | None:
+        """``event`` parsed, or None when it is to be passed over.
+
+        Beyond a newer release's type or field, that is any event that does not
+        parse (a value this release does not know, a corrupt row): the hub only
+        shows events, and stopping at one would stop every subscriber of every
+        order for good.
+        """
+        try:
+            envelope = event.known()
+        except ValidationError as error:
+            self._passed_over.broken(event, error)
+            return None
+        if envelope is None:
+            self._passed_over.note(event)
+        return envelope
+
     async def watch_head(self) -> None:
         """Find events the broker never delivered (the last one before a restart)."""
         while True:
             await asyncio.sleep(self._head_poll)
             with contextlib.suppress(Exception):
-                if await self._store.head_position() > self.watermark:
+                head = await self._store.head_position()
+                HUB_LAG.set(max(0, head - self.watermark))
+                if head > self.watermark:
                     await asyncio.sleep(self._hole_timeout)
                     await self.fill()
 

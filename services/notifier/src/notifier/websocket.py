@@ -10,11 +10,13 @@ resumes the firehose. A per-order stream closes normally after the terminal stat
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 from starlette.types import Message
 
 from notifier.hub import Hub, SlowSubscriberError, Subscription
@@ -23,14 +25,18 @@ from shared.domain.events import TERMINAL_STATUSES
 from shared.domain.views import status_frame
 from shared.eventstore.port import EventStore
 from shared.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FRAMES
+from shared.postgres.connections import STORE_UNAVAILABLE_ERRORS
+
+logger = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
-CLOSE_TRY_AGAIN = 1013  # the client fell behind: reconnect with ?after=
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN = 1013  # fell behind, or the store is away: reconnect with ?after=
 CLOSE_BAD_REQUEST = 4400  # malformed order id or cursor
 CLOSE_UNKNOWN_ORDER = 4404
 CLOSE_TIMEOUT_S = 5.0  # the close frame queues behind what the client has not read
-# How long a push may take to pick up its subscription's overflow: it first sends
-# what its buffer held, a thousand frames, which a slow link may take seconds over.
+# How long a push with an overflow to take up may go without sending a frame before
+# its client counts as one that stopped reading.
 TAKE_UP_S = 5.0
 MAX_CURSOR_DIGITS = 18  # below 2**63: positions and versions are bigint
 _CATCH_UP_BATCH = 1000
@@ -111,14 +117,7 @@ async def _until_client_leaves(
         ):
             await task
     if stalled:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                ws.close(
-                    code=CLOSE_TRY_AGAIN,
-                    reason=_fell_behind(subscription.sent_through),
-                ),
-                timeout=CLOSE_TIMEOUT_S,
-            )
+        await _close(ws, CLOSE_TRY_AGAIN, _fell_behind(subscription.sent_through))
 
 
 async def _until_done_or_stalled(
@@ -126,13 +125,14 @@ async def _until_done_or_stalled(
     reading: "asyncio.Task[None]",
     subscription: Subscription,
 ) -> bool:
-    """False once the push ends or the client leaves; True once the push has left
-    an overflow untaken for ``TAKE_UP_S``.
+    """False once the push ends or the client leaves; True once the push, with an
+    overflow to take up, has sent nothing for ``TAKE_UP_S``.
 
     A push that is sending takes an overflow up when it next asks for events (the
     firehose's catches up from the log and rejoins); a burst does that to any
-    client, however fast it reads. Only one stuck on a client that reads nothing
-    leaves it there.
+    client, however fast it reads, and a slow link may take long to drain the
+    buffer first, but it goes on sending. Only one stuck on a client that reads
+    nothing stops.
     """
     while True:
         overflowing = asyncio.create_task(subscription.overflow.wait())
@@ -143,16 +143,45 @@ async def _until_done_or_stalled(
         if pushing in done or reading in done:
             return False
         rejoining = asyncio.create_task(subscription.rejoined.wait())
-        done, _ = await asyncio.wait(
-            {pushing, reading, rejoining},
-            timeout=TAKE_UP_S,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        rejoining.cancel()
-        if pushing in done or reading in done:
-            return False
-        if not done:
-            return True
+        try:
+            while True:
+                sent_through = subscription.sent_through
+                done, _ = await asyncio.wait(
+                    {pushing, reading, rejoining},
+                    timeout=TAKE_UP_S,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if pushing in done or reading in done:
+                    return False
+                if rejoining in done:
+                    break
+                if subscription.sent_through == sent_through:
+                    return True  # not one frame sent in TAKE_UP_S
+        finally:
+            rejoining.cancel()
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    """Close, bounded: the close frame queues behind what the client has not read."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(code=code, reason=reason), CLOSE_TIMEOUT_S)
+
+
+async def _store_unavailable(
+    ws: WebSocket, sent_through: int, error: Exception
+) -> None:
+    """The store went away under a connect, a hole's re-read or a catch-up: the
+    client resumes once it is back, as after falling behind."""
+    logger.warning(
+        "closing a WebSocket: the event store is unavailable",
+        extra={"kind": "store_unavailable"},
+        exc_info=error,
+    )
+    await _close(
+        ws,
+        CLOSE_TRY_AGAIN,
+        f"the event store is unavailable; resume with ?after={sent_through}",
+    )
 
 
 def _fell_behind(sent_through: int) -> str:
@@ -168,56 +197,14 @@ def _cursor(raw: str | None) -> int | None:
     return int(raw)
 
 
-def websocket_api(hub: Hub, store: EventStore) -> APIRouter:  # noqa: C901 - one nested function per endpoint
+def websocket_api(hub: Hub, store: EventStore) -> APIRouter:
     api = APIRouter()
 
     @api.websocket("/ws/orders/{order_id}")
     async def order_events(ws: WebSocket, order_id: str) -> None:
         await ws.accept()
         with WEBSOCKET_CONNECTIONS.labels(ORDER).track_inprogress():
-            await _order_events(ws, order_id, ws.query_params.get("after"))
-
-    async def _order_events(
-        ws: WebSocket, order_id: str, raw_after: str | None
-    ) -> None:
-        try:
-            stream = UUID(order_id)
-        except ValueError:
-            await _refuse(
-                ws, CLOSE_BAD_REQUEST, "malformed order id: expected a UUID", order_id
-            )
-            return
-        try:
-            after = _cursor(raw_after) or 0
-        except ValueError as error:
-            await _refuse(ws, CLOSE_BAD_REQUEST, str(error), order_id)
-            return
-        subscription = hub.subscribe(stream)
-        try:
-            recorded = await store.read_stream(stream)
-            if not recorded:
-                await _refuse(ws, CLOSE_UNKNOWN_ORDER, "order not found", order_id)
-                return
-            last = recorded[-1]
-            if after >= last.stream_version and last.status in TERMINAL_STATUSES:
-                await ws.close(code=CLOSE_NORMAL)  # nothing left to send, ever
-                return
-            if after > last.stream_version:
-                await _refuse(
-                    ws,
-                    CLOSE_BAD_REQUEST,
-                    f"after={after} is beyond the order's last version"
-                    f" {last.stream_version}",
-                    order_id,
-                )
-                return
-            history = [e for e in recorded if e.stream_version > after]
-            pushing = asyncio.create_task(
-                _push_order(ws, store, subscription, stream, history, after)
-            )
-            await _until_client_leaves(ws, pushing, subscription)
-        finally:
-            hub.unsubscribe(subscription)
+            await _order_events(ws, hub, store, order_id, ws.query_params.get("after"))
 
     @api.websocket("/ws/orders")
     async def all_events(ws: WebSocket) -> None:
@@ -227,22 +214,85 @@ def websocket_api(hub: Hub, store: EventStore) -> APIRouter:  # noqa: C901 - one
         except ValueError as error:
             await _refuse(ws, CLOSE_BAD_REQUEST, str(error), "")
             return
-        if after is not None and after > (head := await store.head_position()):
-            await _refuse(
-                ws, CLOSE_BAD_REQUEST, f"after={after} is beyond the head {head}", ""
-            )
-            return
         subscription = hub.subscription(None)  # attached by its push
+        subscription.sent_through = hub.watermark if after is None else after
         try:
+            if after is not None and after > (head := await store.head_position()):
+                await _refuse(
+                    ws,
+                    CLOSE_BAD_REQUEST,
+                    f"after={after} is beyond the head {head}",
+                    "",
+                )
+                return
             with WEBSOCKET_CONNECTIONS.labels(FIREHOSE).track_inprogress():
                 pushing = asyncio.create_task(
-                    _push_firehose(ws, store, hub, subscription, after)
+                    _push_firehose(ws, store, hub, subscription)
                 )
                 await _until_client_leaves(ws, pushing, subscription)
+        except STORE_UNAVAILABLE_ERRORS as error:
+            await _store_unavailable(ws, subscription.sent_through, error)
         finally:
             hub.unsubscribe(subscription)
 
     return api
+
+
+async def _order_events(
+    ws: WebSocket, hub: Hub, store: EventStore, order_id: str, raw_after: str | None
+) -> None:
+    try:
+        stream = UUID(order_id)
+    except ValueError:
+        await _refuse(
+            ws, CLOSE_BAD_REQUEST, "malformed order id: expected a UUID", order_id
+        )
+        return
+    try:
+        after = _cursor(raw_after) or 0
+    except ValueError as error:
+        await _refuse(ws, CLOSE_BAD_REQUEST, str(error), order_id)
+        return
+    subscription = hub.subscribe(stream)
+    try:
+        recorded = await store.read_stream(stream)
+        if not recorded:
+            await _refuse(ws, CLOSE_UNKNOWN_ORDER, "order not found", order_id)
+            return
+        last = recorded[-1]
+        if after >= last.stream_version and last.status in TERMINAL_STATUSES:
+            await ws.close(code=CLOSE_NORMAL)  # nothing left to send, ever
+            return
+        if after > last.stream_version:
+            await _refuse(
+                ws,
+                CLOSE_BAD_REQUEST,
+                f"after={after} is beyond the order's last version"
+                f" {last.stream_version}",
+                order_id,
+            )
+            return
+        history = [e for e in recorded if e.stream_version > after]
+        pushing = asyncio.create_task(
+            _push_order(ws, store, subscription, stream, history, after)
+        )
+        await _until_client_leaves(ws, pushing, subscription)
+    except STORE_UNAVAILABLE_ERRORS as error:
+        await _store_unavailable(ws, max(after, subscription.sent_through), error)
+    except ValidationError:
+        # Unlike the firehose, one order's stream cannot pass an event over:
+        # its versions would never be whole again.
+        logger.exception(
+            "an order's stream holds an event this release cannot read",
+            extra={"kind": "unreadable_event", "order_id": order_id},
+        )
+        await _close(
+            ws,
+            CLOSE_INTERNAL_ERROR,
+            "the order holds an event this release cannot read",
+        )
+    finally:
+        hub.unsubscribe(subscription)
 
 
 async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
@@ -282,13 +332,10 @@ async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
 
 
 async def _push_firehose(
-    ws: WebSocket,
-    store: EventStore,
-    hub: Hub,
-    subscription: Subscription,
-    after: int | None,
+    ws: WebSocket, store: EventStore, hub: Hub, subscription: Subscription
 ) -> None:
-    last = subscription.sent_through = hub.watermark if after is None else after
+    """Everything after ``subscription.sent_through``, from the log, then live."""
+    last = subscription.sent_through
     sent = _SENT[FIREHOSE]
     while True:
         last = await _join(ws, store, hub, subscription, last)
@@ -323,6 +370,7 @@ async def _join(
     last = await _send_stored(
         ws,
         store,
+        hub,
         subscription,
         last,
         until=lambda: hub.watermark,
@@ -330,12 +378,15 @@ async def _join(
     )
     hub.attach(subscription)
     catch_up_to = hub.watermark
-    return await _send_stored(ws, store, subscription, last, until=lambda: catch_up_to)
+    return await _send_stored(
+        ws, store, hub, subscription, last, until=lambda: catch_up_to
+    )
 
 
 async def _send_stored(
     ws: WebSocket,
     store: EventStore,
+    hub: Hub,
     subscription: Subscription,
     last: int,
     *,
@@ -350,8 +401,8 @@ async def _send_stored(
             break
         shown = 0
         for event in stored:
-            # A type this release does not know is passed over, as the hub does.
-            if (known := event.known()) is not None:
+            # What the hub passes over, so is the catch-up.
+            if (known := hub.readable(event)) is not None:
                 await _send(ws, known)
                 shown += 1
             last = subscription.sent_through = event.global_position

@@ -11,6 +11,7 @@ executor's set of orders in flight) stops on a newer shape of it instead, loudly
 import logging
 
 from shared.eventstore.port import RawEvent
+from shared.metrics import EVENTS_PASSED_OVER
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ class PassedOver:
         self._types: set[str] = set()
 
     def note(self, event: RawEvent) -> None:
+        EVENTS_PASSED_OVER.labels(self._reader, "newer").inc()
         if event.type in self._types:
             return
         self._types.add(event.type)
@@ -35,6 +37,23 @@ class PassedOver:
                 "subscriber": self._reader,
                 "global_position": event.global_position,
             },
+        )
+
+
+    def broken(self, event: RawEvent, error: Exception) -> None:
+        """An event that does not parse at all, passed over: every one is logged."""
+        EVENTS_PASSED_OVER.labels(self._reader, "unreadable").inc()
+        logger.error(
+            "passing over an event that does not parse (a value this release does"
+            " not know, or a corrupt row)",
+            extra={
+                "kind": "unreadable_event",
+                "event_type": event.type,
+                "subscriber": self._reader,
+                "global_position": event.global_position,
+                "event_id": str(event.event_id),
+            },
+            exc_info=error,
         )
 
 

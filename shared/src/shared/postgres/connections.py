@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from psycopg import AsyncConnection
@@ -62,6 +62,15 @@ def to_live_primary(conninfo: str) -> str:
         conninfo,
         **{k: v for k, v in _LIVE_PRIMARY.items() if k not in given},
     )
+
+
+STORE_UNAVAILABLE_ERRORS: Final = (
+    psycopg.OperationalError,  # a lost or refused connection, a pool timeout
+    # A failover's demoted primary, until the pool reconnects to the new one.
+    psycopg.errors.ReadOnlySqlTransaction,
+)
+"""What a request meets while the store is briefly away: a 503 (HTTP) or a close
+to resume from (WebSocket), never a 500."""
 
 
 class UnansweredError(psycopg.OperationalError):

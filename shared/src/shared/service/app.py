@@ -10,8 +10,6 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
-import psycopg
-import psycopg_pool
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -19,6 +17,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 
+from shared.postgres.connections import STORE_UNAVAILABLE_ERRORS
 from shared.service.asyncapi import asyncapi_api
 from shared.service.docs import mount_docs
 from shared.service.ops import ops_api, runtime_readiness
@@ -51,10 +50,8 @@ def service_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.add_exception_handler(psycopg.OperationalError, _store_unavailable)
-    app.add_exception_handler(psycopg_pool.PoolTimeout, _store_unavailable)
-    # A failover's demoted primary, until the pool reconnects to the new one.
-    app.add_exception_handler(psycopg.errors.ReadOnlySqlTransaction, _store_unavailable)
+    for unavailable in STORE_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(unavailable, _store_unavailable)
     app.include_router(ops_api(runtime_readiness(app)))
     app.include_router(asyncapi_api(settings.broker_namespace))
     mount_docs(app)
