@@ -12,7 +12,7 @@ import pytest
 from fastapi import WebSocket
 
 from notifier.hub import Hub
-from notifier.websocket import _push_firehose, _push_order, websocket_api
+from notifier.websocket import _join, _push_firehose, _push_order, websocket_api
 from shared.domain.envelope import NewEvent
 from shared.domain.events import OrderEvent, RoutingStarted
 from shared.eventstore.memory import InMemoryEventStore
@@ -245,3 +245,42 @@ async def test_a_store_outage_closes_with_try_again_naming_the_cursor(
         1013,
         "the event store is unavailable; resume with ?after=7",
     )
+
+
+class _CountingLog(_QuietLog):
+    """Counts the catch-up reads under way at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = self.most_at_once = 0
+
+    async def read_all_raw(
+        self, after_position: int = 0, limit: int = 1000
+    ) -> list[RawEvent]:
+        self.reading += 1
+        self.most_at_once = max(self.most_at_once, self.reading)
+        await asyncio.sleep(0.001)
+        self.reading -= 1
+        return await super().read_all_raw(after_position, limit)
+
+
+async def test_subscribers_catching_up_at_once_take_turns_reading_the_store() -> None:
+    """Twenty firehoses resuming from 0 together never hold more than the hub's
+    share of the pool: filling a hole must still find a connection."""
+    log = _CountingLog()
+    hub = Hub(log, max_buffer=BUFFER, catch_up_reads=2)
+    await hub.start()
+    clients = [_Client(log) for _ in range(20)]
+
+    await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                _join(cast("WebSocket", c), log, hub, hub.subscription(None), 0)
+                for c in clients
+            )
+        ),
+        timeout=20,
+    )
+
+    assert all(c.positions == list(range(1, HISTORY + 1)) for c in clients)
+    assert log.most_at_once == 2

@@ -109,6 +109,7 @@ class Hub:
         hole_timeout: float = 0.15,
         head_poll: float = 1.0,
         max_buffer: int = 1024,
+        catch_up_reads: int = 4,
     ) -> None:
         self._store = store
         self._hole_timeout = hole_timeout
@@ -124,6 +125,10 @@ class Hub:
         self._hole_timer: asyncio.TimerHandle | None = None
         self._fills: set[asyncio.Task[None]] = set()
         self._passed_over = PassedOver("notifier hub")
+        # Subscribers catching up from the store (resuming far behind, or many at
+        # once after a burst past their buffers) take turns, so they never hold
+        # every pooled connection that filling a hole needs.
+        self.catch_up_reads = asyncio.Semaphore(catch_up_reads)
 
     async def start(self) -> None:
         self.watermark = await self._store.head_position()

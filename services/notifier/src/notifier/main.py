@@ -28,7 +28,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running(settings, broker) as runtime:
-            hub = Hub(runtime.store, max_buffer=settings.ws_subscriber_buffer)
+            hub = Hub(
+                runtime.store,
+                max_buffer=settings.ws_subscriber_buffer,
+                catch_up_reads=max(1, settings.db_pool_size // 2),
+            )
             await hub.start()
 
             async def feed(envelope: EventEnvelope) -> None:

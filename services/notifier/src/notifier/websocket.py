@@ -396,7 +396,8 @@ async def _send_stored(
     """Send the stored events after ``last`` until no more than ``within`` lie
     between the last one sent and ``until()``; return the last position sent."""
     while until() - last > within:
-        stored = await store.read_all_raw(last, limit=_CATCH_UP_BATCH)
+        async with hub.catch_up_reads:
+            stored = await store.read_all_raw(last, limit=_CATCH_UP_BATCH)
         if not stored:
             break
         shown = 0
