@@ -72,7 +72,24 @@ def _order(pair: Pair, side: Side, amount: str) -> OrderAccepted:
 def _quoting(venues: dict[Venue, CpPool | DlmmPool | None]) -> Quoting:
     return Quoting(
         venues={venue: _Venue(venue, pool) for venue, pool in venues.items()},
+        timeout=timedelta(seconds=5),
         validity=timedelta(seconds=2),
+        slot_ms=SLOT_MS,
+    )
+
+
+def _simulated(
+    source: _SlowMeteora, *, timeout: timedelta, validity: timedelta
+) -> Quoting:
+    return Quoting(
+        venues={
+            venue: SimulatedVenue(
+                venue, source, delay_ms=0, failure_rate=0, rng=random.Random(0)
+            )
+            for venue in Venue
+        },
+        timeout=timeout,
+        validity=validity,
         slot_ms=SLOT_MS,
     )
 
@@ -103,16 +120,7 @@ async def test_a_quote_expires_from_when_its_pool_was_read_not_the_last_answer()
     Meteora answered, which showed an old pool as good for longer."""
     source = _SlowMeteora()
     validity = timedelta(seconds=2)
-    quoting = Quoting(
-        venues={
-            venue: SimulatedVenue(
-                venue, source, delay_ms=0, failure_rate=0, rng=random.Random(0)
-            )
-            for venue in Venue
-        },
-        validity=validity,
-        slot_ms=SLOT_MS,
-    )
+    quoting = _simulated(source, timeout=timedelta(seconds=5), validity=validity)
     quoted = asyncio.create_task(
         quoting.quote_and_plan(_order(SOL_USDC, Side.SELL, "1"))
     )
@@ -127,6 +135,23 @@ async def test_a_quote_expires_from_when_its_pool_was_read_not_the_last_answer()
     expiry = {quote.venue: quote.expires_at for quote in quotes}
     assert set(expiry) == set(Venue)
     assert expiry[Venue.RAYDIUM] <= raydium_read_by + validity
+
+
+async def test_a_venue_that_never_answers_is_routed_around_at_its_timeout() -> None:
+    """Meteora hangs: the order is routed on Raydium alone once Meteora's time is
+    up, and the reason says Meteora timed out, instead of waiting on it forever."""
+    quoting = _simulated(
+        _SlowMeteora(),
+        timeout=timedelta(milliseconds=50),
+        validity=timedelta(seconds=2),
+    )
+
+    _, plan = await asyncio.wait_for(
+        quoting.quote_and_plan(_order(SOL_USDC, Side.SELL, "1")), timeout=5
+    )
+
+    assert [leg.venue for leg in plan.legs] == [Venue.RAYDIUM]
+    assert plan.reason.endswith("; meteora: quote timed out after 50 ms (SOL-USDC)")
 
 
 async def test_an_order_only_a_silent_venue_could_fill_is_retried_not_refused() -> None:

@@ -193,6 +193,7 @@ async def executor(
                 confirmations=confirmations,
                 quoting=Quoting(
                     venues={venue: venues.client(venue) for venue in Venue},
+                    timeout=timedelta(seconds=5),
                     validity=VALIDITY,
                     slot_ms=400,
                 ),

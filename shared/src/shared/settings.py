@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     market_seed: int = 7
     quote_delay_ms: int = 200
     quote_failure_rate: float = 0.01
+    quote_timeout_ms: int = Field(
+        default=2_000,
+        ge=1,
+        description="A venue that has not answered a quote within this long is"
+        " routed around, as one that refused (its reason says it timed out)",
+    )
     venue_spread_min: float = 0.02
     venue_spread_max: float = 0.05
     quote_validity_ms: int = 2_000

@@ -86,6 +86,7 @@ def simulated_quoting(settings: Settings, pool_source: PoolSource) -> Quoting:
     """Quoting on both simulated venues, at the simulated chain's slot length."""
     return Quoting(
         venues=simulated_venues(settings, pool_source),
+        timeout=timedelta(milliseconds=settings.quote_timeout_ms),
         validity=timedelta(milliseconds=settings.quote_validity_ms),
         slot_ms=settings.slot_ms,
     )
