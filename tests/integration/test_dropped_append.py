@@ -24,7 +24,9 @@ import gateway.api
 from gateway.admission import Admission, InFlight
 from gateway.api import _record_admitted
 from gateway.handlers import Placed
+from gateway.readmodel import OrdersProjection, OrdersView
 from shared.domain.events import OrderAccepted
+from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.pool import (
     CHECK_AFTER_IDLE_S,
     CHECK_ANSWER_S,
@@ -258,6 +260,33 @@ async def test_an_unanswered_statement_fails_at_once_and_its_connection_is_repla
         assert await store.head_position() >= 0
         assert await probes.backend_of(pool) != silenced
     # psycopg's cancel, the old way out, would add about 5 s more.
+    assert answer_s <= elapsed < answer_s + 4.0
+
+
+@pytest.mark.parametrize("read", ["order list", "in-flight count", "checkpoint"])
+async def test_a_read_model_query_on_a_silent_store_fails_at_the_bound(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    """The list, the admission count and the checkpoints behind them are bounded
+    like the store's own reads: a partition is a 503 in seconds, not a request
+    held for the kernel's 30 s per query."""
+    answer_s = 0.5
+    monkeypatch.setattr("gateway.readmodel.ANSWER_WITHIN_S", answer_s)
+    monkeypatch.setattr("shared.eventstore.checkpoints.ANSWER_WITHIN_S", answer_s)
+    async with _proxied_pool(database_url) as (proxy, pool):
+        view, checkpoints = OrdersView(pool), Checkpoints(pool)
+        queries = {
+            "order list": lambda: view.recent(status=None, limit=10),
+            "in-flight count": view.count_in_flight,
+            "checkpoint": lambda: checkpoints.get(OrdersProjection.subscriber),
+        }
+        await probes.backend_of(pool)  # the next query takes this one unchecked
+        proxy.silence()
+        started = time.monotonic()
+        with pytest.raises(UnansweredError):
+            await asyncio.wait_for(queries[read](), timeout=20)
+        elapsed = time.monotonic() - started
+
     assert answer_s <= elapsed < answer_s + 4.0
 
 

@@ -27,7 +27,7 @@ from shared.domain.events import (
     TransactionSubmitted,
 )
 from shared.domain.quotes import RouteLeg
-from shared.eventstore.pool import Pool
+from shared.eventstore.pool import ANSWER_WITHIN_S, Pool
 from shared.eventstore.projection import Statement, TableProjection
 
 # An order first seen in a batch is inserted with everything the batch says about
@@ -204,7 +204,7 @@ class OrdersView:
         read model that trails shows waits as long as its lag, so the wait errs
         towards a busy engine, never towards an idle one.
         """
-        async with self._pool.connection() as conn:
+        async with self._pool.connection(answer_within_s=ANSWER_WITHIN_S) as conn:
             cursor = await conn.execute(
                 _COUNT_IN_FLIGHT,
                 (
@@ -222,7 +222,7 @@ class OrdersView:
     async def stalled(self, after_s: float) -> list[Stalled]:
         """Orders in flight with nothing recorded for ``after_s``, by status: as
         the read model shows them, less those the log has moved on since."""
-        async with self._pool.connection() as conn:
+        async with self._pool.connection(answer_within_s=ANSWER_WITHIN_S) as conn:
             cursor = await conn.execute(
                 _STALLED,
                 {
@@ -247,7 +247,7 @@ class OrdersView:
         """Newest first, after the place ``before`` (a previous page's last row)."""
         created_at, order_id = before if before is not None else (None, None)
         async with (
-            self._pool.connection() as conn,
+            self._pool.connection(answer_within_s=ANSWER_WITHIN_S) as conn,
             conn.cursor(row_factory=dict_row) as cur,
         ):
             await cur.execute(

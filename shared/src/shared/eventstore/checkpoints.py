@@ -7,7 +7,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 
-from shared.eventstore.pool import Pool
+from shared.eventstore.pool import ANSWER_WITHIN_S, Pool
 
 _GET = "SELECT position FROM es.checkpoints WHERE subscriber = %s"
 _GET_MANY = "SELECT subscriber, position FROM es.checkpoints WHERE subscriber = ANY(%s)"
@@ -47,7 +47,10 @@ class Checkpoints:
         """Positions of several subscribers, one query (absent: never advanced)."""
         if not subscribers:
             return {}
-        async with self._pool.connection() as c, c.cursor(row_factory=tuple_row) as cur:
+        async with (
+            self._pool.connection(answer_within_s=ANSWER_WITHIN_S) as c,
+            c.cursor(row_factory=tuple_row) as cur,
+        ):
             await cur.execute(_GET_MANY, (list(subscribers),))
             return {str(name): int(position) for name, position in await cur.fetchall()}
 
@@ -85,5 +88,5 @@ class Checkpoints:
         if conn is not None:
             yield conn
             return
-        async with self._pool.connection() as pooled:
+        async with self._pool.connection(answer_within_s=ANSWER_WITHIN_S) as pooled:
             yield pooled

@@ -6,6 +6,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Final
 
 from psycopg import AsyncConnection, errors
 from psycopg.rows import TupleRow
@@ -25,6 +26,13 @@ CHECK_ANSWER_S = 2.0
 # 30 s would keep a submit from its "not recorded" answer for as long, twice over
 # for one queued behind a batch that waits too.
 CONNECTION_WAIT_S = 10.0
+
+ANSWER_WITHIN_S: Final = 6.0
+"""How long a statement waits for its answer, once sent, before its connection
+counts as lost (``UnansweredError``): past the statement timeout (5 s), which
+bounds all but the commit's flush. A healthy store slower than this only costs a
+reconnect: the append is retried and found recorded. The wait for a connection
+is the pool's own (``PoolTimeout``, when nothing was sent)."""
 
 
 class Pool(AsyncConnectionPool[AsyncConnection[TupleRow]]):

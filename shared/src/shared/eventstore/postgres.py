@@ -10,7 +10,7 @@ from pydantic import TypeAdapter
 
 from shared.domain.envelope import EventEnvelope, NewEvent
 from shared.eventstore.group_commit import GroupCommit
-from shared.eventstore.pool import Pool
+from shared.eventstore.pool import ANSWER_WITHIN_S, Pool
 from shared.eventstore.port import (
     ANY_VERSION,
     AppendResult,
@@ -29,13 +29,6 @@ queued during the previous transaction goes in the next."""
 BATCHES_IN_FLIGHT: Final = 2
 """While one batch holds the counter lock, the next already waits for it at the
 server, so the lock passes on without a round trip to this process in between."""
-
-ANSWER_WITHIN_S: Final = 6.0
-"""How long a statement waits for its answer, once sent, before its connection
-counts as lost (``UnansweredError``): past the statement timeout (5 s), which
-bounds all but the commit's flush. A healthy store slower than this only costs a
-reconnect: the append is retried and found recorded. The wait for a connection
-is the pool's own (``PoolTimeout``, when nothing was sent)."""
 
 # The casts pin every array's type, so psycopg needs no guessing (a list of only
 # None has no element type) and the statement's text never varies: it is prepared
