@@ -39,7 +39,6 @@ class PassedOver:
             },
         )
 
-
     def broken(self, event: RawEvent, error: Exception) -> None:
         """An event that does not parse at all, passed over: every one is logged."""
         EVENTS_PASSED_OVER.labels(self._reader, "unreadable").inc()
