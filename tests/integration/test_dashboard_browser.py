@@ -9,6 +9,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -214,6 +215,16 @@ async def test_order_submitted_from_the_form_confirms_with_full_timeline(
         await expect(cells.first).to_have_text(venue)
         await expect(cells.nth(1)).to_have_text(re.compile(r"\d"))  # in
         await expect(cells.nth(2)).to_have_text(re.compile(r"\d"))  # out
+    # The impact column is headed "impact %": the API's fraction times 100.
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=10) as client:
+        detail = (await client.get(f"/api/orders/{order_id}")).raise_for_status()
+    for quote in detail.json()["quotes"]:
+        percent = Decimal(quote["priceImpactPct"]) * 100
+        impact = quotes.locator(f'tbody tr[data-venue="{quote["venue"]}"] td').nth(4)
+        await expect(impact).to_have_attribute("title", f"{percent.normalize():f}")
+        assert Decimal(await impact.inner_text()) == pytest.approx(
+            percent, rel=Decimal("0.001")
+        )
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
     await tab.screenshot(path=OUTPUT / "dashboard.png", full_page=True)

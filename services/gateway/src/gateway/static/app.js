@@ -82,6 +82,24 @@ function num(value, maxDigits = 6) {
 }
 const numCell = (value, cls = "num") => h("td", { class: cls, title: value ?? "" }, num(value));
 
+/**
+ * A fraction (0.0042) as the percent it is (0.42). Plain digits, as the API sends,
+ * are shifted as a string so the exact title stays exact.
+ */
+function fractionAsPercent(value) {
+  if (value === undefined || value === null || value === "") return value;
+  const digits = /^(-?)(\d+)(?:\.(\d*))?$/.exec(String(value));
+  if (!digits) {
+    const n = Number(value);
+    return Number.isFinite(n) ? String(n * 100) : value;
+  }
+  const [, sign, whole, fraction = ""] = digits;
+  const padded = fraction.padEnd(2, "0");
+  const integer = (whole + padded.slice(0, 2)).replace(/^0+(?=\d)/, "");
+  const rest = padded.slice(2).replace(/0+$/, "");
+  return `${sign}${integer}${rest ? `.${rest}` : ""}`;
+}
+
 const shortId = (id) => (id ? String(id).slice(0, 8) : "");
 const pct = (bps) => `${Math.round(Number(bps) / 100)}%`;
 
@@ -635,7 +653,7 @@ function renderDetails() {
               numCell(q.inAmount),
               numCell(q.outAmount),
               numCell(q.minAmountOut),
-              numCell(q.priceImpactPct),
+              numCell(fractionAsPercent(q.priceImpactPct)),
               numCell(q.fee),
               h("td", { class: "num" }, q.slot ?? "—"),
             ),
