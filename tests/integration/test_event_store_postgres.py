@@ -13,7 +13,6 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from psycopg import sql
-from pydantic import ValidationError
 
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.follower import Follower
@@ -24,6 +23,7 @@ from shared.eventstore.port import (
     AppendResult,
     EventIdConflictError,
     RawEvent,
+    UnreadableEventsError,
     WrongExpectedVersionError,
 )
 from shared.eventstore.postgres import (
@@ -371,8 +371,10 @@ async def test_the_relay_forwards_an_event_type_this_release_does_not_know(
             await store.append(stream, new_events(1, first_attempt=2), 2)
 
             raw = await store.read_all_raw(0, limit=10)
-            with pytest.raises(ValidationError):
+            with pytest.raises(UnreadableEventsError):
                 await store.read_all(0, limit=10)
+            with pytest.raises(UnreadableEventsError):
+                await store.read_stream(stream)
         finally:
             await pool.close()
 

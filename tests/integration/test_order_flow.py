@@ -5,8 +5,10 @@ import re
 import uuid
 
 import httpx
+import psycopg
 import pytest
 
+from shared.eventstore.postgres import APPEND_EVENTS
 from tests.integration import probes
 from tests.integration.clients import stream, submit, wait_for_status
 from tests.integration.system import System
@@ -281,6 +283,42 @@ async def test_a_reused_idempotency_key_header_names_the_header_too(
 
     assert clash.status_code == 409
     assert "Idempotency-Key" in clash.json()["detail"]
+
+
+async def test_an_order_holding_an_event_this_release_cannot_read_says_so(
+    system: System,
+) -> None:
+    """A newer release recorded a type this one does not know in the order's
+    stream (a rolling upgrade): its detail, history and stream say so, a 503
+    and a 1011, never a 500 or a dropped connection."""
+    order_id = (await submit(system, probes.ORDER)).json()["orderId"]
+    order = await wait_for_status(system, order_id, {"confirmed", "failed"})
+    async with await psycopg.AsyncConnection.connect(
+        system.env["DATABASE_URL"], autocommit=True
+    ) as conn:
+        await conn.execute(
+            APPEND_EVENTS,
+            (
+                uuid.UUID(order_id),
+                order["version"],
+                [uuid.uuid4()],
+                ["OrderAnnotated"],
+                ['{"type": "OrderAnnotated", "note": "from a newer release"}'],
+                [uuid.uuid4()],
+                [None],
+            ),
+        )
+
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=10) as client:
+        detail = await client.get(f"/api/orders/{order_id}")
+        history = await client.get(f"/api/orders/{order_id}/events")
+    seen = await stream(system, f"/ws/orders/{order_id}")
+
+    for answer in (detail, history):
+        assert answer.status_code == 503, answer.text
+        assert "cannot read" in answer.json()["detail"]
+    assert seen.close_code == 1011
+    assert "cannot read" in seen.close_reason
 
 
 async def test_an_unknown_order_id_gets_an_error_and_close_code(system: System) -> None:

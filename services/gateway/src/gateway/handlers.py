@@ -7,7 +7,12 @@ from uuid import UUID, uuid4, uuid5
 from shared.domain.envelope import EventEnvelope, NewEvent, event_id_for
 from shared.domain.events import OrderAccepted, OrderStatus, OrderType
 from shared.domain.order import OrderState, replay
-from shared.eventstore.port import NO_STREAM, EventStore, WrongExpectedVersionError
+from shared.eventstore.port import (
+    NO_STREAM,
+    EventStore,
+    UnreadableEventsError,
+    WrongExpectedVersionError,
+)
 
 # Namespace for order ids derived from a client's idempotency key.
 CLIENT_ORDER_NAMESPACE = UUID("6f8f3b8e-3c1e-4f7a-9a51-0c9a8e2d7b11")
@@ -77,6 +82,8 @@ async def place_order(
     # The key was used before: the first order stands, if it is this order.
     try:
         history = await store.read_stream(accepted.order_id)
+    except UnreadableEventsError:
+        raise  # recorded, and no retry will read it: an upgraded gateway can
     except Exception as error:
         # Whatever the read says, the append already did: the order is recorded.
         raise RecordedUnreadableError(accepted.order_id) from error

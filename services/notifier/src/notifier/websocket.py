@@ -16,14 +16,13 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from pydantic import ValidationError
 from starlette.types import Message
 
 from notifier.hub import Hub, SlowSubscriberError, Subscription
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import TERMINAL_STATUSES
 from shared.domain.views import status_frame
-from shared.eventstore.port import EventStore
+from shared.eventstore.port import EventStore, UnreadableEventsError
 from shared.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FRAMES
 from shared.postgres.connections import STORE_UNAVAILABLE_ERRORS
 
@@ -279,7 +278,7 @@ async def _order_events(
         await _until_client_leaves(ws, pushing, subscription)
     except STORE_UNAVAILABLE_ERRORS as error:
         await _store_unavailable(ws, max(after, subscription.sent_through), error)
-    except ValidationError:
+    except UnreadableEventsError:
         # Unlike the firehose, one order's stream cannot pass an event over:
         # its versions would never be whole again.
         logger.exception(

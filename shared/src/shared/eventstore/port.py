@@ -93,6 +93,11 @@ class EventIdConflictError(EventStoreError):
     """An event id is already recorded, but not as this exact append."""
 
 
+class UnreadableEventsError(EventStoreError):
+    """A stream holds an event this release cannot parse: a newer release's type,
+    field or value (during a rolling upgrade), or a corrupt row."""
+
+
 class EventStore(Protocol):
     """Streams of events, one per order, plus one global commit-ordered log.
 

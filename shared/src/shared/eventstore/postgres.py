@@ -6,7 +6,7 @@ from typing import Final, LiteralString
 from uuid import UUID
 
 from psycopg import errors
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from shared.domain.envelope import EventEnvelope, NewEvent
 from shared.eventstore.group_commit import GroupCommit
@@ -17,6 +17,7 @@ from shared.eventstore.port import (
     EventIdConflictError,
     EventStoreError,
     RawEvent,
+    UnreadableEventsError,
     WrongExpectedVersionError,
 )
 
@@ -212,7 +213,12 @@ class PostgresEventStore:
         async with self._pool.connection(answer_within_s=self._answer_within_s) as conn:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
-        return [] if row is None else _ENVELOPES.validate_json(row[0])
+        if row is None:
+            return []
+        try:
+            return _ENVELOPES.validate_json(row[0])
+        except ValidationError as error:
+            raise UnreadableEventsError(str(error)) from error
 
 
 def _outcome(

@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 
+from shared.eventstore.port import UnreadableEventsError
 from shared.postgres.connections import STORE_UNAVAILABLE_ERRORS
 from shared.service.asyncapi import asyncapi_api
 from shared.service.docs import mount_docs
@@ -52,6 +53,7 @@ def service_app(
     )
     for unavailable in STORE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(unavailable, _store_unavailable)
+    app.add_exception_handler(UnreadableEventsError, _unreadable_events)
     app.include_router(ops_api(runtime_readiness(app)))
     app.include_router(asyncapi_api(settings.broker_namespace))
     mount_docs(app)
@@ -141,6 +143,25 @@ def _restore_examples(
             for key in ("example", "examples"):
                 if target is not None and key in content:
                     target[key] = content[key]
+
+
+async def _unreadable_events(request: Request, error: Exception) -> JSONResponse:
+    """A newer release recorded an event this one cannot read (a rolling upgrade
+    under way), or a row is corrupt: this replica cannot answer, an upgraded one
+    can. A 503, not a 500 that looks like a bug of the request."""
+    logger.error(
+        "a stream holds an event this release cannot read",
+        extra={"kind": "unreadable_event", "path": request.url.path},
+        exc_info=error,
+    )
+    return JSONResponse(
+        status_code=503,
+        content={
+            "detail": "the order holds an event this release cannot read (one a"
+            " newer release recorded, or a corrupt one); a gateway of that"
+            " release can answer"
+        },
+    )
 
 
 async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:
