@@ -289,14 +289,17 @@ class ExecuteOrders:
         while True:
             now = time.monotonic()
             if now >= next_broadcast:
-                if not await self._broadcast(order.state, tx):
+                if await self._broadcast(order.state, tx):
+                    failed_sends = 0
+                    next_broadcast = now + self._rebroadcast_s
+                else:
                     # A send that failed is tried again within milliseconds,
-                    # backing off, not after a whole rebroadcast interval.
+                    # backing off, not after a whole rebroadcast interval. The
+                    # status is still asked meanwhile: a node refusing sends may
+                    # answer it, and the bytes may have landed or expired already.
                     failed_sends += 1
-                    await asyncio.sleep(self._rpc_backoff.delay_s(failed_sends))
-                    continue
-                failed_sends = 0
-                next_broadcast = now + self._rebroadcast_s
+                    backoff_s = self._rpc_backoff.delay_s(failed_sends)
+                    next_broadcast = time.monotonic() + backoff_s
             try:
                 status = await self._confirmations.next_status(tx.signature)
                 if await self._settle(order, tx, status, cause):

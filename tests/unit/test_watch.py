@@ -1,0 +1,142 @@
+"""The executor's watch of a sent transaction, against a node that misbehaves.
+
+What a user sees is the order's outcome: a swap the chain landed is confirmed even
+while the node refuses every send.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from uuid import uuid4
+
+from executor.confirmations import Confirmations
+from executor.handlers import ExecuteOrders
+from shared.chain.port import (
+    Blockhash,
+    ChainUnavailableError,
+    SignatureStatus,
+    TxLanded,
+)
+from shared.domain.envelope import CauseRef, EventEnvelope, NewEvent
+from shared.domain.events import RouteSelected, SwapConfirmed
+from shared.domain.order import decide_route, decide_start_routing
+from shared.domain.retry import RetryPolicy
+from shared.eventstore.memory import InMemoryEventStore
+from shared.eventstore.orders import Orders
+from shared.eventstore.port import NO_STREAM
+from shared.venues.quoting import Quoting
+from tests.unit.order_events import accepted, plan
+
+LAST_VALID = 150
+LANDED = TxLanded(
+    slot=7,
+    ok=True,
+    error=None,
+    amount_in=Decimal(10),
+    amount_out=Decimal(1630),
+    legs=plan().legs,
+)
+
+
+class Node:
+    """An RPC node: ``statuses`` answers the n-th status read of a signature."""
+
+    def __init__(
+        self,
+        *,
+        sends_fail: bool,
+        statuses: Callable[[int], SignatureStatus],
+        height: int,
+    ) -> None:
+        self._sends_fail = sends_fail
+        self._statuses = statuses
+        self._height = height
+        self.reads = 0
+
+    async def latest_blockhash(self) -> Blockhash:
+        return Blockhash(blockhash="1" * 32, last_valid_block_height=LAST_VALID)
+
+    async def send_transaction(self, encoded: str) -> str:
+        if self._sends_fail:
+            raise ChainUnavailableError("sendTransaction refused")
+        return encoded
+
+    async def signature_statuses(
+        self, signatures: Sequence[str]
+    ) -> list[SignatureStatus]:
+        self.reads += 1
+        return [self._statuses(self.reads) for _ in signatures]
+
+    async def block_height(self) -> int:
+        return self._height
+
+    @contextlib.asynccontextmanager
+    async def landings(self) -> AsyncIterator["Ticks"]:
+        yield Ticks()
+
+
+class Ticks:
+    async def wait(self, timeout: float) -> None:
+        await asyncio.sleep(min(timeout, 0.01))
+
+
+async def routed(orders: Orders, store: InMemoryEventStore) -> EventEnvelope:
+    """A fresh single-venue route for a new order, as the executor receives it."""
+    spec = accepted()
+    order_id = spec.order_id
+    await store.append(
+        order_id,
+        [NewEvent(event_id=uuid4(), event=spec, correlation_id=order_id)],
+        NO_STREAM,
+    )
+    cause = CauseRef(event_id=uuid4(), correlation_id=order_id)
+    await orders.decide(order_id, decide_start_routing, cause=cause)
+    await orders.decide(
+        order_id,
+        lambda s: decide_route(s, attempt=1, quotes=(), plan=plan()),
+        cause=cause,
+    )
+    history = await orders.history(order_id)
+    assert isinstance(history[-1].event, RouteSelected)
+    return history[-1].model_copy(update={"recorded_at": datetime.now(UTC)})
+
+
+async def executed(node: Node) -> list[object]:
+    """The order's events once the executor recorded the attempt's outcome."""
+    store = InMemoryEventStore()
+    orders = Orders(store)
+    confirmations = Confirmations(node, poll_s=0.01)
+    poller = asyncio.create_task(confirmations.run())
+    execute = ExecuteOrders(
+        orders=orders,
+        chain=node,
+        confirmations=confirmations,
+        quoting=Quoting(
+            venues={},
+            timeout=timedelta(seconds=1),
+            validity=timedelta(seconds=2),
+            slot_ms=400,
+        ),
+        policy=RetryPolicy(),
+        rebroadcast_s=1.0,
+        poll_s=0.01,
+    )
+    try:
+        cause = await routed(orders, store)
+        await asyncio.wait_for(execute.on_route_selected(cause), timeout=5)
+        return [envelope.event for envelope in await orders.history(cause.order_id)]
+    finally:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+
+
+async def test_a_landed_swap_is_confirmed_while_the_node_refuses_every_send() -> None:
+    node = Node(sends_fail=True, statuses=lambda _: LANDED, height=1)
+
+    events = await executed(node)
+
+    [confirmed] = [e for e in events if isinstance(e, SwapConfirmed)]
+    assert confirmed.amount_out == LANDED.amount_out
