@@ -1,7 +1,8 @@
 """The executor's watch of a sent transaction, against a node that misbehaves.
 
-What a user sees is the order's outcome: a swap the chain landed is confirmed even
-while the node refuses every send.
+What a user sees is the order's outcome and its reason: a swap the chain landed
+is confirmed even while the node refuses every send, and an attempt the chain
+expired says so, not that its bytes never reached the chain.
 """
 
 import asyncio
@@ -17,12 +18,14 @@ from shared.chain.port import (
     Blockhash,
     ChainUnavailableError,
     SignatureStatus,
+    TxExpired,
     TxLanded,
+    TxUnknown,
 )
 from shared.domain.envelope import CauseRef, EventEnvelope, NewEvent
-from shared.domain.events import RouteSelected, SwapConfirmed
+from shared.domain.events import RetryScheduled, RouteSelected, SwapConfirmed
 from shared.domain.order import decide_route, decide_start_routing
-from shared.domain.retry import RetryPolicy
+from shared.domain.retry import FailureClass, RetryPolicy
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.orders import Orders
 from shared.eventstore.port import NO_STREAM
@@ -140,3 +143,21 @@ async def test_a_landed_swap_is_confirmed_while_the_node_refuses_every_send() ->
 
     [confirmed] = [e for e in events if isinstance(e, SwapConfirmed)]
     assert confirmed.amount_out == LANDED.amount_out
+
+
+async def test_bytes_the_chain_expired_are_reported_expired_not_never_received() -> (
+    None
+):
+    """The chain did not know the signature at first, then had it and expired
+    it: the bytes did reach the chain, and the reason must not say otherwise."""
+    node = Node(
+        sends_fail=False,
+        statuses=lambda read: TxUnknown() if read == 1 else TxExpired(),
+        height=LAST_VALID + 1,
+    )
+
+    events = await executed(node)
+
+    [retry] = [e for e in events if isinstance(e, RetryScheduled)]
+    assert retry.failure is FailureClass.BLOCKHASH_EXPIRED
+    assert retry.reason == f"not landed before block height {LAST_VALID}"

@@ -356,21 +356,30 @@ class ExecuteOrders:
                     f"not landed before block height {tx.last_valid_block_height}",
                 )
                 return True
-            case TxUnknown() if await self._can_never_land(tx):
-                # The chain never got the bytes and their blockhash has expired:
-                # they can never land, so a new attempt may sign new ones.
-                await self._fail(
-                    order,
-                    cause,
-                    FailureClass.BLOCKHASH_EXPIRED,
-                    "never reached the chain before block height "
-                    f"{tx.last_valid_block_height}",
-                )
-                return True
+            case TxUnknown():
+                after = await self._status_past_validity(tx)
+                if isinstance(after, TxUnknown):
+                    # The chain never got the bytes and their blockhash has
+                    # expired: they can never land, so a new attempt may sign
+                    # new ones.
+                    await self._fail(
+                        order,
+                        cause,
+                        FailureClass.BLOCKHASH_EXPIRED,
+                        "never reached the chain before block height "
+                        f"{tx.last_valid_block_height}",
+                    )
+                    return True
+                if after is not None:
+                    # The chain had the bytes after all: what it did with them
+                    # (expired or landed) is the outcome and its reason.
+                    return await self._settle(order, tx, after, cause)
         return False
 
-    async def _can_never_land(self, tx: TransactionSubmitted) -> bool:
-        """Past its last valid height, and still unknown to the chain after that.
+    async def _status_past_validity(
+        self, tx: TransactionSubmitted
+    ) -> SignatureStatus | None:
+        """The status read once past the last valid height; None before it.
 
         The height is read first: from then on the chain refuses these bytes, and
         never lands any it only sees later (a send whose commit stalled), so a
@@ -380,11 +389,10 @@ class ExecuteOrders:
         """
         try:
             if await self._chain.block_height() <= tx.last_valid_block_height:
-                return False
+                return None
         except ChainUnavailableError:
-            return False
-        status = await self._confirmations.next_status(tx.signature)
-        return isinstance(status, TxUnknown | TxExpired)
+            return None
+        return await self._confirmations.next_status(tx.signature)
 
     # --- outcomes ----------------------------------------------------------------
 
