@@ -1,9 +1,9 @@
 """Pool states of both venue kinds and the pure swaps over them, in raw units.
 
 ``side`` names the direction: ``sell`` pays base and receives quote, ``buy`` pays
-quote and receives base. ``swap_exact_in`` fixes what is paid, ``swap_exact_out``
-what is received, so a sell order is ``swap_exact_in(pool, Side.SELL, …)`` and a buy
-order ``swap_exact_out(pool, Side.BUY, …)``.
+quote and receives base. ``fill_exact_in`` fixes what is paid, ``fill_exact_out``
+what is received, so a sell order is ``fill_exact_in(pool, Side.SELL, …)`` and a buy
+order ``fill_exact_out(pool, Side.BUY, …)``.
 """
 
 from dataclasses import dataclass, replace
@@ -59,22 +59,6 @@ class Fill:
     fee: int
     price_impact: Decimal
     pool: CpPool | DlmmPool
-
-
-def swap_exact_in(
-    pool: CpPool | DlmmPool, side: Side, amount_raw: int, *, now_s: int | None = None
-) -> tuple[int, int, CpPool | DlmmPool]:
-    """Pay exactly ``amount_raw``: ``(out_raw, fee_raw, new_pool)``."""
-    fill = fill_exact_in(pool, side, amount_raw, now_s=now_s)
-    return fill.amount_out, fill.fee, fill.pool
-
-
-def swap_exact_out(
-    pool: CpPool | DlmmPool, side: Side, amount_raw: int, *, now_s: int | None = None
-) -> tuple[int, int, CpPool | DlmmPool]:
-    """Receive exactly ``amount_raw``: ``(in_raw, fee_raw, new_pool)``."""
-    fill = fill_exact_out(pool, side, amount_raw, now_s=now_s)
-    return fill.amount_in, fill.fee, fill.pool
 
 
 def fill_exact_in(
@@ -143,16 +127,6 @@ def raw_mid_price(pool: CpPool | DlmmPool) -> Decimal:
     if isinstance(pool, CpPool):
         return Decimal(pool.quote_reserve) / Decimal(pool.base_reserve)
     return dlmm.bin_price(pool.book.active_id, pool.book.params.bin_step)
-
-
-def mid_price(pool: CpPool | DlmmPool) -> Decimal:
-    """Quote tokens per base token at the pool's current state."""
-    shift = pool.pair.base.decimals - pool.pair.quote.decimals
-    return raw_mid_price(pool).scaleb(shift)
-
-
-def pool_key(pool: CpPool | DlmmPool) -> tuple[Venue, str]:
-    return pool.venue, pool.pair.symbol
 
 
 def _now(pool: DlmmPool, now_s: int | None) -> int:
