@@ -80,8 +80,9 @@ async def _send(ws: WebSocket, envelope: EventEnvelope) -> None:
 
 
 async def _refuse(ws: WebSocket, code: int, message: str, order_id: str) -> None:
+    """An error frame, then the close; ``order_id`` is empty on the firehose."""
     await ws.send_text(orjson.dumps({"error": message, "orderId": order_id}).decode())
-    _SENT[ORDER].inc()
+    _SENT[ORDER if order_id else FIREHOSE].inc()
     await ws.close(code=code, reason=message)
 
 
@@ -208,33 +209,34 @@ def websocket_api(hub: Hub, store: EventStore) -> APIRouter:
     @api.websocket("/ws/orders")
     async def all_events(ws: WebSocket) -> None:
         await ws.accept()
-        try:
-            after = _cursor(ws.query_params.get("after"))
-        except ValueError as error:
-            await _refuse(ws, CLOSE_BAD_REQUEST, str(error), "")
-            return
-        subscription = hub.subscription(None)  # attached by its push
-        subscription.sent_through = hub.watermark if after is None else after
-        try:
-            if after is not None and after > (head := await store.head_position()):
-                await _refuse(
-                    ws,
-                    CLOSE_BAD_REQUEST,
-                    f"after={after} is beyond the head {head}",
-                    "",
-                )
-                return
-            with WEBSOCKET_CONNECTIONS.labels(FIREHOSE).track_inprogress():
-                pushing = asyncio.create_task(
-                    _push_firehose(ws, store, hub, subscription)
-                )
-                await _until_client_leaves(ws, pushing, subscription)
-        except STORE_UNAVAILABLE_ERRORS as error:
-            await _store_unavailable(ws, subscription.sent_through, error)
-        finally:
-            hub.unsubscribe(subscription)
+        with WEBSOCKET_CONNECTIONS.labels(FIREHOSE).track_inprogress():
+            await _all_events(ws, hub, store, ws.query_params.get("after"))
 
     return api
+
+
+async def _all_events(
+    ws: WebSocket, hub: Hub, store: EventStore, raw_after: str | None
+) -> None:
+    try:
+        after = _cursor(raw_after)
+    except ValueError as error:
+        await _refuse(ws, CLOSE_BAD_REQUEST, str(error), "")
+        return
+    subscription = hub.subscription(None)  # attached by its push
+    subscription.sent_through = hub.watermark if after is None else after
+    try:
+        if after is not None and after > (head := await store.head_position()):
+            await _refuse(
+                ws, CLOSE_BAD_REQUEST, f"after={after} is beyond the head {head}", ""
+            )
+            return
+        pushing = asyncio.create_task(_push_firehose(ws, store, hub, subscription))
+        await _until_client_leaves(ws, pushing, subscription)
+    except STORE_UNAVAILABLE_ERRORS as error:
+        await _store_unavailable(ws, subscription.sent_through, error)
+    finally:
+        hub.unsubscribe(subscription)
 
 
 async def _order_events(
