@@ -12,7 +12,7 @@ answer says it is not recorded.
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Self
 from uuid import UUID, uuid4
 
@@ -28,12 +28,13 @@ from gateway.readmodel import OrdersProjection, OrdersView
 from shared.domain.events import OrderAccepted
 from shared.eventstore.checkpoints import Checkpoints
 from shared.eventstore.pool import (
+    ANSWER_WITHIN_S,
     CHECK_AFTER_IDLE_S,
     CHECK_ANSWER_S,
     Pool,
     open_pool,
 )
-from shared.eventstore.postgres import ANSWER_WITHIN_S, PostgresEventStore
+from shared.eventstore.postgres import PostgresEventStore
 from shared.postgres.connections import UnansweredError
 from tests.integration import probes
 from tests.unit.order_events import accepted
@@ -275,7 +276,7 @@ async def test_a_read_model_query_on_a_silent_store_fails_at_the_bound(
     monkeypatch.setattr("shared.eventstore.checkpoints.ANSWER_WITHIN_S", answer_s)
     async with _proxied_pool(database_url) as (proxy, pool):
         view, checkpoints = OrdersView(pool), Checkpoints(pool)
-        queries = {
+        queries: dict[str, Callable[[], Awaitable[object]]] = {
             "order list": lambda: view.recent(status=None, limit=10),
             "in-flight count": view.count_in_flight,
             "checkpoint": lambda: checkpoints.get(OrdersProjection.subscriber),

@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from fastapi import WebSocket
+from fastapi.routing import APIWebSocketRoute
 
 from notifier.hub import Hub
 from notifier.websocket import _join, _push_firehose, _push_order, websocket_api
@@ -232,7 +233,9 @@ async def test_a_store_outage_closes_with_try_again_naming_the_cursor(
     store = _StoreAway()
     hub = Hub(store, hole_timeout=60)
     (endpoint,) = [
-        r.endpoint for r in websocket_api(hub, store).routes if r.path == path
+        r.endpoint
+        for r in websocket_api(hub, store).routes
+        if isinstance(r, APIWebSocketRoute) and r.path == path
     ]
     ws = _Socket(after="7")
 
