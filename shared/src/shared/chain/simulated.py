@@ -42,7 +42,7 @@ from shared.chain.transaction import (
 from shared.domain.genesis import genesis_pools, genesis_raw_price
 from shared.domain.market import Market, drift_pool
 from shared.domain.model import fixed_point
-from shared.domain.pairs import SUPPORTED_PAIRS, Pair, Side, Token
+from shared.domain.pairs import SUPPORTED_PAIRS, Pair
 from shared.domain.pools import POOL_STATE, CpPool, DlmmPool
 from shared.domain.quotes import RouteLeg, Venue
 from shared.domain.retry import FailureClass
@@ -496,7 +496,7 @@ def _rival_row(
     instruction: SwapInstruction, rival: CompetingTrade, slot: int
 ) -> dict[str, Any]:
     pair = SUPPORTED_PAIRS[instruction.pair]
-    in_token, out_token = _tokens(pair, instruction.side)
+    in_token, out_token = pair.in_and_out(instruction.side)
     return {
         "signature": None,
         "kind": "competitor",
@@ -507,8 +507,8 @@ def _rival_row(
         "side": instruction.side,
         "ok": True,
         "error": None,
-        "amount_in": _units(rival.fill.amount_in, in_token.decimals),
-        "amount_out": _units(rival.fill.amount_out, out_token.decimals),
+        "amount_in": in_token.to_units(rival.fill.amount_in),
+        "amount_out": out_token.to_units(rival.fill.amount_out),
         "legs": Jsonb([{"venue": rival.venue, "bps": 10_000}]),
     }
 
@@ -531,33 +531,25 @@ def _state_json(state: CpPool | DlmmPool) -> Jsonb:
     return Jsonb(POOL_STATE.dump_python(state, mode="json"))
 
 
-def _tokens(pair: Pair, side: Side) -> tuple[Token, Token]:
-    return (pair.base, pair.quote) if side is Side.SELL else (pair.quote, pair.base)
-
-
-def _units(raw: int, decimals: int) -> Decimal:
-    return Decimal(raw).scaleb(-decimals)
-
-
 def _result(
     outcome: Execution, instruction: SwapInstruction, pair: Pair
 ) -> dict[str, Any]:
-    in_token, out_token = _tokens(pair, instruction.side)
+    in_token, out_token = pair.in_and_out(instruction.side)
     bps = {leg.venue: leg.bps for leg in instruction.legs}
     legs = [
         RouteLeg(
             venue=venue,
             bps=bps[venue],
-            in_amount=_units(fill.amount_in, in_token.decimals),
-            out_amount=_units(fill.amount_out, out_token.decimals),
+            in_amount=in_token.to_units(fill.amount_in),
+            out_amount=out_token.to_units(fill.amount_out),
         ).model_dump(mode="json", by_alias=True)
         for venue, fill in outcome.fills
     ]
     return {
         "ok": outcome.ok,
         "error": outcome.error,
-        "amount_in": fixed_point(_units(outcome.amount_in_raw, in_token.decimals)),
-        "amount_out": fixed_point(_units(outcome.amount_out_raw, out_token.decimals)),
+        "amount_in": fixed_point(in_token.to_units(outcome.amount_in_raw)),
+        "amount_out": fixed_point(out_token.to_units(outcome.amount_out_raw)),
         "legs": legs,
     }
 

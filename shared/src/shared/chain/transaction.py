@@ -9,13 +9,12 @@ attempt or a new blockhash gives a new signature.
 import base64
 import hashlib
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
 
 from shared.chain.base58 import b58encode
-from shared.domain.pairs import Pair, Side, Token
+from shared.domain.pairs import Pair, Side
 from shared.domain.quotes import RoutePlan, Venue
 
 _MAGIC = b"oe-swap-v1\n"  # a version tag, so other bytes never decode as a swap
@@ -72,19 +71,17 @@ def build_swap_transaction(
     last_valid_block_height: int,
 ) -> SignedTransaction:
     """Build and sign the swap for ``plan``; the fixed side of each leg is exact."""
-    in_token, out_token = (
-        (pair.base, pair.quote) if side is Side.SELL else (pair.quote, pair.base)
-    )
+    in_token, out_token = pair.in_and_out(side)
     legs = tuple(
         SwapLeg(
             venue=leg.venue,
             bps=leg.bps,
-            amount_raw=_raw(leg.in_amount, in_token)
+            amount_raw=in_token.to_raw(leg.in_amount)
             if side is Side.SELL
-            else _raw(leg.out_amount, out_token),
-            quoted_raw=_raw(leg.out_amount, out_token)
+            else out_token.to_raw(leg.out_amount),
+            quoted_raw=out_token.to_raw(leg.out_amount)
             if side is Side.SELL
-            else _raw(leg.in_amount, in_token),
+            else in_token.to_raw(leg.in_amount),
         )
         for leg in plan.legs
     )
@@ -94,8 +91,8 @@ def build_swap_transaction(
         pair=pair.symbol,
         side=side,
         legs=legs,
-        min_amount_out_raw=_raw(plan.min_amount_out, out_token),
-        max_amount_in_raw=_raw(plan.max_amount_in, in_token, up=True),
+        min_amount_out_raw=out_token.to_raw(plan.min_amount_out),
+        max_amount_in_raw=in_token.to_raw(plan.max_amount_in, round_up=True),
         blockhash=blockhash,
         last_valid_block_height=last_valid_block_height,
     )
@@ -128,8 +125,3 @@ def decode_transaction(encoded: str) -> tuple[str, SwapInstruction]:
     except ValidationError as e:
         raise InvalidTransactionError(f"malformed instruction: {e}") from e
     return signature_of(signed), instruction
-
-
-def _raw(amount: Decimal, token: Token, *, up: bool = False) -> int:
-    rounding = ROUND_CEILING if up else ROUND_DOWN
-    return int(amount.scaleb(token.decimals).to_integral_value(rounding))

@@ -1,6 +1,7 @@
 """Tokens and the pairs the engine trades."""
 
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from enum import StrEnum
 
 
@@ -20,6 +21,16 @@ class Token:
     symbol: str
     decimals: int
 
+    def to_raw(self, amount: Decimal, *, round_up: bool = False) -> int:
+        """``amount`` in whole raw units: rounded down, or up (``round_up``) where a
+        bound must not be undercut by rounding."""
+        rounding = ROUND_CEILING if round_up else ROUND_DOWN
+        return int(amount.scaleb(self.decimals).to_integral_value(rounding))
+
+    def to_units(self, raw: int) -> Decimal:
+        """``raw`` units in token units, exactly."""
+        return Decimal(raw).scaleb(-self.decimals)
+
 
 @dataclass(frozen=True, slots=True)
 class Pair:
@@ -29,6 +40,10 @@ class Pair:
     @property
     def symbol(self) -> str:
         return f"{self.base.symbol}-{self.quote.symbol}"
+
+    def in_and_out(self, side: Side) -> tuple[Token, Token]:
+        """The token a swap on ``side`` spends, and the one it receives."""
+        return (self.base, self.quote) if side is Side.SELL else (self.quote, self.base)
 
 
 SOL = Token("SOL", 9)

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
 from shared.domain.liquidity import InsufficientLiquidityError
 from shared.domain.pairs import Pair, Side, Token
@@ -71,10 +71,8 @@ def plan_route(
     venue's pool was read: a pool read early is no fresher for a slower venue
     answering later.
     """
-    in_token, out_token = (
-        (pair.base, pair.quote) if side is Side.SELL else (pair.quote, pair.base)
-    )
-    order = _Order(side, _to_raw(amount, pair.base), in_token, out_token, now_s)
+    in_token, out_token = pair.in_and_out(side)
+    order = _Order(side, pair.base.to_raw(amount), in_token, out_token, now_s)
     if order.amount_raw <= 0:
         raise ValueError(f"amount {amount} is below one raw unit of {pair.base.symbol}")
     fills: dict[Venue, Fill] = {}
@@ -281,11 +279,11 @@ def _venue_quote(  # noqa: PLR0917 - private helper, called once with names
     min_out, max_in = _bounds(fill.amount_in, fill.amount_out, order, slippage_bps)
     return VenueQuote(
         venue=venue,
-        in_amount=_to_units(fill.amount_in, order.in_token),
-        out_amount=_to_units(fill.amount_out, order.out_token),
+        in_amount=order.in_token.to_units(fill.amount_in),
+        out_amount=order.out_token.to_units(fill.amount_out),
         min_amount_out=min_out,
         max_amount_in=max_in,
-        fee=_to_units(fill.fee, order.in_token),
+        fee=order.in_token.to_units(fill.fee),
         price_impact_pct=fill.price_impact.quantize(_IMPACT_QUANTUM),
         slot=slot,
         expires_at=expires_at,
@@ -300,9 +298,9 @@ def _bounds(
         # At least one raw unit: rounded down to zero, the bound of a dust-sized
         # swap would accept receiving nothing.
         min_out = max(amount_out * (BPS - slippage_bps) // BPS, 1)
-        return _to_units(min_out, order.out_token), _to_units(amount_in, order.in_token)
+        return order.out_token.to_units(min_out), order.in_token.to_units(amount_in)
     max_in = -(-amount_in * (BPS + slippage_bps) // BPS)
-    return _to_units(amount_out, order.out_token), _to_units(max_in, order.in_token)
+    return order.out_token.to_units(amount_out), order.in_token.to_units(max_in)
 
 
 def _single_plan(
@@ -317,8 +315,8 @@ def _single_plan(
     min_out, max_in = _bounds(fill.amount_in, fill.amount_out, order, slippage_bps)
     return RoutePlan(
         legs=(_leg(venue, fill, BPS, order),),
-        in_amount=_to_units(fill.amount_in, order.in_token),
-        out_amount=_to_units(fill.amount_out, order.out_token),
+        in_amount=order.in_token.to_units(fill.amount_in),
+        out_amount=order.out_token.to_units(fill.amount_out),
         min_amount_out=min_out,
         max_amount_in=max_in,
         gain_bps_over_best_single=Decimal(0),
@@ -352,8 +350,8 @@ def _split_plan(
         reason = f"split {shares} ({names}) gains {gain:.1f} bps over {single} alone"
     return RoutePlan(
         legs=tuple(legs),
-        in_amount=_to_units(amount_in, order.in_token),
-        out_amount=_to_units(amount_out, order.out_token),
+        in_amount=order.in_token.to_units(amount_in),
+        out_amount=order.out_token.to_units(amount_out),
         min_amount_out=min_out,
         max_amount_in=max_in,
         gain_bps_over_best_single=gain.quantize(Decimal("0.01")),
@@ -374,8 +372,8 @@ def _leg(venue: Venue, fill: Fill, bps: int, order: _Order) -> RouteLeg:
     return RouteLeg(
         venue=venue,
         bps=bps,
-        in_amount=_to_units(fill.amount_in, order.in_token),
-        out_amount=_to_units(fill.amount_out, order.out_token),
+        in_amount=order.in_token.to_units(fill.amount_in),
+        out_amount=order.out_token.to_units(fill.amount_out),
     )
 
 
@@ -405,11 +403,3 @@ def _single_reason(
         return f"{venue} gives {pct:.2f}% more than {runner_up}"
     pct = (1 - Decimal(best) / Decimal(second)) * 100
     return f"{venue} costs {pct:.2f}% less than {runner_up}"
-
-
-def _to_raw(amount: Decimal, token: Token) -> int:
-    return int(amount.scaleb(token.decimals).to_integral_value(ROUND_DOWN))
-
-
-def _to_units(raw: int, token: Token) -> Decimal:
-    return Decimal(raw).scaleb(-token.decimals)
