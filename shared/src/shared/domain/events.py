@@ -52,7 +52,11 @@ class RoutingStarted(Message):
 
 
 class RouteSelected(Message):
-    """Both venues quoted; this plan was chosen and handed over to be built."""
+    """The venues were quoted; this plan was chosen and handed over to be built.
+
+    ``quotes`` holds each venue that answered and can fill the whole order alone;
+    the plan's legs may also use one that cannot (a split).
+    """
 
     type: Literal["RouteSelected"] = "RouteSelected"
     attempt: int
