@@ -13,8 +13,14 @@ from fastapi import WebSocket
 from fastapi.routing import APIWebSocketRoute
 
 from notifier.hub import Hub
-from notifier.websocket import _join, _push_firehose, _push_order, websocket_api
-from shared.domain.envelope import NewEvent
+from notifier.websocket import (
+    _join,
+    _push_firehose,
+    _push_order,
+    _until_client_leaves,
+    websocket_api,
+)
+from shared.domain.envelope import EventEnvelope, NewEvent
 from shared.domain.events import OrderEvent, RoutingStarted
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.port import NO_STREAM, RawEvent
@@ -138,6 +144,10 @@ class _OrderClient(_Client):
     async def send(self, message: dict[str, Any]) -> None:
         self.versions.append(json.loads(message["text"])["version"])
         await asyncio.sleep(0)
+
+    async def receive(self) -> dict[str, Any]:
+        await asyncio.Event().wait()  # it never sends anything
+        raise AssertionError
 
 
 async def test_an_order_stream_past_its_buffer_is_sent_whole_then_closed() -> None:
@@ -287,3 +297,135 @@ async def test_subscribers_catching_up_at_once_take_turns_reading_the_store() ->
 
     assert all(c.positions == list(range(1, HISTORY + 1)) for c in clients)
     assert log.most_at_once == 2
+
+
+class _Reader(_Client):
+    """A firehose client that reads ``pace`` seconds per frame, or stops reading
+    for good after ``stops_after`` frames."""
+
+    def __init__(
+        self, log: _BusyLog, *, pace: float = 0.0, stops_after: int | None = None
+    ) -> None:
+        super().__init__(log)
+        self._pace = pace
+        self._stops_after = stops_after
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self._stops_after is not None and len(self.positions) >= self._stops_after:
+            await asyncio.Event().wait()  # its socket is full, and stays full
+        await asyncio.sleep(self._pace)
+        self.positions.append(json.loads(message["text"])["position"])
+
+    async def receive(self) -> dict[str, Any]:
+        await asyncio.Event().wait()  # it never sends anything
+        raise AssertionError
+
+
+class _SlowLog(_QuietLog):
+    async def read_all_raw(
+        self, after_position: int = 0, limit: int = 1000
+    ) -> list[RawEvent]:
+        await asyncio.sleep(0.3)  # three times TAKE_UP_S below
+        return await super().read_all_raw(after_position, limit)
+
+
+@pytest.mark.parametrize(
+    ("log", "client", "cut_off"),
+    [
+        (_QuietLog, {"stops_after": 10}, True),
+        (_QuietLog, {"pace": 0.002}, False),
+        (_SlowLog, {}, False),
+    ],
+    ids=["stops reading", "reads slowly", "waits on a slow store"],
+)
+async def test_only_a_client_that_stopped_reading_is_cut_off_after_a_burst(
+    monkeypatch: pytest.MonkeyPatch,
+    log: type[_QuietLog],
+    client: dict[str, Any],
+    cut_off: bool,
+) -> None:
+    """A burst past the buffer, then TAKE_UP_S without a frame sent is a client
+    that stopped: 1013, naming the cursor. One that goes on reading, however
+    slowly, or whose push waits on the store, is sent everything."""
+    monkeypatch.setattr("notifier.websocket.TAKE_UP_S", 0.1)
+    store = log()
+    hub = store.hub
+    await hub.start()
+    reader = _Reader(store, **client)
+    subscription = hub.subscription(None)
+    subscription.sent_through = hub.watermark
+    ws = cast("WebSocket", reader)
+    pushing = asyncio.create_task(_push_firehose(ws, store, hub, subscription))
+    watching = asyncio.create_task(_until_client_leaves(ws, pushing, subscription))
+    await asyncio.sleep(0.01)  # attached, waiting for live events
+    burst = [recorded(p) for p in range(HISTORY + 1, HISTORY + 5 * BUFFER + 1)]
+    store.raw += [RawEvent.of(e) for e in burst]
+    for envelope in burst:
+        hub.offer(envelope)
+
+    async with asyncio.timeout(10):
+        while not cut_off and len(reader.positions) < len(burst):
+            assert not watching.done(), reader.closed
+            await asyncio.sleep(0.01)
+        if cut_off:
+            await watching
+    watching.cancel()
+
+    if cut_off:
+        assert reader.closed == (
+            1013,
+            f"fell behind; resume with ?after={HISTORY + 10}",
+        )
+    else:
+        assert reader.closed is None
+        assert reader.positions == [e.global_position for e in burst]
+
+
+class _SlowStreams(InMemoryEventStore):
+    """Reading an order's stream takes three times TAKE_UP_S below."""
+
+    async def read_stream(
+        self, stream: UUID, after_version: int = 0
+    ) -> list[EventEnvelope]:
+        await asyncio.sleep(0.3)
+        return await super().read_stream(stream, after_version)
+
+
+async def test_a_push_waiting_on_the_store_is_not_taken_for_a_stalled_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The order's events keep coming while its push re-reads the stream after an
+    overflow: the buffer overflows again, and nothing is sent for longer than
+    TAKE_UP_S, but the push waits on the store, not on the client."""
+    monkeypatch.setattr("notifier.websocket.TAKE_UP_S", 0.1)
+    store = _SlowStreams()
+    hub = Hub(store, max_buffer=2, hole_timeout=60)
+    order = accepted()
+    await store.append(order.order_id, _new(order), NO_STREAM)
+    await hub.start()
+    client = _OrderClient()
+    subscription = hub.subscribe(order.order_id)
+    ws = cast("WebSocket", client)
+    history = await InMemoryEventStore.read_stream(store, order.order_id)
+    pushing = asyncio.create_task(
+        _push_order(ws, store, subscription, order.order_id, history, 0)
+    )
+    watching = asyncio.create_task(_until_client_leaves(ws, pushing, subscription))
+    await asyncio.sleep(0.01)  # sent version 1, waiting for live events
+    bursts: list[list[OrderEvent]] = [
+        [retry(a) for a in range(2, 6)],
+        [retry(a) for a in range(6, 10)],
+        [*(retry(a) for a in range(10, 13)), confirmed()],
+    ]
+    for version, events in zip((1, 5, 9), bursts, strict=True):  # each past the buffer
+        await store.append(order.order_id, _new(*events), version)
+        for envelope in await InMemoryEventStore.read_stream(
+            store, order.order_id, after_version=version
+        ):
+            hub.offer(envelope)
+        await asyncio.sleep(0.05)  # the push is inside its slow re-read by now
+
+    await asyncio.wait_for(watching, timeout=10)
+
+    assert client.closed == (1000, None)
+    assert client.versions == list(range(1, 14))

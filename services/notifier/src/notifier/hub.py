@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from typing import Final
 from uuid import UUID
 
@@ -49,20 +50,31 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self.overflow = asyncio.Event()
         self.rejoined = asyncio.Event()
+        self._store_reads = 0
 
     @property
     def overflowed(self) -> bool:
         return self.overflow.is_set()
 
     def rejoin(self) -> None:
-        """Take events again after an overflow; the caller has the rest from the log.
-
-        Detached meanwhile, it is offered nothing: its push catches up from the
-        store past what it missed, then attaches it again.
-        """
+        """Take events again after an overflow; the caller reads what it missed
+        from the store (a firehose detaches while it does)."""
         self._buffer.clear()
         self.overflow.clear()
         self.rejoined.set()
+
+    @property
+    def reading_store(self) -> bool:
+        """Whether its push is waiting on the store, not on its client."""
+        return self._store_reads > 0
+
+    @contextlib.contextmanager
+    def store_read(self) -> Iterator[None]:
+        self._store_reads += 1
+        try:
+            yield
+        finally:
+            self._store_reads -= 1
 
     def offer(self, envelope: EventEnvelope) -> None:
         if self.overflowed:
@@ -125,7 +137,7 @@ class Hub:
         self._hole_timer: asyncio.TimerHandle | None = None
         self._fills: set[asyncio.Task[None]] = set()
         self._passed_over = PassedOver("notifier hub")
-        # Subscribers catching up from the store (resuming far behind, or many at
+        # Firehoses catching up from the store (resuming far behind, or many at
         # once after a burst past their buffers) take turns, so they never hold
         # every pooled connection that filling a hole needs.
         self.catch_up_reads = asyncio.Semaphore(catch_up_reads)
@@ -238,6 +250,15 @@ class Hub:
                 if head > self.watermark:
                     await asyncio.sleep(self._hole_timeout)
                     await self.fill()
+
+
+def showable(event: RawEvent) -> EventEnvelope | None:
+    """``event`` parsed, or None for one the hub passes over, quietly: a firehose
+    catching up meets what the hub has already logged and counted."""
+    try:
+        return event.known()
+    except ValidationError:
+        return None
 
 
 def _log_failure(task: "asyncio.Task[None]") -> None:

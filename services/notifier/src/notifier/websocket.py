@@ -18,7 +18,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.types import Message
 
-from notifier.hub import Hub, SlowSubscriberError, Subscription
+from notifier.hub import Hub, SlowSubscriberError, Subscription, showable
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import TERMINAL_STATUSES
 from shared.domain.views import status_frame
@@ -108,14 +108,19 @@ async def _until_client_leaves(
     shared.service.app.serve).
     """
     reading = asyncio.create_task(_drain_client(ws))
-    stalled = await _until_done_or_stalled(pushing, reading, subscription)
-    for task in (pushing, reading):
-        task.cancel()
-    for task in (pushing, reading):
-        with contextlib.suppress(
-            asyncio.CancelledError, WebSocketDisconnect, RuntimeError
+    try:
+        stalled = await _until_done_or_stalled(pushing, reading, subscription)
+    finally:
+        # Also when this is cancelled (a shutdown): an orphaned push could
+        # attach its subscription again after the endpoint let go of it.
+        for task in (pushing, reading):
+            task.cancel()
+        outcomes = await asyncio.gather(pushing, reading, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(
+            outcome, asyncio.CancelledError | WebSocketDisconnect | RuntimeError
         ):
-            await task
+            raise outcome
     if stalled:
         await _close(ws, CLOSE_TRY_AGAIN, _fell_behind(subscription.sent_through))
 
@@ -132,7 +137,8 @@ async def _until_done_or_stalled(
     firehose's catches up from the log and rejoins); a burst does that to any
     client, however fast it reads, and a slow link may take long to drain the
     buffer first, but it goes on sending. Only one stuck on a client that reads
-    nothing stops.
+    nothing stops; one waiting on the store (its turn to read, a slow answer) is
+    not waiting on its client.
     """
     while True:
         overflowing = asyncio.create_task(subscription.overflow.wait())
@@ -155,7 +161,10 @@ async def _until_done_or_stalled(
                     return False
                 if rejoining in done:
                     break
-                if subscription.sent_through == sent_through:
+                if (
+                    subscription.sent_through == sent_through
+                    and not subscription.reading_store
+                ):
                     return True  # not one frame sent in TAKE_UP_S
         finally:
             rejoining.cancel()
@@ -321,7 +330,8 @@ async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
                 await ws.close(code=CLOSE_NORMAL)
                 return
         if hole:
-            pending = await store.read_stream(stream, after_version=last)
+            with subscription.store_read():
+                pending = await store.read_stream(stream, after_version=last)
             continue
         try:
             pending = await subscription.next()
@@ -329,7 +339,8 @@ async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
             # What the buffer could not take is in the store; what comes after
             # the read is buffered again, and anything sent twice is skipped.
             subscription.rejoin()
-            pending = await store.read_stream(stream, after_version=last)
+            with subscription.store_read():
+                pending = await store.read_stream(stream, after_version=last)
 
 
 async def _push_firehose(
@@ -397,14 +408,15 @@ async def _send_stored(
     """Send the stored events after ``last`` until no more than ``within`` lie
     between the last one sent and ``until()``; return the last position sent."""
     while until() - last > within:
-        async with hub.catch_up_reads:
-            stored = await store.read_all_raw(last, limit=_CATCH_UP_BATCH)
+        with subscription.store_read():
+            async with hub.catch_up_reads:
+                stored = await store.read_all_raw(last, limit=_CATCH_UP_BATCH)
         if not stored:
             break
         shown = 0
         for event in stored:
             # What the hub passes over, so is the catch-up.
-            if (known := hub.readable(event)) is not None:
+            if (known := showable(event)) is not None:
                 await _send(ws, known)
                 shown += 1
             last = subscription.sent_through = event.global_position
