@@ -316,6 +316,7 @@ async def test_an_order_holding_an_event_this_release_cannot_read_says_so(
 
     for answer in (detail, history):
         assert answer.status_code == 503, answer.text
+        assert f"order {order_id} holds an event" in answer.json()["detail"]
         assert "cannot read" in answer.json()["detail"]
     assert seen.close_code == 1011
     assert "cannot read" in seen.close_reason

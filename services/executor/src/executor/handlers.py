@@ -293,10 +293,10 @@ class ExecuteOrders:
                     failed_sends = 0
                     next_broadcast = now + self._rebroadcast_s
                 else:
-                    # A send that failed is tried again within milliseconds,
-                    # backing off, not after a whole rebroadcast interval. The
-                    # status is still asked meanwhile: a node refusing sends may
-                    # answer it, and the bytes may have landed or expired already.
+                    # A send that failed is tried again at the first status poll
+                    # after its back-off, not after a whole rebroadcast interval.
+                    # The status is still asked meanwhile: a node refusing sends
+                    # may answer it, and the bytes may have landed or expired.
                     failed_sends += 1
                     backoff_s = self._rpc_backoff.delay_s(failed_sends)
                     next_broadcast = time.monotonic() + backoff_s

@@ -95,7 +95,12 @@ class EventIdConflictError(EventStoreError):
 
 class UnreadableEventsError(EventStoreError):
     """A stream holds an event this release cannot parse: a newer release's type,
-    field or value (during a rolling upgrade), or a corrupt row."""
+    field or value (during a rolling upgrade), or a corrupt row. ``stream`` is the
+    order's, when one order's stream was read."""
+
+    def __init__(self, detail: str, stream: UUID | None = None) -> None:
+        super().__init__(detail if stream is None else f"order {stream}: {detail}")
+        self.stream = stream
 
 
 class EventStore(Protocol):

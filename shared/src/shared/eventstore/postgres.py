@@ -181,7 +181,7 @@ class PostgresEventStore:
     ) -> list[EventEnvelope]:
         if after_version < 0:
             raise ValueError(f"after_version must be >= 0, got {after_version}")
-        return await self._read(_READ_STREAM, (stream, after_version))
+        return await self._read(_READ_STREAM, (stream, after_version), stream=stream)
 
     async def read_all(
         self, after_position: int = 0, limit: int = 1000
@@ -208,7 +208,11 @@ class PostgresEventStore:
         return head
 
     async def _read(
-        self, query: LiteralString, params: tuple[object, ...]
+        self,
+        query: LiteralString,
+        params: tuple[object, ...],
+        *,
+        stream: UUID | None = None,
     ) -> list[EventEnvelope]:
         async with self._pool.connection(answer_within_s=self._answer_within_s) as conn:
             cur = await conn.execute(query, params)
@@ -218,7 +222,7 @@ class PostgresEventStore:
         try:
             return _ENVELOPES.validate_json(row[0])
         except ValidationError as error:
-            raise UnreadableEventsError(str(error)) from error
+            raise UnreadableEventsError(str(error), stream) from error
 
 
 def _outcome(

@@ -8,7 +8,7 @@ import socket
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
@@ -154,10 +154,12 @@ async def _unreadable_events(request: Request, error: Exception) -> JSONResponse
         extra={"kind": "unreadable_event", "path": request.url.path},
         exc_info=error,
     )
+    stream = cast("UnreadableEventsError", error).stream  # registered for it
+    order = "the order" if stream is None else f"order {stream}"
     return JSONResponse(
         status_code=503,
         content={
-            "detail": "the order holds an event this release cannot read (one a"
+            "detail": f"{order} holds an event this release cannot read (one a"
             " newer release recorded, or a corrupt one); a gateway of that"
             " release can answer"
         },

@@ -97,6 +97,8 @@ class Quoting:
         cancellation takes (a database's cancel request, say) must not hold the
         route up.
         """
+        if not self.venues:
+            return {}
         asked = {
             venue: asyncio.ensure_future(client.pool(pair))
             for venue, client in self.venues.items()
