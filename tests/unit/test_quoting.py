@@ -184,3 +184,12 @@ async def test_a_plan_made_without_a_silent_venue_says_why_it_is_missing() -> No
     assert plan.reason == (
         "meteora is the only venue quoted; raydium: quote timed out (SOL-USDC)"
     )
+
+
+async def test_quoting_with_no_venue_configured_is_no_quote_not_a_crash() -> None:
+    """A deployment with every venue switched off gets the failure a post-mortem
+    can read (and retry), not a ValueError from waiting on nothing."""
+    with pytest.raises(QuoteUnavailableError, match="no venue answered"):
+        await _quoting({}).quote_and_plan(
+            _order(SUPPORTED_PAIRS["SOL-USDC"], Side.SELL, "1")
+        )
