@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 import psycopg
@@ -554,3 +555,31 @@ async def test_appends_hold_up_where_the_database_defaults_to_repeatable_read(
     assert default == ("read committed",)  # the store's sessions, whatever it is
     assert all([e.stream_version for e in r] == list(range(1, 26)) for r in recorded)
     assert [e.global_position for e in log] == list(range(1, 101))
+
+
+async def test_times_read_back_are_utc_whatever_the_servers_zone(
+    infrastructure: tuple[str, str],
+) -> None:
+    """A server set to another zone (a managed database's default, say): the
+    events' times still come back in UTC, so the API writes every time as
+    ``…Z``."""
+    with fresh_database(infrastructure[0], "tokyo_time") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            (name,) = conn.execute("SELECT current_database()").fetchone() or ("",)
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET timezone = 'Asia/Tokyo'").format(
+                    sql.Identifier(name)
+                )
+            )
+        pool = open_pool(url, min_size=1, max_size=1)
+        await pool.open(wait=True)
+        try:
+            store = PostgresEventStore(pool)
+            stream = uuid4()
+            await store.append(stream, new_events(1), NO_STREAM)
+            (event,) = await store.read_stream(stream)
+        finally:
+            await pool.close()
+
+    assert event.recorded_at.utcoffset() == timedelta(0)
+    assert event.model_dump(mode="json")["recorded_at"].endswith("Z")

@@ -59,7 +59,7 @@ def frame(
         "type": kind,
         "version": version,
         "position": 100 + version,
-        "at": f"2026-11-26T10:00:{at}+00:00",
+        "at": f"2026-11-26T10:00:{at}Z",
         **fields,
     }
 

@@ -39,3 +39,13 @@ def test_a_frame_carries_its_envelope_cursor_whatever_the_event() -> None:
         )
         assert frame["version"] == envelope.stream_version
         assert frame["type"] == event.type
+
+
+def test_a_frames_time_is_written_as_every_other_time_of_the_api() -> None:
+    """``…Z``, as the order's ``createdAt`` is; not isoformat's ``+00:00``."""
+    envelope = recorded(1)
+
+    frame = status_frame(envelope)
+
+    assert frame["at"] == envelope.model_dump(mode="json", by_alias=True)["recordedAt"]
+    assert frame["at"].endswith("Z")

@@ -4,12 +4,18 @@ The WebSocket pushes these frames and ``GET /api/orders/{id}/events`` lists them
 a client reads one shape everywhere.
 """
 
+from datetime import datetime
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import RouteSelected, SwapConfirmed
 
 _INTERNAL_FIELDS = frozenset({"type", "signedTransaction", "orderId"})
+# Written as every other timestamp of the API is (``…Z``), not as isoformat's
+# ``+00:00``.
+_TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 
 def status_frame(envelope: EventEnvelope) -> dict[str, Any]:
@@ -20,7 +26,7 @@ def status_frame(envelope: EventEnvelope) -> dict[str, Any]:
         "type": envelope.type,
         "version": envelope.stream_version,
         "position": envelope.global_position,
-        "at": envelope.recorded_at.isoformat(),
+        "at": _TIME.dump_python(envelope.recorded_at, mode="json"),
     }
     fields = event.model_dump(mode="json", by_alias=True)
     frame.update({k: v for k, v in fields.items() if k not in _INTERNAL_FIELDS})

@@ -150,7 +150,8 @@ def open_pool(
     Every statement runs at READ COMMITTED whatever the database's or the role's
     default: an append that waited for the log's counter row reads the rows
     committed meanwhile, which a REPEATABLE READ snapshot would refuse (40001)
-    on every contended append.
+    on every contended append. And in UTC: every time the API shows is written
+    in one form (``…Z``), whatever zone the server is set to.
     """
 
     async def configure(conn: AsyncConnection[TupleRow]) -> None:
@@ -158,7 +159,8 @@ def open_pool(
             "SELECT set_config('statement_timeout', %s, false),"
             " set_config('idle_in_transaction_session_timeout', %s, false),"
             " set_config('max_parallel_workers_per_gather', '0', false),"
-            " set_config('default_transaction_isolation', 'read committed', false)",
+            " set_config('default_transaction_isolation', 'read committed', false),"
+            " set_config('TimeZone', 'UTC', false)",
             (str(statement_timeout_ms), str(idle_in_transaction_timeout_ms)),
         )
 
