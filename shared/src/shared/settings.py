@@ -1,9 +1,14 @@
 """The one settings model, read from the environment (and a .env file)."""
 
-from typing import Literal, Self
+import os
+import sys
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65_535)]
+Rate = Annotated[float, Field(ge=0, le=1)]  # a share of events, 0 to 1
 
 
 class Settings(BaseSettings):
@@ -22,13 +27,18 @@ class Settings(BaseSettings):
     broker_namespace: str = Field(
         default="oe", description="Prefix of every exchange and queue name"
     )
-    log_level: str = "INFO"
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        BeforeValidator(
+            lambda level: level.upper() if isinstance(level, str) else level
+        ),
+    ] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
     # HTTP and WebSocket
     http_host: str = "0.0.0.0"  # noqa: S104 - services listen on every interface in containers
-    gateway_port: int = 3000
-    notifier_port: int = 3001
+    gateway_port: Port = 3000
+    notifier_port: Port = 3001
     # The WebSocket address as a browser sees it; unset, the notifier's port on
     # localhost, so moving NOTIFIER_PORT moves the links with it.
     notifier_public_url: str = ""
@@ -36,9 +46,9 @@ class Settings(BaseSettings):
     # connections over them (SO_REUSEPORT). Off by default, so a second system
     # started on a taken port by mistake fails instead of sharing it.
     http_reuse_port: bool = False
-    router_http_port: int = 3002  # health and metrics of the router
-    executor_http_port: int = 3003  # health and metrics of the executor
-    max_body_bytes: int = 16_384
+    router_http_port: Port = 3002  # health and metrics of the router
+    executor_http_port: Port = 3003  # health and metrics of the executor
+    max_body_bytes: int = Field(default=16_384, ge=1_024)
     max_orders_in_flight: int = Field(
         default=500,
         ge=0,
@@ -98,13 +108,13 @@ class Settings(BaseSettings):
     )
 
     # PostgreSQL connections per process (appends serialize anyway: keep it small)
-    db_pool_size: int = 8
+    db_pool_size: int = Field(default=8, ge=2, le=1_000)
 
     # Relay (store -> RabbitMQ)
     relay_enabled: bool = True
-    relay_batch_size: int = 500
-    relay_poll_ms: int = 200
-    relay_publish_concurrency: int = 64
+    relay_batch_size: int = Field(default=500, ge=1, le=10_000)
+    relay_poll_ms: int = Field(default=200, ge=1)
+    relay_publish_concurrency: int = Field(default=64, ge=1)
     relay_checkpoint_ms: int = Field(
         default=100,
         ge=0,
@@ -122,50 +132,85 @@ class Settings(BaseSettings):
     )
 
     # Consumers
-    router_prefetch: int = 64
-    executor_concurrency: int = 32
-    delivery_limit: int = 5
+    # At least 1: a prefetch of 0 is no limit at all to RabbitMQ, and one process
+    # would take the whole queue.
+    router_prefetch: int = Field(default=64, ge=1)
+    executor_concurrency: int = Field(default=32, ge=1)
+    delivery_limit: int = Field(default=5, ge=1)
 
     # Retry policy
-    max_attempts: int = 3
-    backoff_base_ms: int = 500
-    backoff_max_ms: int = 8_000
-    backoff_jitter: float = 0.2
+    max_attempts: int = Field(default=3, ge=1)
+    backoff_base_ms: int = Field(default=500, ge=0)
+    backoff_max_ms: int = Field(default=8_000, ge=0)
+    backoff_jitter: float = Field(default=0.2, ge=0, le=1)
 
     # Simulated venues
     market_seed: int = 7
-    quote_delay_ms: int = 200
-    quote_failure_rate: float = 0.01
+    quote_delay_ms: int = Field(default=200, ge=0)
+    quote_failure_rate: Rate = 0.01
     quote_timeout_ms: int = Field(
         default=2_000,
         ge=1,
         description="A venue that has not answered a quote within this long is"
         " routed around, as one that refused (its reason says it timed out)",
     )
-    venue_spread_min: float = 0.02
-    venue_spread_max: float = 0.05
-    quote_validity_ms: int = 2_000
+    venue_spread_min: float = Field(default=0.02, ge=0, lt=1)
+    venue_spread_max: float = Field(default=0.05, ge=0, lt=1)
+    quote_validity_ms: int = Field(default=2_000, ge=1)
     # Pairs whose venues sit venue_spread_min..max apart (trading.md §5.2 divergent
     # profile); every other pair keeps its venues inside the fee band, as arbitrage
     # does on majors. Add pairs here to see the 2-5 % gap on them too.
     divergent_pairs: tuple[str, ...] = ("BONK-SOL", "MOON-SOL")
-    market_reversion_half_life_ms: int = 5_000  # arbitrage undoing a swap's impact
+    market_reversion_half_life_ms: int = Field(default=5_000, ge=1)  # arbitrage
 
     # Simulated chain
-    slot_ms: int = 400
-    blockhash_valid_slots: int = 150
-    confirm_min_ms: int = 2_000
-    confirm_max_ms: int = 3_000
-    rebroadcast_ms: int = 2_000
-    fault_network_rate: float = 0.03
-    fault_slippage_rate: float = 0.03
-    fault_drop_rate: float = Field(
+    slot_ms: int = Field(default=400, ge=1)
+    blockhash_valid_slots: int = Field(default=150, ge=1)
+    confirm_min_ms: int = Field(default=2_000, ge=0)
+    confirm_max_ms: int = Field(default=3_000, ge=0)
+    rebroadcast_ms: int = Field(default=2_000, ge=1)
+    fault_network_rate: Rate = 0.03
+    fault_slippage_rate: Rate = 0.03
+    fault_drop_rate: Rate = Field(
         default=0.0,
         description="Share of transactions the network drops on every send",
     )
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> Self:
+        for low, high in (
+            ("confirm_min_ms", "confirm_max_ms"),
+            ("venue_spread_min", "venue_spread_max"),
+            ("backoff_base_ms", "backoff_max_ms"),
+        ):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"{low.upper()} ({getattr(self, low)}) is above"
+                    f" {high.upper()} ({getattr(self, high)})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _notifier_public_url_follows_its_port(self) -> Self:
         if not self.notifier_public_url:
             self.notifier_public_url = f"ws://localhost:{self.notifier_port}"
         return self
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; when any is invalid, exit 2 naming
+    each variable, its value and what is wrong, rather than with a traceback
+    that names Python fields."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = ["invalid settings:"]
+        for issue in error.errors():
+            if issue["loc"]:
+                name = str(issue["loc"][0]).upper()
+                value = os.environ.get(name, issue["input"])  # as written
+                lines.append(f"  {name}={value!s}: {issue['msg']}")
+            else:  # a rule across settings: its message names them
+                lines.append(f"  {issue['msg'].removeprefix('Value error, ')}")
+        sys.stderr.write("\n".join(lines) + "\n")
+        raise SystemExit(2) from None

@@ -21,7 +21,7 @@ from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
 from shared.service.app import serve, service_app
 from shared.service.runtime import Runtime, make_broker, retry_policy, running
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 from shared.venues.simulated import simulated_quoting
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ async def reconcile_in_flight(runtime: Runtime, execute: ExecuteOrders) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     configure_logging(settings, service="executor")
     broker = make_broker(settings, prefetch=settings.executor_concurrency)
 
@@ -94,5 +94,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def run() -> None:
-    settings = Settings()
+    settings = load_settings()
     serve(create_app(settings), settings, settings.executor_http_port)

@@ -20,7 +20,7 @@ from shared.eventstore.pool import Pool
 from shared.logging import configure_logging
 from shared.service.app import serve, service_app
 from shared.service.runtime import make_broker, running
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 
 DESCRIPTION = """
 Submit market swaps on Solana pairs and follow them to a terminal status.
@@ -35,7 +35,7 @@ and `/asyncapi.json` (AsyncAPI 3.0).
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     configure_logging(settings, service="gateway")
     return _build_app(settings)
 
@@ -46,7 +46,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
     The order routes are added in the lifespan, once the store is open; here they
     are added with stand-ins that are never called, only described.
     """
-    settings = settings or Settings()
+    settings = settings or load_settings()
     app = _build_app(settings)
     app.include_router(
         orders_api(
@@ -115,5 +115,5 @@ def _build_app(settings: Settings) -> FastAPI:
 
 
 def run() -> None:
-    settings = Settings()
+    settings = load_settings()
     serve(create_app(settings), settings, settings.gateway_port)

@@ -14,13 +14,13 @@ from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
 from shared.service.app import serve, service_app
 from shared.service.runtime import make_broker, running
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 
 FEED_PREFETCH = 512
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     configure_logging(settings, service="notifier")
     broker = make_broker(settings, prefetch=FEED_PREFETCH)
     replica = uuid.uuid4().hex[:12]
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def run() -> None:
-    settings = Settings()
+    settings = load_settings()
     serve(
         create_app(settings),
         settings,

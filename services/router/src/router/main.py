@@ -12,12 +12,12 @@ from shared.logging import configure_logging
 from shared.messaging.delivery import subscribe
 from shared.service.app import serve, service_app
 from shared.service.runtime import make_broker, retry_policy, running
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 from shared.venues.simulated import simulated_quoting
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     configure_logging(settings, service="router")
     broker = make_broker(settings, prefetch=settings.router_prefetch)
 
@@ -50,5 +50,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def run() -> None:
-    settings = Settings()
+    settings = load_settings()
     serve(create_app(settings), settings, settings.router_http_port)

@@ -28,7 +28,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelNotFoundEntity, DeliveryError, PublishError
 
 from shared.messaging.topology import Topology
-from shared.settings import Settings
+from shared.settings import load_settings
 
 # Headers the broker set while the message was delivered and dead-lettered; the
 # copy starts a fresh life in its queue (the delivery limit counts from zero).
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         help="re-drive at most this many (oldest)",
     )
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = load_settings()
     try:
         done = asyncio.run(
             redrive(settings.amqp_url, settings.broker_namespace, most=args.max)

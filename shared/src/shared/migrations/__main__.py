@@ -3,12 +3,12 @@
 import sys
 
 from shared.migrations import MigrationLockedOutError, MigrationRefusedError, migrate
-from shared.settings import Settings
+from shared.settings import load_settings
 
 
 def main() -> None:
     try:
-        applied = migrate(Settings().database_url)
+        applied = migrate(load_settings().database_url)
     except (MigrationLockedOutError, MigrationRefusedError) as error:
         print(f"not migrated: {error}", file=sys.stderr)  # noqa: T201 - a CLI's output
         sys.exit(1)

@@ -1,0 +1,51 @@
+"""Settings an operator gets wrong are refused at start, naming the variable."""
+
+import pytest
+
+from shared.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def no_env_file(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.chdir(str(tmp_path))  # no .env of the checkout's
+
+
+@pytest.mark.parametrize(
+    ("variables", "said"),
+    [
+        # 0 is no prefetch limit to RabbitMQ: one process would take the queue
+        ({"ROUTER_PREFETCH": "0"}, "ROUTER_PREFETCH=0: Input should be greater"),
+        ({"SLOT_MS": "0"}, "SLOT_MS=0: Input should be greater"),
+        ({"RELAY_PUBLISH_CONCURRENCY": "0"}, "RELAY_PUBLISH_CONCURRENCY=0"),
+        ({"FAULT_NETWORK_RATE": "1.5"}, "FAULT_NETWORK_RATE=1.5"),
+        ({"GATEWAY_PORT": "70000"}, "GATEWAY_PORT=70000"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL=verbose"),
+        (
+            {"CONFIRM_MIN_MS": "5000", "CONFIRM_MAX_MS": "3000"},
+            "CONFIRM_MIN_MS (5000) is above CONFIRM_MAX_MS (3000)",
+        ),
+    ],
+)
+def test_an_invalid_setting_exits_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variables: dict[str, str],
+    said: str,
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(SystemExit) as exited:
+        load_settings()
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("invalid settings:")
+    assert said in err
+    assert "Traceback" not in err
+
+
+def test_a_log_level_in_lower_case_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+
+    assert load_settings().log_level == "DEBUG"
