@@ -245,6 +245,10 @@ async def running(settings: Settings, broker: RabbitBroker) -> AsyncIterator[Run
         # the relay to publish what it records. Cancelled first, they would leave
         # it waiting out the graceful timeout, to be redelivered after the exit.
         await _stop_consuming(broker)
+        # What is still in hand has had its graceful timeout: the broker's own
+        # stop would wait for it as long again, outliving a container's stop
+        # grace (30 s) to be killed. It comes back redelivered either way.
+        broker.config.broker_config.graceful_timeout = None
         for task in runtime.tasks:
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
