@@ -12,6 +12,7 @@
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractRobustExchange
+from aiormq.exceptions import ChannelPreconditionFailed
 from faststream.rabbit import (
     ExchangeType,
     QueueType,
@@ -103,13 +104,27 @@ class Topology:
         )
 
 
+class TopologyMismatchError(Exception):
+    """A work queue exists with other arguments than this release declares."""
+
+    def __init__(self, queue: str, error: Exception) -> None:
+        super().__init__(
+            f"queue {queue} exists with other arguments than this service declares"
+            f" ({error}). Its x-delivery-limit comes from DELIVERY_LIMIT, fixed when"
+            " the queue was created: set DELIVERY_LIMIT back to the queue's value,"
+            " or delete the queue once it is empty to create it with the new one"
+        )
+
+
 async def declare_topology(
     broker: RabbitBroker, topology: Topology
 ) -> AbstractRobustExchange:
     """Declare the shared exchanges and work queues with their bindings (idempotent).
 
     Every service calls this at start, so whichever starts first creates the same
-    topology; arguments never differ because they all come from ``Topology``.
+    topology, its arguments all from ``Topology``. A queue made earlier with other
+    arguments (another DELIVERY_LIMIT) is refused by the broker:
+    ``TopologyMismatchError`` says which setting to set back.
     """
     unrouted_exchange = await broker.declare_exchange(topology.unrouted_exchange)
     unrouted = await broker.declare_queue(topology.unrouted)
@@ -122,7 +137,10 @@ async def declare_topology(
         (topology.router, ROUTER_EVENTS, ()),
         (topology.executor, EXECUTOR_EVENTS, RETIRED_EXECUTOR_EVENTS),
     ):
-        declared = await broker.declare_queue(queue)
+        try:
+            declared = await broker.declare_queue(queue)
+        except ChannelPreconditionFailed as error:
+            raise TopologyMismatchError(queue.name, error) from error
         for event_type in event_types:
             await declared.bind(events, routing_key=routing_key(event_type))
         for event_type in retired:  # unbinding a missing binding is a no-op
