@@ -418,3 +418,46 @@ async def test_a_log_that_stays_ahead_of_the_firehose_costs_one_reconnect_not_a_
 
     assert dials == 2, f"{dials - 1} reconnects for one stretch of the log"
     recorded.assert_clean()
+
+
+async def test_a_notifier_that_accepts_then_closes_1013_is_retried_ever_later(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """During a store outage the notifier accepts each connect, then closes it 1013.
+    An open socket is no working connection: the page backs off further each time
+    (not twice a second) and shows the notifier's reason."""
+    tab, recorded = page
+    reason = "the event store is unavailable; resume with ?after=0"
+    dialed_at: list[int] = []
+    closing: set[asyncio.Task[None]] = set()
+
+    async def close_once_open(ws: WebSocketRoute) -> None:
+        # A mocked socket opens in the page once the handler has returned.
+        await expect(tab.get_by_test_id("conn-state")).to_have_attribute(
+            "data-state", "open"
+        )
+        await ws.close(code=1013, reason=reason)
+
+    async def accept_then_close(ws: WebSocketRoute) -> None:
+        dialed_at.append(await tab.evaluate("Date.now()"))
+        task = asyncio.create_task(close_once_open(ws))
+        closing.add(task)
+        task.add_done_callback(closing.discard)
+
+    await tab.route_web_socket(FIREHOSE, accept_then_close)
+    await tab.clock.install()
+    await tab.goto(system.base_url + "/", wait_until="load")
+    conn = tab.get_by_test_id("conn-state")
+    await expect(conn).to_have_attribute("data-state", "reconnecting")
+    async with asyncio.timeout(20):
+        while len(dialed_at) < 6:
+            await tab.clock.fast_forward(100)
+            await asyncio.sleep(0.02)
+
+    gaps = [b - a for a, b in zip(dialed_at, dialed_at[1:], strict=False)]
+    # 0.5 s doubling, ±25 %: each pause is longer than the one before.
+    assert all(b > a for a, b in zip(gaps, gaps[1:], strict=False)), gaps
+    assert gaps[-1] >= 6_000, gaps
+    await expect(conn).to_contain_text(reason)
+    await expect(conn).to_have_attribute("title", re.compile(re.escape(reason)))
+    recorded.assert_clean()

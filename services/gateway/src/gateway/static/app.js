@@ -18,6 +18,10 @@ const BACKFILL_CONCURRENCY = 2; // event-history fetches for orders first seen m
 const MAX_BACKFILL_QUEUE = 200;
 const CLOSE_BAD_REQUEST = 4400; // the notifier refused the cursor
 const STALE_CHECK_MS = 15_000; // how often a quiet firehose is checked against the log
+// A socket that opens is not yet a connection that works: the notifier accepts
+// before it reads the store, and closes at once (1013) while the store is away.
+// The back-off starts over only once a frame arrives or the socket stays open this long.
+const STABLE_OPEN_MS = 10_000;
 
 // ---------------------------------------------------------------------------
 // small helpers
@@ -868,7 +872,7 @@ function renderShareBar(totals) {
 
 let notifierBase = null;
 let socket = null;
-let failedConnects = 0; // in a row, since the last open
+let failedConnects = 0; // in a row, since the last frame or STABLE_OPEN_MS open
 let everConnected = false;
 let refusedInARow = 0; // cursors refused since the last frame: backs the restart off
 
@@ -882,6 +886,7 @@ function setConn(state, text) {
   const el = $("conn-state");
   el.dataset.state = state;
   $("conn-text").textContent = text ?? state;
+  el.title = text ?? state;
 }
 
 function resolveNotifier(configured) {
@@ -927,10 +932,13 @@ function connect() {
     return;
   }
   socket = ws;
+  let stableTimer = null;
   ws.addEventListener("open", () => {
     everConnected = true;
-    failedConnects = 0;
     setConn("open", "live");
+    stableTimer = setTimeout(() => {
+      if (socket === ws) failedConnects = 0;
+    }, STABLE_OPEN_MS);
   });
   ws.addEventListener("message", (event) => {
     let frame;
@@ -939,9 +947,12 @@ function connect() {
     } catch {
       return;
     }
+    // A status frame (not an {"error"} one) says the notifier serves this socket.
+    if (socket === ws && typeof frame === "object" && frame !== null && !frame.error) failedConnects = 0;
     handleFrame(frame);
   });
   ws.addEventListener("close", (event) => {
+    clearTimeout(stableTimer);
     if (socket !== ws) return;
     socket = null;
     if (event.code === CLOSE_BAD_REQUEST) {
@@ -954,7 +965,7 @@ function connect() {
       setTimeout(seedThenConnect, delay);
       return;
     }
-    scheduleReconnect();
+    scheduleReconnect(event.reason);
   });
   ws.addEventListener("error", () => {
     // "close" follows and schedules the reconnect.
@@ -997,10 +1008,11 @@ async function checkStale() {
   return true;
 }
 
-function scheduleReconnect() {
+/** Try again after the back-off; `reason` is the close's, as the notifier gave it. */
+function scheduleReconnect(reason) {
   const delay = backoffMs(failedConnects);
   failedConnects += 1;
-  setConn("reconnecting", `offline · retry in ${Math.ceil(delay / 1000)}s`);
+  setConn("reconnecting", `offline · retry in ${Math.ceil(delay / 1000)}s${reason ? ` · ${reason}` : ""}`);
   setTimeout(connect, delay);
 }
 
