@@ -300,6 +300,7 @@ def test_a_database_from_before_the_roles_is_refused_until_its_owner_migrates(
             "0009_checkpoint_movers_by_membership",
             "0010_orders_view_paging",
             "0011_move_checkpoint_from_where_it_is",
+            "0012_chain_genesis_settings",
         ]
         assert migrate(router) == []
 

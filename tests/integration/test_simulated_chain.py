@@ -25,7 +25,11 @@ from shared.chain import (
     TxUnknown,
     build_swap_transaction,
 )
-from shared.chain.simulated import LANDER_LOCK, SimulatedChain
+from shared.chain.simulated import (
+    LANDER_LOCK,
+    ChainSettingsMismatchError,
+    SimulatedChain,
+)
 from shared.domain.pairs import SUPPORTED_PAIRS, Side
 from shared.domain.pools import CpPool, DlmmPool
 from shared.domain.quotes import Venue
@@ -264,14 +268,35 @@ async def test_blockhash_expiry(db: Db, settings: Settings, chain_db: str) -> No
     assert await ledger_rows(db, signature=signature) == []
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("market_seed", 8), ("slot_ms", 401), ("blockhash_valid_slots", 151)],
+)
+async def test_a_process_with_other_chain_settings_refuses_to_start(
+    db: Db, settings: Settings, setting: str, value: int
+) -> None:
+    """Its slots or blockhashes would disagree with every other process's: the
+    transactions in flight would fail to land, or land on another clock."""
+    await make_chain(db, settings).ensure_genesis()
+
+    with pytest.raises(ChainSettingsMismatchError) as refused:
+        await make_chain(db, settings, **{setting: value}).ensure_genesis()
+
+    started = getattr(settings, setting)
+    assert f"{setting.upper()}={value} (the chain was started with {started})" in str(
+        refused.value
+    )
+
+
 async def test_bytes_the_chain_sees_only_after_their_blockhash_expired_never_land(
     db: Db, settings: Settings
 ) -> None:
     """A send's insert read the clock in time, but its commit stalled past expiry.
     An executor that saw the height pass, then the signature still unknown, has
     signed a new attempt: the late bytes must expire, or the order swaps twice."""
+    await make_chain(db, settings).ensure_genesis()
+    # Short-lived blockhashes, without recording them as the chain's own.
     chain = make_chain(db, settings, blockhash_valid_slots=2)
-    await chain.ensure_genesis()
     tx = await swap(chain)
     async with db.connection() as conn:
         cursor = await conn.execute("SELECT clock_timestamp()")

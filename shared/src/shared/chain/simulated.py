@@ -169,13 +169,30 @@ class SimulatedChain:
         return self._market
 
     async def ensure_genesis(self) -> None:
-        """Start the clock and seed every pool, once; later calls change nothing."""
+        """Start the clock and seed every pool, once; later calls change nothing.
+
+        Raise ``ChainSettingsMismatchError`` when the chain was started with other
+        settings than this process's: its slots and blockhashes would disagree
+        with every other process's, and transactions in flight fail to land.
+        """
+        mine = (
+            self._settings.market_seed,
+            self._settings.slot_ms,
+            self._settings.blockhash_valid_slots,
+        )
         async with self._db.connection() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO chain.genesis (started_at, seed)"
-                " VALUES (clock_timestamp(), %s) ON CONFLICT DO NOTHING",
-                (self._settings.market_seed,),
+                "INSERT INTO chain.genesis"
+                " (started_at, seed, slot_ms, blockhash_valid_slots)"
+                " VALUES (clock_timestamp(), %s, %s, %s) ON CONFLICT DO NOTHING",
+                mine,
             )
+            cursor = await conn.execute(
+                "SELECT seed, slot_ms, blockhash_valid_slots FROM chain.genesis"
+            )
+            recorded = await cursor.fetchone()
+            if recorded is not None:
+                _check_started_with(recorded, mine)
             for state in genesis_pools(self._market):
                 await conn.execute(
                     "INSERT INTO chain.pools (venue, pair, state) VALUES (%s, %s, %s)"
@@ -529,6 +546,28 @@ def _status(
 
 def _state_json(state: CpPool | DlmmPool) -> Jsonb:
     return Jsonb(POOL_STATE.dump_python(state, mode="json"))
+
+
+class ChainSettingsMismatchError(Exception):
+    """This process's chain settings are not those the chain was started with."""
+
+
+_CHAIN_SETTINGS = ("MARKET_SEED", "SLOT_MS", "BLOCKHASH_VALID_SLOTS")
+
+
+def _check_started_with(
+    recorded: tuple[object, ...], mine: tuple[int, int, int]
+) -> None:
+    differ = [
+        f"{name}={value} (the chain was started with {started})"
+        for name, started, value in zip(_CHAIN_SETTINGS, recorded, mine, strict=True)
+        if started is not None and started != value  # None: not recorded then
+    ]
+    if differ:
+        raise ChainSettingsMismatchError(
+            f"the simulated chain in this database was started with other settings:"
+            f" {'; '.join(differ)}. Set them back, or start on a fresh database"
+        )
 
 
 def _result(
