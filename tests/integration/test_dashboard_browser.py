@@ -6,10 +6,14 @@ browser here: it drives ``/usr/bin/chromium`` (``apt-get install chromium``).
 """
 
 import asyncio
+import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -460,4 +464,202 @@ async def test_a_notifier_that_accepts_then_closes_1013_is_retried_ever_later(
     assert gaps[-1] >= 6_000, gaps
     await expect(conn).to_contain_text(reason)
     await expect(conn).to_have_attribute("title", re.compile(re.escape(reason)))
+    recorded.assert_clean()
+
+
+# ---------------------------------------------------------------------------
+# A scripted firehose: the page is served by the system, but its orders come from
+# frames the test sends (and the same frames as each order's /events), so what it
+# shows can be checked for exact values no simulated venue would produce.
+
+ANY_ORDER_LIST = re.compile(r"/api/orders\?limit=\d+$")
+ONE_ORDER = re.compile(r"/api/orders/([0-9a-f-]{36})(/events)?$")
+
+
+@dataclass
+class ScriptedFirehose:
+    sockets: list[WebSocketRoute] = field(default_factory=list)
+    frames: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
+    position: int = 0
+
+    def frame(
+        self, order_id: str, type_: str, status: str, **fields: Any
+    ) -> dict[str, Any]:
+        """The next frame of ``order_id``, recorded for its /events, not yet sent."""
+        self.position += 1
+        history = self.frames.setdefault(order_id, [])
+        frame = {
+            "orderId": order_id,
+            "status": status,
+            "type": type_,
+            "version": len(history) + 1,
+            "position": self.position,
+            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            **fields,
+        }
+        history.append(frame)
+        return frame
+
+    def send(self, *frames: dict[str, Any]) -> None:
+        for frame in frames:
+            self.sockets[-1].send(json.dumps(frame))
+
+    def accepted(
+        self, order_id: str, pair: str = "SOL-USDC", side: str = "sell", amount: str = "1"
+    ) -> dict[str, Any]:
+        return self.frame(
+            order_id,
+            "OrderAccepted",
+            "pending",
+            orderType="market",
+            tokenPair=pair,
+            side=side,
+            amount=amount,
+            slippageBps=50,
+            clientOrderId=None,
+        )
+
+
+def quote(venue: str, **amounts: str) -> dict[str, Any]:
+    return {
+        "venue": venue,
+        "inAmount": "1",
+        "outAmount": "150",
+        "minAmountOut": "149.25",
+        "maxAmountIn": "1",
+        "fee": "0.0025",
+        "priceImpactPct": "0.0001",
+        "slot": 100,
+        "expiresAt": "2030-01-01T00:00:00Z",
+        **amounts,
+    }
+
+
+def plan(*legs: tuple[str, int], reason: str = "scripted") -> dict[str, Any]:
+    return {
+        "legs": [
+            {"venue": venue, "bps": bps, "inAmount": "1", "outAmount": "150"}
+            for venue, bps in legs
+        ],
+        "inAmount": "1",
+        "outAmount": "150",
+        "minAmountOut": "149.25",
+        "maxAmountIn": "1",
+        "gainBpsOverBestSingle": "0",
+        "reason": reason,
+    }
+
+
+async def open_with_scripted_firehose(tab: Page, system: System) -> ScriptedFirehose:
+    """The dashboard with an empty list and a firehose that sends what the test says."""
+    scripted = ScriptedFirehose()
+
+    async def empty_list(route: Route) -> None:
+        await route.fulfill(
+            json={"orders": [], "asOfPosition": 0, "nextCursor": None}
+        )
+
+    async def one_order(route: Route) -> None:
+        match = ONE_ORDER.search(route.request.url)
+        assert match is not None
+        order_id = match.group(1)
+        if match.group(2):
+            await route.fulfill(json={"events": scripted.frames.get(order_id, [])})
+        else:
+            await route.fulfill(json=scripted.details.get(order_id, {"orderId": order_id}))
+
+    await tab.route(ANY_ORDER_LIST, empty_list)
+    await tab.route(ONE_ORDER, one_order)
+    def accept(ws: WebSocketRoute) -> None:
+        scripted.sockets.append(ws)
+
+    await tab.route_web_socket(FIREHOSE, accept)
+    await tab.goto(system.base_url + "/", wait_until="load")
+    await expect(tab.get_by_test_id("conn-state")).to_have_attribute(
+        "data-state", "open"
+    )
+    return scripted
+
+
+def new_order_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def test_the_route_shown_is_the_current_attempts(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """A re-quote before building changes the plan the transaction carries: the row
+    and the details show that plan and its quotes, not the routed ones; a retry
+    clears the route until the next attempt is routed."""
+    tab, recorded = page
+    fh = await open_with_scripted_firehose(tab, system)
+    order_id = new_order_id()
+    requoted_plan = plan(("meteora", 10000), reason="re-quoted: meteora alone")
+    fh.details[order_id] = {
+        "orderId": order_id,
+        "quotes": [quote("meteora", outAmount="151.5")],
+        "routePlan": requoted_plan,
+    }
+    fh.send(
+        fh.accepted(order_id),
+        fh.frame(order_id, "RoutingStarted", "routing", attempt=1),
+        fh.frame(
+            order_id,
+            "RouteSelected",
+            "building",
+            attempt=1,
+            quotes=[quote("raydium", outAmount="150.25"), quote("meteora", outAmount="149")],
+            plan=plan(("raydium", 10000), reason="routed: raydium alone"),
+            venue="raydium",
+        ),
+    )
+    row = tab.locator(f'tr[data-order-id="{order_id}"]')
+    route_cell = row.locator("td").nth(5)
+    await expect(route_cell).to_have_text("raydium")
+
+    fh.send(
+        fh.frame(
+            order_id,
+            "TransactionSubmitted",
+            "submitted",
+            attempt=1,
+            signature="5" * 64,
+            blockhash="1" * 32,
+            lastValidBlockHeight=1000,
+            requoted=[quote("meteora", outAmount="151.5")],
+            plan=requoted_plan,
+        )
+    )
+    await expect(row.get_by_test_id("status")).to_have_text("submitted")
+    await expect(route_cell).to_have_text("meteora")
+
+    await row.click()
+    quotes = tab.get_by_test_id("quotes")
+    await expect(quotes.locator("tbody tr")).to_have_count(1)
+    await expect(quotes.locator('tbody tr[data-venue="meteora"] td').nth(2)).to_have_text(
+        "151.5"
+    )
+    route = tab.get_by_test_id("route")
+    await expect(route.locator("tbody tr td").first).to_have_text("meteora")
+    await expect(tab.get_by_test_id("route-reason")).to_contain_text(
+        "re-quoted: meteora alone"
+    )
+
+    fh.send(
+        fh.frame(
+            order_id,
+            "RetryScheduled",
+            "routing",
+            attempt=2,
+            failedAttempt=1,
+            failure="NETWORK_ERROR",
+            reason="the RPC node did not answer",
+            delayMs=500,
+        )
+    )
+    await expect(row.locator("td").nth(7)).to_have_text("2")
+    await expect(route_cell).to_have_text("")
+    await expect(route).to_have_text("no route yet")
+    await expect(quotes.locator("tbody")).to_have_text("no quotes yet")
     recorded.assert_clean()

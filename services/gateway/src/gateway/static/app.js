@@ -210,11 +210,22 @@ function applyFrame(frame) {
     if (at != null) order.createdAt = at;
   } else if (frame.type === "RouteSelected") {
     setLegs(order, frame.plan?.legs, frame.version);
+  } else if (frame.type === "TransactionSubmitted") {
+    // Re-quoted before building: the transaction carries this plan, not the routed one.
+    setLegs(order, frame.plan?.legs, frame.version);
   } else if (frame.type === "SwapConfirmed") {
     order.txHash = frame.txHash ?? order.txHash;
     order.finalPrice = frame.finalPrice ?? order.finalPrice;
     setLegs(order, frame.legs, frame.version);
-  } else if (frame.type === "OrderFailed" || frame.type === "RetryScheduled") {
+  }
+  if (frame.type === "RetryScheduled" && frame.version >= order.legsVersion) {
+    // The next attempt routes afresh: the failed one's route and transaction are not its.
+    order.legs = null;
+    order.legsVersion = frame.version;
+    order.venue = null;
+    order.txHash = null;
+  }
+  if (frame.type === "OrderFailed" || frame.type === "RetryScheduled") {
     // History fetched for the details panel can arrive after newer live frames.
     const reason = frame.reason ?? frame.failure;
     if (reason != null && frame.version >= order.failureVersion) {
@@ -265,7 +276,7 @@ function applySummary(row) {
     order.status = row.status ?? order.status;
   }
   if (TERMINAL.has(order.status) && order.terminalAt == null) order.terminalAt = parseTime(row.updatedAt);
-  if (!order.legs && row.venue) {
+  if (!order.legs && row.venue && (row.version ?? 0) >= order.legsVersion) {
     order.legs = parseVenue(row.venue);
     order.legsVersion = row.version ?? 0;
   }
@@ -498,8 +509,11 @@ function describeFrame(frame) {
       const legs = frame.plan?.legs ?? [];
       return `route ${legs.map((l) => `${l.venue} ${pct(l.bps)}`).join(" / ")}`;
     }
-    case "TransactionSubmitted":
-      return `submitted ${shortId(frame.signature)}`;
+    case "TransactionSubmitted": {
+      const legs = frame.plan?.legs ?? [];
+      const requoted = legs.length ? ` · re-quoted: ${legs.map((l) => `${l.venue} ${pct(l.bps)}`).join(" / ")}` : "";
+      return `submitted ${shortId(frame.signature)}${requoted}`;
+    }
     case "SwapConfirmed":
       return `confirmed @ ${num(frame.finalPrice)} out ${num(frame.amountOut)}`;
     case "RetryScheduled":
@@ -566,6 +580,21 @@ async function openDetails(orderId) {
   if (selectedId === orderId) renderDetails();
 }
 
+/**
+ * The plan and quotes of the current attempt, folded as the API's detail folds
+ * them: a re-quote's (TransactionSubmitted's plan and requoted) over the route's,
+ * none once a retry starts the next attempt. Null when no frame says.
+ */
+function currentRoute(frames) {
+  let current = null;
+  for (const f of frames) {
+    if (f.type === "RouteSelected") current = { plan: f.plan ?? null, quotes: f.quotes ?? [], requoted: false };
+    else if (f.type === "TransactionSubmitted" && f.plan) current = { plan: f.plan, quotes: f.requoted ?? [], requoted: true };
+    else if (f.type === "RetryScheduled") current = { plan: null, quotes: [], requoted: false };
+  }
+  return current;
+}
+
 function closeDetails() {
   selectedId = null;
   $("details").hidden = true;
@@ -578,7 +607,7 @@ function renderDetails() {
   if (!order) return;
   const detail = order.detail ?? {};
   const frames = [...order.frames.values()].sort((a, b) => a.version - b.version);
-  const lastRoute = [...frames].reverse().find((f) => f.type === "RouteSelected");
+  const current = currentRoute(frames) ?? { plan: detail.routePlan, quotes: detail.quotes ?? [], requoted: false };
   const confirmed = frames.find((f) => f.type === "SwapConfirmed");
 
   // summary
@@ -629,8 +658,8 @@ function renderDetails() {
   if (!items.length) items.push(h("li", { class: "muted" }, "loading…"));
   $("timeline").replaceChildren(...items);
 
-  // quotes of the latest route (both venues), the best one highlighted
-  const quotes = lastRoute?.quotes ?? detail.quotes ?? [];
+  // quotes of the current attempt's route (both venues), the best one highlighted
+  const quotes = current.quotes ?? [];
   const buy = order.side === "buy";
   let bestIndex = -1;
   quotes.forEach((q, i) => {
@@ -667,7 +696,7 @@ function renderDetails() {
   );
 
   // route plan
-  const plan = lastRoute?.plan ?? detail.routePlan;
+  const plan = current.plan;
   const route = $("route");
   if (plan?.legs?.length) {
     const legs = [...plan.legs].sort((a, b) => b.bps - a.bps);
@@ -692,6 +721,7 @@ function renderDetails() {
         { class: "reason", dataset: { testid: "route-reason" } },
         plan.reason ?? "",
         plan.gainBpsOverBestSingle != null ? ` · gain over best single venue: ${plan.gainBpsOverBestSingle} bps` : "",
+        current.requoted ? " · re-quoted before sending" : "",
       ),
     );
   } else {
