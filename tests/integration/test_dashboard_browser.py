@@ -506,7 +506,11 @@ class ScriptedFirehose:
             self.sockets[-1].send(json.dumps(frame))
 
     def accepted(
-        self, order_id: str, pair: str = "SOL-USDC", side: str = "sell", amount: str = "1"
+        self,
+        order_id: str,
+        pair: str = "SOL-USDC",
+        side: str = "sell",
+        amount: str = "1",
     ) -> dict[str, Any]:
         return self.frame(
             order_id,
@@ -556,9 +560,7 @@ async def open_with_scripted_firehose(tab: Page, system: System) -> ScriptedFire
     scripted = ScriptedFirehose()
 
     async def empty_list(route: Route) -> None:
-        await route.fulfill(
-            json={"orders": [], "asOfPosition": 0, "nextCursor": None}
-        )
+        await route.fulfill(json={"orders": [], "asOfPosition": 0, "nextCursor": None})
 
     async def one_order(route: Route) -> None:
         match = ONE_ORDER.search(route.request.url)
@@ -567,10 +569,13 @@ async def open_with_scripted_firehose(tab: Page, system: System) -> ScriptedFire
         if match.group(2):
             await route.fulfill(json={"events": scripted.frames.get(order_id, [])})
         else:
-            await route.fulfill(json=scripted.details.get(order_id, {"orderId": order_id}))
+            await route.fulfill(
+                json=scripted.details.get(order_id, {"orderId": order_id})
+            )
 
     await tab.route(ANY_ORDER_LIST, empty_list)
     await tab.route(ONE_ORDER, one_order)
+
     def accept(ws: WebSocketRoute) -> None:
         scripted.sockets.append(ws)
 
@@ -609,7 +614,10 @@ async def test_the_route_shown_is_the_current_attempts(
             "RouteSelected",
             "building",
             attempt=1,
-            quotes=[quote("raydium", outAmount="150.25"), quote("meteora", outAmount="149")],
+            quotes=[
+                quote("raydium", outAmount="150.25"),
+                quote("meteora", outAmount="149"),
+            ],
             plan=plan(("raydium", 10000), reason="routed: raydium alone"),
             venue="raydium",
         ),
@@ -637,9 +645,9 @@ async def test_the_route_shown_is_the_current_attempts(
     await row.click()
     quotes = tab.get_by_test_id("quotes")
     await expect(quotes.locator("tbody tr")).to_have_count(1)
-    await expect(quotes.locator('tbody tr[data-venue="meteora"] td').nth(2)).to_have_text(
-        "151.5"
-    )
+    await expect(
+        quotes.locator('tbody tr[data-venue="meteora"] td').nth(2)
+    ).to_have_text("151.5")
     route = tab.get_by_test_id("route")
     await expect(route.locator("tbody tr td").first).to_have_text("meteora")
     await expect(tab.get_by_test_id("route-reason")).to_contain_text(
@@ -662,4 +670,82 @@ async def test_the_route_shown_is_the_current_attempts(
     await expect(route_cell).to_have_text("")
     await expect(route).to_have_text("no route yet")
     await expect(quotes.locator("tbody")).to_have_text("no quotes yet")
+    recorded.assert_clean()
+
+
+def confirmed(
+    fh: ScriptedFirehose, order_id: str, final_price: str, *legs: tuple[str, int]
+) -> dict[str, Any]:
+    return fh.frame(
+        order_id,
+        "SwapConfirmed",
+        "confirmed",
+        attempt=1,
+        txHash="5" * 64,
+        slot=101,
+        amountIn="1",
+        amountOut="150",
+        finalPrice=final_price,
+        quotedAmountIn="1",
+        quotedAmountOut="150",
+        legs=plan(*legs)["legs"],
+    )
+
+
+async def test_a_lopsided_split_shows_its_fractional_shares(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """9960/40 bps is 99.6 % / 0.4 %, as the router's reason says, not 100 % / 0 %."""
+    tab, recorded = page
+    fh = await open_with_scripted_firehose(tab, system)
+    order_id = new_order_id()
+    split = plan(("raydium", 9960), ("meteora", 40), reason="split 99.6/0.4")
+    fh.send(
+        fh.accepted(order_id),
+        fh.frame(order_id, "RoutingStarted", "routing", attempt=1),
+        fh.frame(
+            order_id,
+            "RouteSelected",
+            "building",
+            attempt=1,
+            quotes=[quote("raydium"), quote("meteora")],
+            plan=split,
+        ),
+    )
+    row = tab.locator(f'tr[data-order-id="{order_id}"]')
+    await expect(row.locator("td").nth(5)).to_have_text("raydium 99.6% / meteora 0.4%")
+    await row.click()
+    shares = tab.get_by_test_id("route").locator("tbody tr td:nth-child(2)")
+    await expect(shares).to_have_text(["99.6%", "0.4%"])
+    await expect(tab.get_by_test_id("timeline-item").nth(2)).to_contain_text(
+        "route raydium 99.6% / meteora 0.4%"
+    )
+    recorded.assert_clean()
+
+
+async def test_amounts_and_prices_are_shown_in_plain_digits_unrounded(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """A BONK-SOL price of 0.00000013 is not 1.300e-7, 0.0004 is not 0.0004000, and
+    an amount of 1500000.75 BONK is not rounded to 1,500,001; the cell's title keeps
+    the exact value."""
+    tab, recorded = page
+    fh = await open_with_scripted_firehose(tab, system)
+    bonk, moon = new_order_id(), new_order_id()
+    fh.send(
+        fh.accepted(bonk, pair="BONK-SOL", amount="1500000.75"),
+        confirmed(fh, bonk, "0.00000013", ("raydium", 10000)),
+        fh.accepted(moon, pair="MOON-SOL", amount="2"),
+        confirmed(fh, moon, "0.0004", ("meteora", 10000)),
+    )
+    bonk_cells = tab.locator(f'tr[data-order-id="{bonk}"] td')
+    await expect(bonk_cells.nth(4)).to_have_text("1,500,000.75")
+    await expect(bonk_cells.nth(4)).to_have_attribute("title", "1500000.75")
+    await expect(bonk_cells.nth(6)).to_have_text("0.00000013")
+    await expect(bonk_cells.nth(6)).to_have_attribute("title", "0.00000013")
+    moon_cells = tab.locator(f'tr[data-order-id="{moon}"] td')
+    await expect(moon_cells.nth(6)).to_have_text("0.0004")
+    await expect(moon_cells.nth(6)).to_have_attribute("title", "0.0004")
+    log = tab.get_by_test_id("event-log").locator('li[data-type="SwapConfirmed"]')
+    await expect(log.filter(has_text="@ 0.00000013 out 150")).to_have_count(1)
     recorded.assert_clean()

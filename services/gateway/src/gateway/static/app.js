@@ -74,15 +74,36 @@ function age(ms) {
   return `${Math.floor(s / 86400)}d`;
 }
 
-/** Decimal strings arrive exact; show them compactly and keep the exact value in a title. */
-function num(value, maxDigits = 6) {
+const SEPARATORS = Object.fromEntries(
+  new Intl.NumberFormat().formatToParts(1000.5).filter((p) => p.type === "group" || p.type === "decimal").map((p) => [p.type, p.value]),
+);
+
+/**
+ * Decimal strings arrive exact, in plain digits; show them compactly, from the
+ * string itself (a Number would lose digits, and writes small ones with exponents),
+ * and keep the exact value in a title. At or above 1: every whole digit, grouped,
+ * and up to 4 decimals (1500000.75 → 1,500,000.75). Below 1: 4 significant
+ * digits, at least 6 decimals (0.00000013 → 0.00000013, 0.123456789 → 0.123457).
+ * Rounded half up; trailing zeros dropped (0.0004 → 0.0004).
+ */
+function num(value) {
   if (value === undefined || value === null || value === "") return "—";
-  const n = Number(value);
-  if (!Number.isFinite(n)) return String(value);
-  const abs = Math.abs(n);
-  if (abs !== 0 && abs < 0.001) return n.toPrecision(4);
-  if (abs >= 1e6) return n.toLocaleString(undefined, { maximumFractionDigits: 0 });
-  return n.toLocaleString(undefined, { maximumFractionDigits: abs < 1 ? maxDigits : 4 });
+  const text = typeof value === "number" ? value.toLocaleString("en-US", { useGrouping: false, maximumFractionDigits: 20 }) : String(value).trim();
+  const parts = /^([-+]?)(\d*)(?:\.(\d*))?$/.exec(text);
+  if (!parts || (!parts[2] && !parts[3])) return String(value);
+  const [, sign, whole = "", fraction = ""] = parts;
+  const integer = whole.replace(/^0+(?=\d)/, "") || "0";
+  const leadingZeros = integer === "0" ? (/^0*/.exec(fraction)?.[0].length ?? 0) : 0;
+  const decimals = integer === "0" ? Math.max(6, leadingZeros + 4) : 4;
+  // Round to `decimals` as one integer of digits, so a carry runs into the whole part.
+  let digits = BigInt(integer + fraction.padEnd(decimals, "0").slice(0, decimals));
+  if ((fraction[decimals] ?? "0") >= "5") digits += 1n;
+  const scaled = digits.toString().padStart(decimals + 1, "0");
+  const wholeOut = scaled.slice(0, scaled.length - decimals);
+  const fractionOut = scaled.slice(scaled.length - decimals).replace(/0+$/, "");
+  const zero = digits === 0n;
+  const grouped = BigInt(wholeOut).toLocaleString();
+  return `${sign === "-" && !zero ? "-" : ""}${grouped}${fractionOut ? `${SEPARATORS.decimal ?? "."}${fractionOut}` : ""}`;
 }
 const numCell = (value, cls = "num") => h("td", { class: cls, title: value ?? "" }, num(value));
 
@@ -105,7 +126,9 @@ function fractionAsPercent(value) {
 }
 
 const shortId = (id) => (id ? String(id).slice(0, 8) : "");
-const pct = (bps) => `${Math.round(Number(bps) / 100)}%`;
+/** A share in bps as the percent it is, up to two decimals: 9960 → 99.6%, 40 → 0.4%
+ * (as the router's reason writes it; whole percents would make these 100% and 0%). */
+const pct = (bps) => `${Math.round(Number(bps)) / 100}%`;
 
 function percentile(sorted, p) {
   if (!sorted.length) return null;
