@@ -749,3 +749,28 @@ async def test_amounts_and_prices_are_shown_in_plain_digits_unrounded(
     log = tab.get_by_test_id("event-log").locator('li[data-type="SwapConfirmed"]')
     await expect(log.filter(has_text="@ 0.00000013 out 150")).to_have_count(1)
     recorded.assert_clean()
+
+
+async def test_the_in_flight_filter_drops_an_order_once_it_finishes(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """With "in flight" chosen, an order shown while routing leaves the table when it
+    confirms, and is back under "confirmed"."""
+    tab, recorded = page
+    fh = await open_with_scripted_firehose(tab, system)
+    await tab.get_by_test_id("status-filter").select_option("active")
+    order_id = new_order_id()
+    fh.send(
+        fh.accepted(order_id),
+        fh.frame(order_id, "RoutingStarted", "routing", attempt=1),
+    )
+    row = tab.locator(f'tr[data-order-id="{order_id}"]')
+    await expect(row.get_by_test_id("status")).to_have_text("routing")
+
+    fh.send(confirmed(fh, order_id, "150", ("raydium", 10000)))
+    await expect(tab.get_by_test_id("kpi-confirmed")).to_have_text("1")
+    await expect(row).to_have_count(0)
+    await expect(tab.get_by_test_id("orders-count")).to_have_text("0 shown · 1 tracked")
+    await tab.get_by_test_id("status-filter").select_option("confirmed")
+    await expect(row.get_by_test_id("status")).to_have_text("confirmed")
+    recorded.assert_clean()

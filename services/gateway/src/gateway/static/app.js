@@ -447,6 +447,8 @@ function renderTable() {
     if (tr && order) {
       const before = tr.dataset.status;
       fillRow(tr, order);
+      // A row the filter no longer matches (an in-flight one that finished) goes.
+      if (!visible(order)) tableNeedsSort = true;
       if (before !== order.status) {
         tr.classList.remove("flash");
         void tr.offsetWidth; // restart the animation
