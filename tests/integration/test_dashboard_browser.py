@@ -774,3 +774,62 @@ async def test_the_in_flight_filter_drops_an_order_once_it_finishes(
     await tab.get_by_test_id("status-filter").select_option("confirmed")
     await expect(row.get_by_test_id("status")).to_have_text("confirmed")
     recorded.assert_clean()
+
+
+def only_failed_loads(recorded: Recorded) -> None:
+    """Clean but for the browser's own line for each refused request."""
+    assert all("Failed to load resource" in e for e in recorded.console_errors), (
+        recorded.console_errors
+    )
+    assert recorded.page_errors == [], recorded.page_errors
+    assert recorded.non_local() == [], recorded.non_local()
+
+
+async def test_pairs_and_config_are_retried_until_the_gateway_answers(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """A gateway that cannot answer /api/pairs and /api/config at first: the page
+    says so, keeps Execute disabled without pairs, and loads both once it answers."""
+    tab, recorded = page
+    pairs_back = asyncio.Event()
+    config_tries = 0
+
+    async def pairs_later(route: Route) -> None:
+        if pairs_back.is_set():
+            await route.continue_()
+        else:
+            await route.fulfill(status=503, json={"detail": "starting"})
+
+    async def config_third_time(route: Route) -> None:
+        nonlocal config_tries
+        config_tries += 1
+        if config_tries > 2:
+            await route.continue_()
+        else:
+            await route.fulfill(status=503, json={"detail": "starting"})
+
+    await tab.route(re.compile(r"/api/pairs$"), pairs_later)
+    await tab.route(re.compile(r"/api/config$"), config_third_time)
+    await tab.goto(system.base_url + "/", wait_until="load")
+    submit = tab.get_by_test_id("submit")
+    await expect(tab.get_by_test_id("form-result")).to_have_text(
+        re.compile(r"^Could not load pairs: 503: starting \(retrying\)$")
+    )
+    await expect(submit).to_be_disabled()
+    await expect(tab.get_by_test_id("burst")).to_be_disabled()
+    # The config came on its third try: the page found the notifier it names.
+    await expect(tab.get_by_test_id("conn-state")).to_have_attribute(
+        "data-state", "open"
+    )
+    assert config_tries == 3
+    await expect(submit).to_be_disabled()
+
+    pairs_back.set()
+    await expect(tab.locator("#pair option")).not_to_have_count(0)
+    await expect(submit).to_be_enabled()
+    await expect(tab.get_by_test_id("form-result")).to_have_text("")
+    await submit.click()
+    await expect(tab.get_by_test_id("form-result")).to_have_text(
+        re.compile(r"^accepted [0-9a-f-]{36}$")
+    )
+    only_failed_loads(recorded)

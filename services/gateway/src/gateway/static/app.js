@@ -1167,11 +1167,15 @@ async function submitOrder(body) {
   return accepted;
 }
 
+let submitting = false;
+let burstRunning = false;
+
 async function onSubmit(event) {
   event.preventDefault();
+  if (!pairs.length || submitting) return;
   const out = $("form-result");
-  const button = $("submit");
-  button.disabled = true;
+  submitting = true;
+  updateSubmitButtons();
   out.className = "form-result";
   out.textContent = "submitting…";
   try {
@@ -1185,13 +1189,14 @@ async function onSubmit(event) {
     out.className = "form-result err";
     out.textContent = error.message;
   } finally {
-    button.disabled = false;
+    submitting = false;
+    updateSubmitButtons();
   }
 }
 
 async function onBurst() {
+  if (!pairs.length || burstRunning) return;
   const count = Math.max(1, Math.min(500, Number($("burst-count").value) || 1));
-  const button = $("burst");
   const out = $("burst-status");
   const base = readForm();
   const tag = `burst-${Date.now().toString(36)}`;
@@ -1200,7 +1205,8 @@ async function onBurst() {
   let rejected = 0;
   let lastError = "";
   const started = performance.now();
-  button.disabled = true;
+  burstRunning = true;
+  updateSubmitButtons();
   out.className = "form-result";
   const progress = () => {
     out.textContent = `${ok}/${count} accepted${rejected ? ` · ${rejected} rejected (${lastError})` : ""}`;
@@ -1223,7 +1229,8 @@ async function onBurst() {
   await Promise.all(Array.from({ length: Math.min(BURST_CONCURRENCY, count) }, worker));
   out.className = `form-result ${rejected ? "err" : "ok"}`;
   out.textContent = `${ok}/${count} accepted in ${duration(performance.now() - started)}${rejected ? ` · ${rejected} rejected (${lastError})` : ""}`;
-  button.disabled = false;
+  burstRunning = false;
+  updateSubmitButtons();
 }
 
 function updateSideHint() {
@@ -1249,17 +1256,60 @@ async function seedOrders() {
   scheduleRender();
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `load()` until it succeeds, backing off between tries; `onFailure(error)` on each miss. */
+async function untilLoaded(load, onFailure) {
+  for (let failures = 0; ; failures += 1) {
+    try {
+      return await load();
+    } catch (error) {
+      onFailure(error);
+      await sleep(backoffMs(failures));
+    }
+  }
+}
+
+/** Orders need a pair: Execute and the burst stay disabled until the pairs load. */
+function updateSubmitButtons() {
+  $("submit").disabled = !pairs.length || submitting;
+  $("burst").disabled = !pairs.length || burstRunning;
+}
+
 async function loadPairs() {
-  try {
-    pairs = (await api("/api/pairs"))?.pairs ?? [];
-  } catch {
-    pairs = [];
+  const out = $("form-result");
+  const loaded = await untilLoaded(
+    async () => {
+      const list = (await api("/api/pairs"))?.pairs;
+      if (!Array.isArray(list) || !list.length) throw new Error("no pairs listed");
+      return list;
+    },
+    (error) => {
+      out.className = "form-result err";
+      out.dataset.pairs = "unavailable";
+      out.textContent = `Could not load pairs: ${error.message} (retrying)`;
+    },
+  );
+  pairs = loaded;
+  if (out.dataset.pairs) {
+    delete out.dataset.pairs;
+    out.className = "form-result";
+    out.textContent = "";
   }
   const select = $("pair");
   const previous = select.value;
   select.replaceChildren(...pairs.map((p) => h("option", { value: p }, p)));
   if (pairs.includes(previous)) select.value = previous;
+  updateSubmitButtons();
   updateSideHint();
+}
+
+/** Where the notifier is, from the gateway (retried: a guessed URL would stay wrong). */
+function loadConfig() {
+  return untilLoaded(
+    () => api("/api/config"),
+    (error) => setConn("connecting", `config unavailable: ${error.message} · retrying`),
+  );
 }
 
 function wireUi() {
@@ -1293,15 +1343,17 @@ function wireUi() {
 async function main() {
   wireUi();
   initCharts();
-  const [config] = await Promise.allSettled([api("/api/config"), loadPairs()]);
-  notifierBase = resolveNotifier(config.status === "fulfilled" ? config.value?.notifierUrl : null);
-  seedThenConnect();
+  updateSubmitButtons();
+  loadPairs(); // retries on its own until the gateway lists them
   updateCharts();
   setInterval(checkStale, STALE_CHECK_MS);
   setInterval(() => {
     updateCharts();
     refreshAges();
   }, 1000);
+  const config = await loadConfig();
+  notifierBase = resolveNotifier(config?.notifierUrl);
+  seedThenConnect();
 }
 
 main();
