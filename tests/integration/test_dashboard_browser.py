@@ -6,6 +6,7 @@ browser here: it drives ``/usr/bin/chromium`` (``apt-get install chromium``).
 """
 
 import asyncio
+import itertools
 import json
 import re
 import uuid
@@ -13,8 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -458,9 +459,9 @@ async def test_a_notifier_that_accepts_then_closes_1013_is_retried_ever_later(
             await tab.clock.fast_forward(100)
             await asyncio.sleep(0.02)
 
-    gaps = [b - a for a, b in zip(dialed_at, dialed_at[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(dialed_at)]
     # 0.5 s doubling, ±25 %: each pause is longer than the one before.
-    assert all(b > a for a, b in zip(gaps, gaps[1:], strict=False)), gaps
+    assert all(b > a for a, b in itertools.pairwise(gaps)), gaps
     assert gaps[-1] >= 6_000, gaps
     await expect(conn).to_contain_text(reason)
     await expect(conn).to_have_attribute("title", re.compile(re.escape(reason)))
@@ -833,3 +834,54 @@ async def test_pairs_and_config_are_retried_until_the_gateway_answers(
         re.compile(r"^accepted [0-9a-f-]{36}$")
     )
     only_failed_loads(recorded)
+
+
+async def test_a_buys_quotes_show_the_most_it_may_pay(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """A buy (ExactOut) is bounded by maxAmountIn, its minAmountOut being just the
+    amount bought: its quotes show "max in"; a sell's show "min out"."""
+    tab, recorded = page
+    fh = await open_with_scripted_firehose(tab, system)
+    buy, sell = new_order_id(), new_order_id()
+    for order_id, side, quotes in (
+        (
+            buy,
+            "buy",
+            [
+                quote(
+                    "raydium",
+                    inAmount="0.2",
+                    outAmount="30",
+                    minAmountOut="30",
+                    maxAmountIn="0.201",
+                )
+            ],
+        ),
+        (
+            sell,
+            "sell",
+            [quote("raydium", outAmount="150", minAmountOut="149.25", maxAmountIn="1")],
+        ),
+    ):
+        fh.send(
+            fh.accepted(order_id, side=side),
+            fh.frame(order_id, "RoutingStarted", "routing", attempt=1),
+            fh.frame(
+                order_id,
+                "RouteSelected",
+                "building",
+                attempt=1,
+                quotes=quotes,
+                plan=plan(("raydium", 10000)),
+            ),
+        )
+    table = tab.get_by_test_id("quotes")
+    await tab.locator(f'tr[data-order-id="{buy}"]').click()
+    await expect(table.locator("thead th").nth(3)).to_have_text("max in")
+    await expect(table.locator("tbody tr td").nth(3)).to_have_text("0.201")
+    await tab.get_by_test_id("details-close").click()
+    await tab.locator(f'tr[data-order-id="{sell}"]').click()
+    await expect(table.locator("thead th").nth(3)).to_have_text("min out")
+    await expect(table.locator("tbody tr td").nth(3)).to_have_text("149.25")
+    recorded.assert_clean()

@@ -697,7 +697,15 @@ function renderDetails() {
     h(
       "thead",
       {},
-      h("tr", {}, ["venue", "in", "out", "min out", "impact %", "fee", "slot"].map((c, i) => h("th", { class: i ? "num" : "" }, c))),
+      // The slippage bound: a sell (ExactIn) gets at least min out, a buy (ExactOut)
+      // pays at most max in (its min out is the exact amount bought).
+      h(
+        "tr",
+        {},
+        ["venue", "in", "out", buy ? "max in" : "min out", "impact %", "fee", "slot"].map((c, i) =>
+          h("th", { class: i ? "num" : "", title: i === 3 ? "the slippage bound" : null }, c),
+        ),
+      ),
     ),
     h(
       "tbody",
@@ -710,7 +718,7 @@ function renderDetails() {
               h("td", { class: `v-${q.venue}` }, q.venue),
               numCell(q.inAmount),
               numCell(q.outAmount),
-              numCell(q.minAmountOut),
+              numCell(buy ? q.maxAmountIn : q.minAmountOut),
               numCell(fractionAsPercent(q.priceImpactPct)),
               numCell(q.fee),
               h("td", { class: "num" }, q.slot ?? "—"),
