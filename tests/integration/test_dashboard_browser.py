@@ -885,3 +885,36 @@ async def test_a_buys_quotes_show_the_most_it_may_pay(
     await expect(table.locator("thead th").nth(3)).to_have_text("min out")
     await expect(table.locator("tbody tr td").nth(3)).to_have_text("149.25")
     recorded.assert_clean()
+
+
+async def test_a_slippage_that_is_no_number_is_shown_invalid_not_sent_as_the_default(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """The slippage field takes what the API takes (1 to 5000 bps). What it cannot
+    parse is refused in the form: no order goes out with the default 50 bps."""
+    tab, recorded = page
+    await open_dashboard(tab, system)
+    slippage = tab.get_by_test_id("slippage")
+    await expect(slippage).to_have_attribute("min", "1")
+    await expect(slippage).to_have_attribute("max", "5000")
+
+    await slippage.fill("")
+    await slippage.press_sequentially("1e")  # a number input cannot parse it: ""
+    assert await slippage.evaluate("el => el.validity.badInput")
+    await tab.get_by_test_id("submit").click()
+    result = tab.get_by_test_id("form-result")
+    await expect(result).to_have_text(re.compile(r"^slippageBps: not a whole number"))
+    await expect(result).to_have_class(re.compile(r"\berr\b"))
+    await expect(slippage).to_have_attribute("aria-invalid", "true")
+    await tab.get_by_test_id("burst-count").fill("3")
+    await tab.get_by_test_id("burst").click()
+    await expect(tab.get_by_test_id("burst-status")).to_have_text(
+        re.compile(r"^slippageBps: not a whole number")
+    )
+    assert not any("/api/orders/execute" in url for url in recorded.requests)
+
+    await slippage.fill("75")
+    await tab.get_by_test_id("submit").click()
+    await expect(result).to_have_text(re.compile(r"^accepted [0-9a-f-]{36}$"))
+    await expect(slippage).not_to_have_attribute("aria-invalid", "true")
+    recorded.assert_clean()

@@ -17,6 +17,7 @@ const BURST_CONCURRENCY = 8;
 const BACKFILL_CONCURRENCY = 2; // event-history fetches for orders first seen mid-stream
 const MAX_BACKFILL_QUEUE = 200;
 const CLOSE_BAD_REQUEST = 4400; // the notifier refused the cursor
+const API_TIMEOUT_MS = 10_000; // a gateway that hangs fails the request instead of piling them up
 const STALE_CHECK_MS = 15_000; // how often a quiet firehose is checked against the log
 // A socket that opens is not yet a connection that works: the notifier accepts
 // before it reads the store, and closes at once (1013) while the store is away.
@@ -137,12 +138,20 @@ function percentile(sorted, p) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, {
-    headers: { Accept: "application/json", ...(options.body ? { "Content-Type": "application/json" } : {}) },
-    ...options,
-  });
+  let response;
+  let text;
+  try {
+    response = await fetch(path, {
+      headers: { Accept: "application/json", ...(options.body ? { "Content-Type": "application/json" } : {}) },
+      signal: AbortSignal.timeout(API_TIMEOUT_MS),
+      ...options,
+    });
+    text = await response.text();
+  } catch (error) {
+    if (error?.name === "TimeoutError") throw new Error(`no answer within ${API_TIMEOUT_MS / 1000} s`);
+    throw error;
+  }
   let body = null;
-  const text = await response.text();
   if (text) {
     try {
       body = JSON.parse(text);
@@ -1134,7 +1143,16 @@ function pumpBackfill() {
 // ---------------------------------------------------------------------------
 // submitting orders
 
+/** The form as a request body; throws, as the API's 422 would, for a slippage that is no number. */
 function readForm() {
+  // A number input holds "" for what it cannot parse ("1e", "--5"): that is no
+  // reason to send the default tolerance instead of the one the user meant.
+  if ($("slippage").validity.badInput) {
+    const detail = [{ loc: ["body", "slippageBps"], msg: "not a whole number of bps (1 to 5000)" }];
+    const error = new Error(describeError(422, { detail }));
+    error.body = { detail };
+    throw error;
+  }
   const form = $("order-form");
   const data = new FormData(form);
   const body = {
@@ -1206,7 +1224,15 @@ async function onBurst() {
   if (!pairs.length || burstRunning) return;
   const count = Math.max(1, Math.min(500, Number($("burst-count").value) || 1));
   const out = $("burst-status");
-  const base = readForm();
+  let base;
+  try {
+    base = readForm();
+  } catch (error) {
+    markInvalid(error);
+    out.className = "form-result err";
+    out.textContent = error.message;
+    return;
+  }
   const tag = `burst-${Date.now().toString(36)}`;
   let next = 0;
   let ok = 0;
