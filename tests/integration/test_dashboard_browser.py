@@ -918,3 +918,72 @@ async def test_a_slippage_that_is_no_number_is_shown_invalid_not_sent_as_the_def
     await expect(result).to_have_text(re.compile(r"^accepted [0-9a-f-]{36}$"))
     await expect(slippage).not_to_have_attribute("aria-invalid", "true")
     recorded.assert_clean()
+
+
+async def test_the_reconnect_back_off_starts_over_after_a_frame_or_ten_seconds_open(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """A connection that delivered a frame, or stayed open 10 s, worked: the next
+    reconnect after it comes soon again, however long the pauses had grown."""
+    tab, recorded = page
+    dialed_at: list[int] = []
+    closed_at: list[int] = []
+    tasks: set[asyncio.Task[None]] = set()
+    now = "Date.now()"
+
+    async def serve(ws: WebSocketRoute, dial: int) -> None:
+        await expect(tab.get_by_test_id("conn-state")).to_have_attribute(
+            "data-state", "open"
+        )
+        if dial == 5:  # the dial that gets a frame
+            order_id = new_order_id()
+            position = await tab.evaluate("window.dashboard.lastPosition") + 1
+            ws.send(
+                json.dumps(
+                    {
+                        "orderId": order_id,
+                        "status": "pending",
+                        "type": "OrderAccepted",
+                        "version": 1,
+                        "position": position,
+                        "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                        "orderType": "market",
+                        "tokenPair": "SOL-USDC",
+                        "side": "sell",
+                        "amount": "1",
+                        "slippageBps": 50,
+                        "clientOrderId": None,
+                    }
+                )
+            )
+            await expect(tab.locator(f'tr[data-order-id="{order_id}"]')).to_have_count(
+                1
+            )
+        elif dial == 9:  # the dial that stays open 10 s
+            opened = await tab.evaluate(now)
+            while await tab.evaluate(now) < opened + 10_500:
+                await asyncio.sleep(0.02)
+        closed_at.append(await tab.evaluate(now))
+        await ws.close(code=1013, reason="fell behind; resume with ?after=1")
+
+    async def dialed(ws: WebSocketRoute) -> None:
+        dialed_at.append(await tab.evaluate(now))
+        task = asyncio.create_task(serve(ws, len(dialed_at)))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    await tab.route_web_socket(FIREHOSE, dialed)
+    await tab.clock.install()
+    await tab.goto(system.base_url + "/", wait_until="load")
+    async with asyncio.timeout(30):
+        while len(dialed_at) < 10:
+            await tab.clock.fast_forward(100)
+            await asyncio.sleep(0.02)
+
+    pause = [dialed_at[i + 1] - closed_at[i] for i in range(9)]
+    # Grown to 2-5 s by dial 4; a frame on dial 5, 10 s open on dial 9: ~0.5 s again.
+    assert pause[3] >= 3_000, pause
+    assert pause[4] < 1_500, pause
+    assert pause[7] >= 1_500, pause
+    assert pause[8] < 1_500, pause
+    recorded.assert_clean()
