@@ -75,9 +75,8 @@ function age(ms) {
   return `${Math.floor(s / 86400)}d`;
 }
 
-const SEPARATORS = Object.fromEntries(
-  new Intl.NumberFormat().formatToParts(1000.5).filter((p) => p.type === "group" || p.type === "decimal").map((p) => [p.type, p.value]),
-);
+// The whole digits are grouped by BigInt's toLocaleString; the decimal mark to match.
+const DECIMAL_MARK = new Intl.NumberFormat().formatToParts(0.5).find((p) => p.type === "decimal")?.value ?? ".";
 
 /**
  * Decimal strings arrive exact, in plain digits; show them compactly, from the
@@ -104,7 +103,7 @@ function num(value) {
   const fractionOut = scaled.slice(scaled.length - decimals).replace(/0+$/, "");
   const zero = digits === 0n;
   const grouped = BigInt(wholeOut).toLocaleString();
-  return `${sign === "-" && !zero ? "-" : ""}${grouped}${fractionOut ? `${SEPARATORS.decimal ?? "."}${fractionOut}` : ""}`;
+  return `${sign === "-" && !zero ? "-" : ""}${grouped}${fractionOut ? `${DECIMAL_MARK}${fractionOut}` : ""}`;
 }
 const numCell = (value, cls = "num") => h("td", { class: cls, title: value ?? "" }, num(value));
 
