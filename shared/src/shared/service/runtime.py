@@ -41,6 +41,7 @@ _CHECK_TIMEOUT_S = 2.0
 # executor's swap landing, say) before it closes the broker connection and they
 # are redelivered. A supervisor's stop grace period must be longer.
 GRACEFUL_STOP_S = 20
+BROKER_CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,10 @@ def make_broker(settings: Settings, *, prefetch: int) -> RabbitBroker:
     """
     return RabbitBroker(
         settings.amqp_url,
+        # A broker that takes the connection but never answers (a blackholed
+        # address, a half-dead node) is an error in seconds, as PostgreSQL's
+        # connect_timeout makes it, not a start stalled for minutes.
+        timeout=BROKER_CONNECT_TIMEOUT_S,
         apply_types=False,
         default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
         graceful_timeout=GRACEFUL_STOP_S,
