@@ -1,6 +1,7 @@
 """A broker that takes the connection but never answers is an error in seconds."""
 
 import asyncio
+import gc
 
 import pytest
 
@@ -8,6 +9,8 @@ from shared.service.runtime import make_broker
 from shared.settings import Settings
 
 
+# aio-pika leaves the failed connection's close unawaited when it is collected.
+@pytest.mark.filterwarnings("ignore:coroutine 'RobustConnection.close'")
 async def test_a_broker_that_never_answers_fails_the_connect_at_the_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -32,3 +35,5 @@ async def test_a_broker_that_never_answers_fails_the_connect_at_the_timeout(
 
     assert connecting in done, "still connecting after 5 s"
     assert isinstance(connecting.exception(), TimeoutError)
+    del connecting, done
+    gc.collect()  # here, not in whichever test runs next
