@@ -9,7 +9,7 @@
 const TERMINAL = new Set(["confirmed", "failed"]);
 const VENUES = ["raydium", "meteora"];
 const MAX_ROWS = 300; // rows kept in the table (newest first)
-const MAX_ORDERS = 5000; // orders kept in memory for the charts
+const MAX_ORDERS = 5000; // orders kept in memory (the charts keep only counts, by second)
 const MAX_LOG = 400; // lines in the event log
 const HISTORY_S = 180; // x-range of the charts
 const WINDOW_S = 60; // sliding window for percentiles and venue share
@@ -212,7 +212,8 @@ function blankOrder(orderId) {
     version: 0, // highest stream version applied
     frames: new Map(), // version -> frame
     detail: null, // GET /api/orders/{id}
-    counted: false, // already in the charts' completion list
+    countedAt: null, // ms: the completion the charts counted (its second's bucket)
+    latencyCounted: false, // its latency too (known once createdAt is)
   };
 }
 
@@ -348,16 +349,57 @@ function trimOrders() {
 }
 
 // ---------------------------------------------------------------------------
-// completions feed the charts: {t: ms, outcome, latency: ms, legs}
+// completions feed the charts, one bucket per second of when they happened,
+// kept as long as a chart can show them (its HISTORY_S, and the WINDOW_S its
+// first point looks back): counts by outcome, latencies, confirmed volume by
+// venue. No order is held, so a trimmed one is collected.
 
-const completions = [];
+const KEEP_S = HISTORY_S + WINDOW_S;
+/** @type {Map<number, {ok: number, bad: number, latencies: number[], venues: Object<string, number>}>} second -> bucket */
+const buckets = new Map();
+/** The points of the windows that end at a second, until a completion lands in one of their seconds. */
+const windowPoints = new Map();
+
+/** The bucket of `ms`'s second, or null when no chart shows it any more. */
+function bucketAt(ms) {
+  const second = Math.floor(ms / 1000);
+  if (second <= Math.floor(Date.now() / 1000) - KEEP_S) return null;
+  let bucket = buckets.get(second);
+  if (!bucket) {
+    bucket = { ok: 0, bad: 0, latencies: [], venues: {} };
+    buckets.set(second, bucket);
+  }
+  for (let x = second; x < second + WINDOW_S; x += 1) windowPoints.delete(x); // they change
+  return bucket;
+}
 
 function countCompletion(order) {
-  if (order.counted || !TERMINAL.has(order.status) || order.terminalAt == null) return;
-  order.counted = true;
-  const latency = order.createdAt != null ? order.terminalAt - order.createdAt : null;
-  completions.push({ t: order.terminalAt, outcome: order.status, latency, order });
-  if (completions.length > MAX_ORDERS * 2) completions.splice(0, completions.length - MAX_ORDERS);
+  if (!TERMINAL.has(order.status) || order.terminalAt == null) return;
+  if (order.countedAt == null) {
+    order.countedAt = order.terminalAt;
+    const bucket = bucketAt(order.countedAt);
+    if (bucket && order.status === "confirmed") {
+      bucket.ok += 1;
+      addVenues(bucket.venues, order.legs);
+    } else if (bucket) {
+      bucket.bad += 1;
+    }
+  }
+  // An order first seen mid-stream learns when it was created from its history,
+  // which may arrive after its end: its latency is counted then.
+  if (!order.latencyCounted && order.createdAt != null) {
+    order.latencyCounted = true;
+    const latency = order.countedAt - order.createdAt;
+    const bucket = latency >= 0 ? bucketAt(order.countedAt) : null;
+    if (bucket) bucket.latencies.push(latency);
+  }
+}
+
+/** Confirmed volume by venue, weighting split routes by their legs' bps. */
+function addVenues(venues, legs) {
+  if (!legs?.length) return;
+  const all = legs.reduce((a, l) => a + Number(l.bps || 0), 0) || 1;
+  for (const l of legs) venues[l.venue] = (venues[l.venue] ?? 0) + Number(l.bps || 0) / all;
 }
 
 // ---------------------------------------------------------------------------
@@ -852,72 +894,49 @@ function initCharts() {
 function updateCharts() {
   const nowS = Math.floor(Date.now() / 1000);
   const start = nowS - HISTORY_S + 1;
+  for (const second of buckets.keys()) if (second <= nowS - KEEP_S) buckets.delete(second);
+  for (const x of windowPoints.keys()) if (x < start) windowPoints.delete(x);
   const xs = Array.from({ length: HISTORY_S }, (_, i) => start + i);
 
   // orders per second by outcome
-  const ok = new Array(HISTORY_S).fill(0);
-  const bad = new Array(HISTORY_S).fill(0);
-  const recent = completions.filter((c) => c.t >= (start - WINDOW_S) * 1000);
-  for (const c of recent) {
-    const i = Math.floor(c.t / 1000) - start;
-    if (i < 0 || i >= HISTORY_S) continue;
-    if (c.outcome === "confirmed") ok[i] += 1;
-    else bad[i] += 1;
-  }
-  const last10 = (arr) => arr.slice(-10).reduce((a, b) => a + b, 0) / 10;
-  $("tput-now").textContent = `10 s avg: ${last10(ok).toFixed(1)} ok · ${last10(bad).toFixed(1)} failed /s`;
+  const ok = xs.map((x) => buckets.get(x)?.ok ?? 0);
+  const bad = xs.map((x) => buckets.get(x)?.bad ?? 0);
+  const avg = (arr, n) => (arr.slice(-n).reduce((a, b) => a + b, 0) / n).toFixed(1);
+  $("tput-now").textContent =
+    `ok · failed /s: 10 s avg ${avg(ok, 10)} · ${avg(bad, 10)}` +
+    ` · ${HISTORY_S / 60} min avg ${avg(ok, HISTORY_S)} · ${avg(bad, HISTORY_S)}`;
 
   // latency percentiles and venue share over a sliding window, one point per second
-  recent.sort((a, b) => a.t - b.t);
-  const p50 = [];
-  const p95 = [];
-  const p99 = [];
-  const share = Object.fromEntries(VENUES.map((v) => [v, []]));
-  let lo = 0;
-  let hi = 0;
-  for (const x of xs) {
-    const endMs = (x + 1) * 1000;
-    const startMs = endMs - WINDOW_S * 1000;
-    while (hi < recent.length && recent[hi].t < endMs) hi += 1;
-    while (lo < hi && recent[lo].t < startMs) lo += 1;
-    const windowed = recent.slice(lo, hi);
-    const latencies = windowed
-      .map((c) => c.latency)
-      .filter((v) => v != null && v >= 0)
-      .sort((a, b) => a - b);
-    p50.push(percentile(latencies, 0.5));
-    p95.push(percentile(latencies, 0.95));
-    p99.push(percentile(latencies, 0.99));
-    const totals = venueTotals(windowed);
-    for (const v of VENUES) share[v].push(totals.sum ? (100 * (totals[v] ?? 0)) / totals.sum : null);
-  }
-  const n = p50.length - 1;
-  $("latency-now").textContent = p50[n] != null ? `p50 ${duration(p50[n])} · p95 ${duration(p95[n])} · p99 ${duration(p99[n])}` : "no completions in window";
-
-  const nowTotals = venueTotals(recent.filter((c) => c.t >= (nowS + 1 - WINDOW_S) * 1000));
-  renderShareBar(nowTotals);
+  const points = xs.map(windowPoint);
+  const now = points[points.length - 1];
+  $("latency-now").textContent = now.p50 != null ? `p50 ${duration(now.p50)} · p95 ${duration(now.p95)} · p99 ${duration(now.p99)}` : "no completions in window";
+  renderShareBar(now.venues);
   for (const id of ["tput-now", "latency-now", "venue-now"]) $(id).title = $(id).textContent;
 
   charts.throughput?.setData([xs, ok, bad]);
-  charts.latency?.setData([xs, p50, p95, p99]);
-  charts.venues?.setData([xs, ...VENUES.map((v) => share[v])]);
+  charts.latency?.setData([xs, points.map((p) => p.p50), points.map((p) => p.p95), points.map((p) => p.p99)]);
+  charts.venues?.setData([xs, ...VENUES.map((v) => points.map((p) => (p.venues.sum ? (100 * (p.venues[v] ?? 0)) / p.venues.sum : null)))]);
 }
 
-/** Confirmed volume by venue, weighting split routes by their legs' bps. */
-function venueTotals(list) {
-  const totals = { sum: 0 };
-  for (const c of list) {
-    if (c.outcome !== "confirmed") continue;
-    const legs = c.order.legs;
-    if (!legs?.length) continue;
-    const all = legs.reduce((a, l) => a + Number(l.bps || 0), 0) || 1;
-    for (const l of legs) {
-      const w = Number(l.bps || 0) / all;
-      totals[l.venue] = (totals[l.venue] ?? 0) + w;
-      totals.sum += w;
+/** Percentiles and venue totals of the WINDOW_S seconds that end with second `x`; reused until one of them changes. */
+function windowPoint(x) {
+  let point = windowPoints.get(x);
+  if (point) return point;
+  const latencies = [];
+  const venues = { sum: 0 };
+  for (let s = x - WINDOW_S + 1; s <= x; s += 1) {
+    const bucket = buckets.get(s);
+    if (!bucket) continue;
+    for (const latency of bucket.latencies) latencies.push(latency);
+    for (const [venue, weight] of Object.entries(bucket.venues)) {
+      venues[venue] = (venues[venue] ?? 0) + weight;
+      venues.sum += weight;
     }
   }
-  return totals;
+  latencies.sort((a, b) => a - b);
+  point = { p50: percentile(latencies, 0.5), p95: percentile(latencies, 0.95), p99: percentile(latencies, 0.99), venues };
+  windowPoints.set(x, point);
+  return point;
 }
 
 function renderShareBar(totals) {
