@@ -1039,3 +1039,58 @@ async def test_the_charts_cover_their_whole_window_at_fifty_orders_a_second(
     )
     await expect(tab.get_by_test_id("venue-now")).to_have_text("raydium 100%")
     recorded.assert_clean()
+
+
+async def test_an_order_first_seen_mid_stream_counts_its_latency_once_its_history_comes(
+    page: tuple[Page, Recorded], system: System
+) -> None:
+    """An order the page first hears of mid-stream learns when it was created from
+    its history: history that comes after the order's end still puts its latency in
+    the percentiles, and a fetch of it that fails is tried again."""
+    tab, recorded = page
+    fh = await open_with_scripted_firehose(tab, system)
+    late, failing = new_order_id(), new_order_id()
+    release = asyncio.Event()
+    tries = {late: 0, failing: 0}
+
+    async def history(route: Route) -> None:
+        match = ONE_ORDER.search(route.request.url)
+        assert match is not None
+        order_id = match.group(1)
+        tries[order_id] += 1
+        if order_id == failing and tries[order_id] == 1:
+            await route.fulfill(status=503, json={"detail": "starting"})
+            return
+        if order_id == late:
+            await release.wait()
+        await route.fulfill(json={"events": fh.frames[order_id]})
+
+    for order_id in (late, failing):
+        await tab.route(f"**/api/orders/{order_id}/events", history)
+    latency = tab.get_by_test_id("latency-now")
+
+    async def mid_stream(order_id: str, lasted_ms: int, venue: str) -> None:
+        """Sends its second and last events; it was accepted lasted_ms before."""
+        ended = await tab.evaluate("Date.now()")
+        fh.accepted(order_id)["at"] = iso(ended - lasted_ms)  # never sent
+        routing = fh.frame(order_id, "RoutingStarted", "routing", attempt=1)
+        routing["at"] = iso(ended - lasted_ms // 2)
+        done = confirmed(fh, order_id, "150", (venue, 10000))
+        done["at"] = iso(ended)
+        fh.send(routing, done)
+
+    # Its history comes only once the order is over, 4 s after it was accepted.
+    await mid_stream(late, 4_000, "raydium")
+    late_row = tab.locator(f'tr[data-order-id="{late}"]')
+    await expect(late_row.get_by_test_id("status")).to_have_text("confirmed")
+    release.set()
+    await expect(late_row.get_by_test_id("row-pair")).to_have_text("SOL-USDC")
+    await expect(latency).to_have_text("p50 4.00 s · p95 4.00 s · p99 4.00 s")
+
+    # The first fetch of its history fails (503): the page asks again.
+    await mid_stream(failing, 2_000, "meteora")
+    failing_row = tab.locator(f'tr[data-order-id="{failing}"]')
+    await expect(failing_row.get_by_test_id("row-pair")).to_have_text("SOL-USDC")
+    await expect(latency).to_have_text("p50 2.00 s · p95 4.00 s · p99 4.00 s")
+    assert tries == {late: 1, failing: 2}
+    only_failed_loads(recorded)

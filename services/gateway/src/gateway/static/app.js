@@ -1127,30 +1127,54 @@ function handleFrame(frame) {
   trimOrders();
 }
 
-// Orders first seen mid-stream get their history (pair, side, amount, createdAt)
-// from the API, a few at a time: a burst of them must not flood the gateway.
-const backfillQueue = [];
+// Orders first seen mid-stream get their history (pair, side, amount, createdAt,
+// and so their latency) from the API, a few at a time: a burst of them must not
+// flood the gateway. A fetch that fails is tried again after the back-off.
+const backfillQueue = []; // [{orderId, failures}]
+const backfillWanted = new Set(); // queued, being fetched, or waiting to be tried again
 let backfilling = 0;
 
 function backfill(orderId) {
-  if (backfillQueue.length >= MAX_BACKFILL_QUEUE) return; // shown without those fields, last
-  backfillQueue.push(orderId);
+  // Beyond the bound: shown without those fields, last.
+  if (backfillWanted.has(orderId) || backfillWanted.size >= MAX_BACKFILL_QUEUE) return;
+  backfillWanted.add(orderId);
+  backfillQueue.push({ orderId, failures: 0 });
   pumpBackfill();
 }
 
 function pumpBackfill() {
   while (backfilling < BACKFILL_CONCURRENCY && backfillQueue.length) {
-    const orderId = backfillQueue.shift();
-    if (!orders.has(orderId)) continue;
+    const job = backfillQueue.shift();
+    const { orderId } = job;
+    if (!orders.has(orderId)) {
+      backfillWanted.delete(orderId);
+      continue;
+    }
     backfilling += 1;
     api(`/api/orders/${encodeURIComponent(orderId)}/events`)
-      .then((events) => {
-        if (!orders.has(orderId)) return;
-        for (const frame of events?.events ?? []) applyFrame(frame);
-        tableNeedsSort = true;
-        markDirty(orderId);
-      })
-      .catch(() => {}) // the row keeps what the firehose gave it
+      .then(
+        (events) => {
+          backfillWanted.delete(orderId);
+          if (!orders.has(orderId)) return;
+          for (const frame of events?.events ?? []) applyFrame(frame);
+          tableNeedsSort = true;
+          markDirty(orderId);
+        },
+        (error) => {
+          // A gateway away or overloaded answers later; one that does not know the order, never.
+          const never = error?.status >= 400 && error.status < 500 && error.status !== 408 && error.status !== 429;
+          if (never || !orders.has(orderId)) {
+            backfillWanted.delete(orderId);
+            return;
+          }
+          const delay = backoffMs(job.failures);
+          job.failures += 1;
+          setTimeout(() => {
+            backfillQueue.push(job);
+            pumpBackfill();
+          }, delay);
+        },
+      )
       .finally(() => {
         backfilling -= 1;
         pumpBackfill();
