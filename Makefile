@@ -39,9 +39,9 @@ SHARE_PORTS := $(filter-out 1,$(GATEWAYS) $(NOTIFIERS))
 COMPOSE ?= docker compose
 
 # The servers the services are pointed at: environment, then .env, then defaults.
-SETTINGS_URLS := $(BIN)/python -c 'from shared.settings import Settings; s = Settings(); print(s.database_url, s.amqp_url)'
+SETTINGS_URLS := $(BIN)/python -c 'from shared.settings import load_settings; s = load_settings(); print(s.database_url, s.amqp_url)'
 # Where make run's services will answer, read the same way.
-SETTINGS_ADDRESSES := $(BIN)/python -c 'from shared.settings import Settings; s = Settings(); print(s.gateway_port, s.notifier_public_url)'
+SETTINGS_ADDRESSES := $(BIN)/python -c 'from shared.settings import load_settings; s = load_settings(); print(s.gateway_port, s.notifier_public_url)'
 # The same probe as the tests' fixtures: with a Docker engine they use testcontainers.
 DOCKER_ANSWERS := $(BIN)/python -c 'import docker; docker.from_env(timeout=2).ping()' >/dev/null 2>&1
 
@@ -61,7 +61,8 @@ $(STAMP): $(INSTALL_INPUTS) | $(BIN)/python
 install: $(STAMP) ## Create .venv and install everything (skipped when nothing changed)
 
 servers: install ## Start the local PostgreSQL and RabbitMQ if installed and stopped
-	tools/local-servers $$($(SETTINGS_URLS))
+	@# Settings out of range stop here, each named (exit 2), before anything starts.
+	urls=$$($(SETTINGS_URLS)) && tools/local-servers $$urls
 
 migrate: install servers ## Create or migrate the schema at DATABASE_URL (idempotent)
 	$(BIN)/python -m shared.migrations

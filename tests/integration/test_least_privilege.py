@@ -70,6 +70,8 @@ WRITERS = {
     "UPDATE executor.in_flight SET attempt = attempt": {"executor"},
     "UPDATE es.checkpoints SET position = position": set(),
     "UPDATE chain.genesis SET seed = seed": set(),
+    # recorded once, by the first process of the release that records them
+    "UPDATE chain.genesis SET slot_ms = slot_ms": {"router", "executor"},
     "UPDATE chain.ledger SET ok = ok": set(),
     "DELETE FROM chain.ledger": set(),
     "UPDATE chain.pools SET version = version": {"executor"},

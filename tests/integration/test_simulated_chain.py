@@ -288,6 +288,24 @@ async def test_a_process_with_other_chain_settings_refuses_to_start(
     )
 
 
+async def test_a_chain_from_before_its_settings_were_recorded_takes_the_first_ones(
+    db: Db, settings: Settings
+) -> None:
+    """A chain started by an older release has only its seed recorded: the first
+    process of this release records its own, and a later one with others is
+    refused as on any chain."""
+    await make_chain(db, settings).ensure_genesis()
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE chain.genesis SET slot_ms = NULL, blockhash_valid_slots = NULL"
+        )
+
+    await make_chain(db, settings).ensure_genesis()
+
+    with pytest.raises(ChainSettingsMismatchError, match="SLOT_MS=401"):
+        await make_chain(db, settings, slot_ms=401).ensure_genesis()
+
+
 async def test_bytes_the_chain_sees_only_after_their_blockhash_expired_never_land(
     db: Db, settings: Settings
 ) -> None:

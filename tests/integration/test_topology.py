@@ -5,6 +5,7 @@ import pytest
 from shared.messaging.topology import Topology, TopologyMismatchError, declare_topology
 from shared.service.runtime import make_broker
 from shared.settings import Settings
+from tools.broker import delete_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +25,7 @@ async def test_a_changed_delivery_limit_is_refused_naming_the_setting(
             await declare_topology(broker, Topology(namespace, delivery_limit=7))
     finally:
         await broker.stop()
+        delete_namespace(settings.amqp_url, namespace)
 
     assert f"queue {namespace}." in str(refused.value)
     assert "DELIVERY_LIMIT" in str(refused.value)

@@ -45,7 +45,21 @@ def test_an_invalid_setting_exits_2_naming_the_variable(
     assert "Traceback" not in err
 
 
-def test_a_log_level_in_lower_case_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOG_LEVEL", "debug")
+@pytest.mark.parametrize(
+    ("given", "taken"), [("debug", "DEBUG"), ("WARN", "WARNING"), ("warn", "WARNING")]
+)
+def test_a_log_level_is_taken_as_logging_takes_it(
+    monkeypatch: pytest.MonkeyPatch, given: str, taken: str
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", given)
 
-    assert load_settings().log_level == "DEBUG"
+    assert load_settings().log_level == taken
+
+
+def test_a_back_off_base_above_its_cap_is_a_constant_back_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The policy takes min(base x 2^n, max): a valid setting, not a mistake."""
+    monkeypatch.setenv("BACKOFF_MAX_MS", "100")
+
+    assert load_settings().backoff_max_ms == 100

@@ -7,6 +7,15 @@ from typing import Annotated, Literal, Self
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+
+def _log_level(value: object) -> object:
+    """Any case, and ``WARN`` as the logging module takes it."""
+    if not isinstance(value, str):
+        return value
+    level = value.upper()
+    return "WARNING" if level == "WARN" else level
+
+
 Port = Annotated[int, Field(ge=1, le=65_535)]
 Rate = Annotated[float, Field(ge=0, le=1)]  # a share of events, 0 to 1
 
@@ -29,9 +38,7 @@ class Settings(BaseSettings):
     )
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        BeforeValidator(
-            lambda level: level.upper() if isinstance(level, str) else level
-        ),
+        BeforeValidator(_log_level),
     ] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -181,7 +188,6 @@ class Settings(BaseSettings):
         for low, high in (
             ("confirm_min_ms", "confirm_max_ms"),
             ("venue_spread_min", "venue_spread_max"),
-            ("backoff_base_ms", "backoff_max_ms"),
         ):
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(

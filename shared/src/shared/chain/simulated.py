@@ -187,6 +187,14 @@ class SimulatedChain:
                 " VALUES (clock_timestamp(), %s, %s, %s) ON CONFLICT DO NOTHING",
                 mine,
             )
+            # A chain started before these were recorded takes this process's.
+            await conn.execute(
+                "UPDATE chain.genesis"
+                " SET slot_ms = coalesce(slot_ms, %s),"
+                "     blockhash_valid_slots = coalesce(blockhash_valid_slots, %s)"
+                " WHERE slot_ms IS NULL OR blockhash_valid_slots IS NULL",
+                mine[1:],
+            )
             cursor = await conn.execute(
                 "SELECT seed, slot_ms, blockhash_valid_slots FROM chain.genesis"
             )
@@ -561,7 +569,7 @@ def _check_started_with(
     differ = [
         f"{name}={value} (the chain was started with {started})"
         for name, started, value in zip(_CHAIN_SETTINGS, recorded, mine, strict=True)
-        if started is not None and started != value  # None: not recorded then
+        if started != value
     ]
     if differ:
         raise ChainSettingsMismatchError(

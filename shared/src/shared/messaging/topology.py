@@ -108,11 +108,16 @@ class TopologyMismatchError(Exception):
     """A work queue exists with other arguments than this release declares."""
 
     def __init__(self, queue: str, error: Exception) -> None:
+        advice = (
+            " Its x-delivery-limit comes from DELIVERY_LIMIT, fixed when the queue"
+            " was created: set DELIVERY_LIMIT back to the queue's value, or delete"
+            " the queue once it is empty to create it with the new one"
+            if "x-delivery-limit" in str(error)
+            else " Delete the queue once it is empty to create it as this release does"
+        )
         super().__init__(
             f"queue {queue} exists with other arguments than this service declares"
-            f" ({error}). Its x-delivery-limit comes from DELIVERY_LIMIT, fixed when"
-            " the queue was created: set DELIVERY_LIMIT back to the queue's value,"
-            " or delete the queue once it is empty to create it with the new one"
+            f" ({error}).{advice}"
         )
 
 

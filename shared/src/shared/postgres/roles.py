@@ -6,7 +6,7 @@ from typing import Final
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from shared.settings import Settings
+from shared.settings import load_settings
 
 SERVICE_ROLES: Final = {
     "gateway": "oe_gateway",
@@ -42,7 +42,7 @@ def main() -> None:
     services = ",".join(SERVICE_ROLES)
     if sys.argv[1:] not in ([s] for s in SERVICE_ROLES):
         sys.exit(f"usage: python -m shared.postgres.roles {{{services}}}")
-    print(service_conninfo(Settings().database_url, sys.argv[1]))  # noqa: T201 - a CLI's output
+    print(service_conninfo(load_settings().database_url, sys.argv[1]))  # noqa: T201 - a CLI's output
 
 
 if __name__ == "__main__":

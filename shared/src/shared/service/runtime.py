@@ -42,6 +42,7 @@ _CHECK_TIMEOUT_S = 2.0
 # are redelivered. A supervisor's stop grace period must be longer.
 GRACEFUL_STOP_S = 20
 BROKER_CONNECT_TIMEOUT_S = 5.0
+POOL_CLOSE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +262,9 @@ async def running(settings: Settings, broker: RabbitBroker) -> AsyncIterator[Run
             with contextlib.suppress(Exception):
                 await runtime._monitor.close()  # noqa: SLF001
         await broker.stop()
-        await pool.close()
+        # Bounded, as every wait of a stop is: 5 s cancel, 20 s graceful, 2 s here
+        # stay inside a container's 30 s stop grace.
+        await pool.close(timeout=POOL_CLOSE_S)
 
 
 async def _stop_consuming(broker: RabbitBroker) -> None:
