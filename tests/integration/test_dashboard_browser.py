@@ -145,6 +145,13 @@ async def test_burst_submits_orders_that_all_confirm(
     """The burst button submits N orders and the KPIs count them all confirmed."""
     tab, recorded = page
     await open_dashboard(tab, system)
+    # They count what the page holds (the list's newest, then what it sees live),
+    # and say so: no total of the system's.
+    kpis = tab.get_by_role("group", name="Orders this page tracks")
+    await expect(kpis.locator(".kpi-label")).to_have_text(
+        ["tracked", "in flight", "confirmed", "failed"]
+    )
+    await expect(kpis).to_have_attribute("title", re.compile("not the system's totals"))
     confirmed_before = int(await tab.get_by_test_id("kpi-confirmed").inner_text())
     failed_before = await tab.get_by_test_id("kpi-failed").inner_text()
 
