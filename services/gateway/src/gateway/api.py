@@ -5,7 +5,7 @@ import dataclasses
 import logging
 import math
 from decimal import Decimal
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, cast
 from uuid import UUID, uuid4
 
 import psycopg
@@ -23,6 +23,7 @@ from fastapi import (
 )
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -359,12 +360,14 @@ def _recorded_unreadable(error: RecordedUnreadableError) -> HTTPException:
     )
 
 
-LIST_PARAMETERS: Final = frozenset({"status", "limit", "before"})
-
-
-def _only_known_parameters(request: Request, known: frozenset[str]) -> None:
+def _only_known_parameters(request: Request) -> None:
     """A misspelt or unsupported parameter is refused, not silently ignored: a
-    client paging with ``?offset=`` would otherwise get the first page again."""
+    client paging with ``?offset=`` would otherwise get the first page again.
+
+    Known are the query parameters the route declares, by their public names.
+    """
+    route = cast("APIRoute", request.scope["route"])
+    known = {param.alias for param in route.dependant.query_params}
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise RequestValidationError(
@@ -595,7 +598,7 @@ def orders_api(  # noqa: C901 - one nested function per route
             ),
         ] = None,
     ) -> OrderList:
-        _only_known_parameters(request, LIST_PARAMETERS)
+        _only_known_parameters(request)
         place = None
         if before is not None:
             try:
