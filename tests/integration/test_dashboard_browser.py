@@ -779,8 +779,15 @@ async def test_the_in_flight_filter_drops_an_order_once_it_finishes(
     await expect(tab.get_by_test_id("kpi-confirmed")).to_have_text("1")
     await expect(row).to_have_count(0)
     await expect(tab.get_by_test_id("orders-count")).to_have_text("0 shown · 1 tracked")
+    # The table is empty because of the filter, and says so.
+    await expect(tab.get_by_test_id("orders-empty")).to_be_visible()
+    await expect(tab.get_by_test_id("orders-empty")).to_have_text(
+        'No in flight orders: the status filter hides all 1 tracked (choose "all" to'
+        " see them)."
+    )
     await tab.get_by_test_id("status-filter").select_option("confirmed")
     await expect(row.get_by_test_id("status")).to_have_text("confirmed")
+    await expect(tab.get_by_test_id("orders-empty")).to_be_hidden()
     recorded.assert_clean()
 
 

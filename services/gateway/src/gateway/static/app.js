@@ -487,6 +487,7 @@ function visible(order) {
 }
 
 let tableNeedsSort = true;
+let emptyText = "No orders yet. Submit one on the left."; // the table's, when no order is tracked
 
 function renderTable() {
   const body = $("orders-body");
@@ -536,7 +537,16 @@ function renderTable() {
     if (tr !== expectedPosition) body.insertBefore(tr, expectedPosition);
     previous = tr;
   }
-  $("orders-empty").hidden = shown.length > 0;
+  const empty = $("orders-empty");
+  empty.hidden = shown.length > 0;
+  if (!shown.length) {
+    const filter = $("status-filter");
+    // Orders there are, but the filter hides every one: say so, not "no orders yet".
+    empty.textContent =
+      orders.size && filter.value
+        ? `No ${filter.selectedOptions[0]?.textContent ?? filter.value} orders: the status filter hides all ${orders.size} tracked (choose "all" to see them).`
+        : emptyText;
+  }
   $("orders-count").textContent = `${shown.length} shown · ${orders.size} tracked`;
 }
 
@@ -1003,7 +1013,8 @@ async function seedThenConnect() {
       break;
     } catch (error) {
       setConn("reconnecting", "orders unavailable");
-      $("orders-empty").textContent = `Could not load orders: ${error.message} (retrying)`;
+      emptyText = `Could not load orders: ${error.message} (retrying)`;
+      $("orders-empty").textContent = emptyText;
       await new Promise((resolve) => setTimeout(resolve, backoffMs(failures)));
     }
   }
@@ -1327,7 +1338,8 @@ async function seedOrders() {
   // resumes there, so nothing falls between the list and the live frames.
   lastPosition = list?.asOfPosition ?? 0;
   droppedStaleAt = null; // positions start over with the list (a reset store, say)
-  $("orders-empty").textContent = "No orders yet. Submit one on the left.";
+  emptyText = "No orders yet. Submit one on the left.";
+  $("orders-empty").textContent = emptyText;
   tableNeedsSort = true;
   scheduleRender();
 }
