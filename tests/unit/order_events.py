@@ -1,13 +1,14 @@
 """Builders of one order's events for unit tests: a SOL-USDC sell routed to Meteora.
 
-``recorded`` wraps an event as the store would hand it back, at a global position.
+``recorded`` wraps an event as the store would hand it back, at a global position;
+``route_a_new_order`` records one, routed, in a store.
 """
 
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from shared.domain.envelope import EventEnvelope
+from shared.domain.envelope import CauseRef, EventEnvelope, NewEvent
 from shared.domain.events import (
     OrderAccepted,
     OrderEvent,
@@ -18,8 +19,12 @@ from shared.domain.events import (
     SwapConfirmed,
     TransactionSubmitted,
 )
+from shared.domain.order import decide_route, decide_start_routing
 from shared.domain.quotes import RouteLeg, RoutePlan, Venue, VenueQuote
 from shared.domain.retry import FailureClass
+from shared.eventstore.memory import InMemoryEventStore
+from shared.eventstore.orders import Orders
+from shared.eventstore.port import NO_STREAM
 
 
 def accepted(side: str = "sell") -> OrderAccepted:
@@ -155,3 +160,24 @@ def recorded(
         correlation_id=order,
         event=event,
     )
+
+
+async def route_a_new_order(
+    orders: Orders, store: InMemoryEventStore
+) -> tuple[uuid.UUID, CauseRef]:
+    """A new order accepted, then routed to Meteora alone, as the executor gets it."""
+    spec = accepted()
+    order_id = spec.order_id
+    await store.append(
+        order_id,
+        [NewEvent(event_id=uuid.uuid4(), event=spec, correlation_id=order_id)],
+        NO_STREAM,
+    )
+    cause = CauseRef(event_id=uuid.uuid4(), correlation_id=order_id)
+    await orders.decide(order_id, decide_start_routing, cause=cause)
+    await orders.decide(
+        order_id,
+        lambda s: decide_route(s, attempt=1, quotes=(), plan=plan()),
+        cause=cause,
+    )
+    return order_id, cause

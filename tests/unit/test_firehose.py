@@ -21,7 +21,7 @@ from notifier.websocket import (
     websocket_api,
 )
 from shared.domain.envelope import EventEnvelope, NewEvent
-from shared.domain.events import OrderEvent, RoutingStarted
+from shared.domain.events import OrderAccepted, OrderEvent, RoutingStarted
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.port import NO_STREAM, RawEvent
 from tests.unit.order_events import accepted, confirmed, recorded, retry
@@ -154,10 +154,7 @@ async def test_an_order_stream_past_its_buffer_is_sent_whole_then_closed() -> No
     """An order subscriber's buffer of 2 overflows when the order's retries land
     at once; it is still sent every version, in order, and then the normal close."""
     store = InMemoryEventStore()
-    hub = Hub(store, max_buffer=2, hole_timeout=60)
-    order = accepted()
-    await store.append(order.order_id, _new(order), NO_STREAM)
-    await hub.start()
+    hub, order = await _hub_of_one_new_order(store)
     client = _OrderClient()
     subscription = hub.subscribe(order.order_id)
     pushing = asyncio.create_task(
@@ -180,6 +177,17 @@ async def test_an_order_stream_past_its_buffer_is_sent_whole_then_closed() -> No
 
     assert client.versions == list(range(1, result.stream_version + 1))
     assert client.closed == (1000, None)
+
+
+async def _hub_of_one_new_order(
+    store: InMemoryEventStore,
+) -> tuple[Hub, OrderAccepted]:
+    """A hub of subscriber buffers of 2, and an order just accepted in ``store``."""
+    hub = Hub(store, max_buffer=2, hole_timeout=60)
+    order = accepted()
+    await store.append(order.order_id, _new(order), NO_STREAM)
+    await hub.start()
+    return hub, order
 
 
 def _new(*events: OrderEvent) -> list[NewEvent]:
@@ -399,10 +407,7 @@ async def test_a_push_waiting_on_the_store_is_not_taken_for_a_stalled_client(
     TAKE_UP_S, but the push waits on the store, not on the client."""
     monkeypatch.setattr("notifier.websocket.TAKE_UP_S", 0.1)
     store = _SlowStreams()
-    hub = Hub(store, max_buffer=2, hole_timeout=60)
-    order = accepted()
-    await store.append(order.order_id, _new(order), NO_STREAM)
-    await hub.start()
+    hub, order = await _hub_of_one_new_order(store)
     client = _OrderClient()
     subscription = hub.subscribe(order.order_id)
     ws = cast("WebSocket", client)

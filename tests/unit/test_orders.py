@@ -17,7 +17,6 @@ from shared.domain.order import (
     Phase,
     decide_attempt_failed,
     decide_confirm,
-    decide_route,
     decide_start_routing,
     decide_submit,
 )
@@ -25,26 +24,13 @@ from shared.domain.retry import FailureClass, RetryPolicy
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.orders import KnownOrder, Orders
 from shared.eventstore.port import NO_STREAM
-from tests.unit.order_events import accepted, plan
+from tests.unit.order_events import accepted, plan, route_a_new_order
 
 
 async def routed_order() -> tuple[Orders, UUID, KnownOrder, CauseRef]:
     store = InMemoryEventStore()
     orders = Orders(store)
-    order = accepted()
-    order_id = order.order_id
-    await store.append(
-        order_id,
-        [NewEvent(event_id=uuid4(), event=order, correlation_id=order_id)],
-        NO_STREAM,
-    )
-    cause = CauseRef(event_id=uuid4(), correlation_id=order_id)
-    await orders.decide(order_id, decide_start_routing, cause=cause)
-    await orders.decide(
-        order_id,
-        lambda s: decide_route(s, attempt=1, quotes=(), plan=plan()),
-        cause=cause,
-    )
+    order_id, cause = await route_a_new_order(orders, store)
     known = await orders.read(order_id)
     assert known is not None
     return orders, order_id, known, cause

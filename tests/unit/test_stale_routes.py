@@ -36,6 +36,7 @@ from shared.eventstore.orders import Orders
 from shared.eventstore.port import NO_STREAM
 from shared.venues.port import PoolRead
 from shared.venues.quoting import Quoting
+from tests.unit.fake_chain import Ticks, ticking
 
 SOL, USDC = 10**9, 10**6
 PAIR = SUPPORTED_PAIRS["SOL-USDC"]
@@ -125,14 +126,8 @@ class LandingChain:
     async def block_height(self) -> int:
         return 1
 
-    @contextlib.asynccontextmanager
-    async def landings(self) -> AsyncIterator["Ticks"]:
-        yield Ticks()
-
-
-class Ticks:
-    async def wait(self, timeout: float) -> None:
-        await asyncio.sleep(min(timeout, 0.01))
+    def landings(self) -> contextlib.AbstractAsyncContextManager[Ticks]:
+        return ticking()
 
 
 async def routed_split(

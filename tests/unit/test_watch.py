@@ -7,10 +7,9 @@ expired says so, not that its bytes never reached the chain.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from uuid import uuid4
 
 from executor.confirmations import Confirmations
 from executor.handlers import ExecuteOrders
@@ -22,15 +21,14 @@ from shared.chain.port import (
     TxLanded,
     TxUnknown,
 )
-from shared.domain.envelope import CauseRef, EventEnvelope, NewEvent
+from shared.domain.envelope import EventEnvelope
 from shared.domain.events import RetryScheduled, RouteSelected, SwapConfirmed
-from shared.domain.order import decide_route, decide_start_routing
 from shared.domain.retry import FailureClass, RetryPolicy
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.orders import Orders
-from shared.eventstore.port import NO_STREAM
 from shared.venues.quoting import Quoting
-from tests.unit.order_events import accepted, plan
+from tests.unit.fake_chain import Ticks, ticking
+from tests.unit.order_events import plan, route_a_new_order
 
 LAST_VALID = 150
 LANDED = TxLanded(
@@ -75,32 +73,13 @@ class Node:
     async def block_height(self) -> int:
         return self._height
 
-    @contextlib.asynccontextmanager
-    async def landings(self) -> AsyncIterator["Ticks"]:
-        yield Ticks()
-
-
-class Ticks:
-    async def wait(self, timeout: float) -> None:
-        await asyncio.sleep(min(timeout, 0.01))
+    def landings(self) -> contextlib.AbstractAsyncContextManager[Ticks]:
+        return ticking()
 
 
 async def routed(orders: Orders, store: InMemoryEventStore) -> EventEnvelope:
     """A fresh single-venue route for a new order, as the executor receives it."""
-    spec = accepted()
-    order_id = spec.order_id
-    await store.append(
-        order_id,
-        [NewEvent(event_id=uuid4(), event=spec, correlation_id=order_id)],
-        NO_STREAM,
-    )
-    cause = CauseRef(event_id=uuid4(), correlation_id=order_id)
-    await orders.decide(order_id, decide_start_routing, cause=cause)
-    await orders.decide(
-        order_id,
-        lambda s: decide_route(s, attempt=1, quotes=(), plan=plan()),
-        cause=cause,
-    )
+    order_id, _ = await route_a_new_order(orders, store)
     history = await orders.history(order_id)
     assert isinstance(history[-1].event, RouteSelected)
     return history[-1].model_copy(update={"recorded_at": datetime.now(UTC)})
