@@ -9,6 +9,7 @@ tick whether one order or hundreds are in flight.
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 
 from shared.chain.port import Chain, ChainUnavailableError, SignatureStatus, TxPending
@@ -28,6 +29,31 @@ class Confirmations:
         self._failed_polls = 0
         self._waiting: dict[str, list[asyncio.Future[SignatureStatus]]] = {}
         self._asked = asyncio.Event()
+        self._height: tuple[float, int] | None = None  # (read at, height)
+        self._height_read: asyncio.Future[int] | None = None
+
+    async def block_height(self) -> int:
+        """The chain's height, read at most once per half poll interval for every
+        watcher that asks.
+
+        Watchers whose signature the chain does not know ask it each tick; N
+        dropped transactions would cost N reads a tick. A height read a moment
+        ago is never above the chain's: a watcher waits at most that moment
+        longer to learn that its bytes expired, never decides too early.
+        """
+        if self._height is not None:
+            read_at, height = self._height
+            if time.monotonic() - read_at < self._poll_s / 2:
+                return height
+        if self._height_read is None or self._height_read.done():
+            self._height_read = asyncio.ensure_future(self._read_height())
+        return await asyncio.shield(self._height_read)
+
+    async def _read_height(self) -> int:
+        read_at = time.monotonic()  # before the read: the answer is at least this new
+        height = await self._chain.block_height()
+        self._height = (read_at, height)
+        return height
 
     async def next_status(self, signature: str) -> SignatureStatus:
         """The signature's status as of the next poll.

@@ -388,7 +388,7 @@ class ExecuteOrders:
         from the next batched poll, which starts after this call asks for it.
         """
         try:
-            if await self._chain.block_height() <= tx.last_valid_block_height:
+            if await self._confirmations.block_height() <= tx.last_valid_block_height:
                 return None
         except ChainUnavailableError:
             return None
