@@ -532,6 +532,22 @@ class ScriptedFirehose:
             clientOrderId=None,
         )
 
+    def started(self, order_id: str, *, side: str = "sell") -> list[dict[str, Any]]:
+        """An order accepted, then routing its first attempt."""
+        return [
+            self.accepted(order_id, side=side),
+            self.frame(order_id, "RoutingStarted", "routing", attempt=1),
+        ]
+
+    def routed(
+        self, order_id: str, *, side: str = "sell", **route: Any
+    ) -> list[dict[str, Any]]:
+        """``started``, then its first attempt routed (``quotes``, ``plan``, …)."""
+        return [
+            *self.started(order_id, side=side),
+            self.frame(order_id, "RouteSelected", "building", attempt=1, **route),
+        ]
+
 
 def quote(venue: str, **amounts: str) -> dict[str, Any]:
     return {
@@ -615,20 +631,15 @@ async def test_the_route_shown_is_the_current_attempts(
         "routePlan": requoted_plan,
     }
     fh.send(
-        fh.accepted(order_id),
-        fh.frame(order_id, "RoutingStarted", "routing", attempt=1),
-        fh.frame(
+        *fh.routed(
             order_id,
-            "RouteSelected",
-            "building",
-            attempt=1,
             quotes=[
                 quote("raydium", outAmount="150.25"),
                 quote("meteora", outAmount="149"),
             ],
             plan=plan(("raydium", 10000), reason="routed: raydium alone"),
             venue="raydium",
-        ),
+        )
     )
     row = tab.locator(f'tr[data-order-id="{order_id}"]')
     route_cell = row.locator("td").nth(5)
@@ -709,16 +720,7 @@ async def test_a_lopsided_split_shows_its_fractional_shares(
     order_id = new_order_id()
     split = plan(("raydium", 9960), ("meteora", 40), reason="split 99.6/0.4")
     fh.send(
-        fh.accepted(order_id),
-        fh.frame(order_id, "RoutingStarted", "routing", attempt=1),
-        fh.frame(
-            order_id,
-            "RouteSelected",
-            "building",
-            attempt=1,
-            quotes=[quote("raydium"), quote("meteora")],
-            plan=split,
-        ),
+        *fh.routed(order_id, quotes=[quote("raydium"), quote("meteora")], plan=split)
     )
     row = tab.locator(f'tr[data-order-id="{order_id}"]')
     await expect(row.locator("td").nth(5)).to_have_text("raydium 99.6% / meteora 0.4%")
@@ -768,10 +770,7 @@ async def test_the_in_flight_filter_drops_an_order_once_it_finishes(
     fh = await open_with_scripted_firehose(tab, system)
     await tab.get_by_test_id("status-filter").select_option("active")
     order_id = new_order_id()
-    fh.send(
-        fh.accepted(order_id),
-        fh.frame(order_id, "RoutingStarted", "routing", attempt=1),
-    )
+    fh.send(*fh.started(order_id))
     row = tab.locator(f'tr[data-order-id="{order_id}"]')
     await expect(row.get_by_test_id("status")).to_have_text("routing")
 
@@ -879,16 +878,9 @@ async def test_a_buys_quotes_show_the_most_it_may_pay(
         ),
     ):
         fh.send(
-            fh.accepted(order_id, side=side),
-            fh.frame(order_id, "RoutingStarted", "routing", attempt=1),
-            fh.frame(
-                order_id,
-                "RouteSelected",
-                "building",
-                attempt=1,
-                quotes=quotes,
-                plan=plan(("raydium", 10000)),
-            ),
+            *fh.routed(
+                order_id, side=side, quotes=quotes, plan=plan(("raydium", 10000))
+            )
         )
     table = tab.get_by_test_id("quotes")
     await tab.locator(f'tr[data-order-id="{buy}"]').click()
@@ -952,24 +944,8 @@ async def test_the_reconnect_back_off_starts_over_after_a_frame_or_ten_seconds_o
         if dial == 5:  # the dial that gets a frame
             order_id = new_order_id()
             position = await tab.evaluate("window.dashboard.lastPosition") + 1
-            ws.send(
-                json.dumps(
-                    {
-                        "orderId": order_id,
-                        "status": "pending",
-                        "type": "OrderAccepted",
-                        "version": 1,
-                        "position": position,
-                        "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                        "orderType": "market",
-                        "tokenPair": "SOL-USDC",
-                        "side": "sell",
-                        "amount": "1",
-                        "slippageBps": 50,
-                        "clientOrderId": None,
-                    }
-                )
-            )
+            accepted = ScriptedFirehose(position=position - 1).accepted(order_id)
+            ws.send(json.dumps(accepted))
             await expect(tab.locator(f'tr[data-order-id="{order_id}"]')).to_have_count(
                 1
             )

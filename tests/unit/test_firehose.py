@@ -70,6 +70,10 @@ class _Client:
     async def close(self, code: int, reason: str | None = None) -> None:
         self.closed = (code, reason)
 
+    async def receive(self) -> dict[str, Any]:
+        await asyncio.Event().wait()  # it never sends anything
+        raise AssertionError
+
 
 async def test_a_firehose_far_behind_under_load_catches_up_and_stays_live() -> None:
     """3,000 events behind while events keep coming (300 of them during the
@@ -144,10 +148,6 @@ class _OrderClient(_Client):
     async def send(self, message: dict[str, Any]) -> None:
         self.versions.append(json.loads(message["text"])["version"])
         await asyncio.sleep(0)
-
-    async def receive(self) -> dict[str, Any]:
-        await asyncio.Event().wait()  # it never sends anything
-        raise AssertionError
 
 
 async def test_an_order_stream_past_its_buffer_is_sent_whole_then_closed() -> None:
@@ -323,10 +323,6 @@ class _Reader(_Client):
             await asyncio.Event().wait()  # its socket is full, and stays full
         await asyncio.sleep(self._pace)
         self.positions.append(json.loads(message["text"])["position"])
-
-    async def receive(self) -> dict[str, Any]:
-        await asyncio.Event().wait()  # it never sends anything
-        raise AssertionError
 
 
 class _SlowLog(_QuietLog):

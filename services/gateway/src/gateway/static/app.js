@@ -240,10 +240,8 @@ function applyFrame(frame) {
     order.amount = frame.amount ?? order.amount;
     order.slippageBps = frame.slippageBps ?? order.slippageBps;
     if (at != null) order.createdAt = at;
-  } else if (frame.type === "RouteSelected") {
-    setLegs(order, frame.plan?.legs, frame.version);
-  } else if (frame.type === "TransactionSubmitted") {
-    // Re-quoted before building: the transaction carries this plan, not the routed one.
+  } else if (frame.type === "RouteSelected" || frame.type === "TransactionSubmitted") {
+    // A transaction re-quoted before building carries its own plan, not the routed one.
     setLegs(order, frame.plan?.legs, frame.version);
   } else if (frame.type === "SwapConfirmed") {
     order.txHash = frame.txHash ?? order.txHash;
@@ -326,12 +324,15 @@ function parseVenue(text) {
   return parts.map((m) => ({ venue: m[1].toLowerCase(), bps: Math.round(Number(m[2] ?? 0) * 100) }));
 }
 
+/** "raydium 60% / meteora 40%". */
+const legsText = (legs) => legs.map((l) => `${l.venue} ${pct(l.bps)}`).join(" / ");
+
 function routeLabel(order) {
   const legs = order.legs;
   if (!legs || !legs.length) return order.venue ?? "";
   const sorted = [...legs].sort((a, b) => b.bps - a.bps);
   if (sorted.length === 1) return sorted[0].venue;
-  return sorted.map((l) => `${l.venue} ${pct(l.bps)}`).join(" / ");
+  return legsText(sorted);
 }
 
 function trimOrders() {
@@ -375,10 +376,11 @@ function bucketAt(ms) {
 
 function countCompletion(order) {
   if (!TERMINAL.has(order.status) || order.terminalAt == null) return;
+  let bucket; // looked up once: each lookup clears the windows it falls in
+  const counted = () => (bucket ??= bucketAt(order.countedAt));
   if (order.countedAt == null) {
     order.countedAt = order.terminalAt;
-    const bucket = bucketAt(order.countedAt);
-    if (bucket && order.status === "confirmed") {
+    if (counted() && order.status === "confirmed") {
       bucket.ok += 1;
       addVenues(bucket.venues, order.legs);
     } else if (bucket) {
@@ -390,8 +392,7 @@ function countCompletion(order) {
   if (!order.latencyCounted && order.createdAt != null) {
     order.latencyCounted = true;
     const latency = order.countedAt - order.createdAt;
-    const bucket = latency >= 0 ? bucketAt(order.countedAt) : null;
-    if (bucket) bucket.latencies.push(latency);
+    if (latency >= 0 && counted()) bucket.latencies.push(latency);
   }
 }
 
@@ -592,11 +593,11 @@ function describeFrame(frame) {
       return `routing, attempt ${frame.attempt}`;
     case "RouteSelected": {
       const legs = frame.plan?.legs ?? [];
-      return `route ${legs.map((l) => `${l.venue} ${pct(l.bps)}`).join(" / ")}`;
+      return `route ${legsText(legs)}`;
     }
     case "TransactionSubmitted": {
       const legs = frame.plan?.legs ?? [];
-      const requoted = legs.length ? ` · re-quoted: ${legs.map((l) => `${l.venue} ${pct(l.bps)}`).join(" / ")}` : "";
+      const requoted = legs.length ? ` · re-quoted: ${legsText(legs)}` : "";
       return `submitted ${shortId(frame.signature)}${requoted}`;
     }
     case "SwapConfirmed":
