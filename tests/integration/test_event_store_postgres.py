@@ -24,7 +24,7 @@ from shared.eventstore.port import (
     AppendResult,
     EventIdConflictError,
     RawEvent,
-    UnreadableEventsError,
+    UnreadableStreamError,
     WrongExpectedVersionError,
 )
 from shared.eventstore.postgres import (
@@ -372,9 +372,9 @@ async def test_the_relay_forwards_an_event_type_this_release_does_not_know(
             await store.append(stream, new_events(1, first_attempt=2), 2)
 
             raw = await store.read_all_raw(0, limit=10)
-            with pytest.raises(UnreadableEventsError):
+            with pytest.raises(UnreadableStreamError):
                 await store.read_all(0, limit=10)
-            with pytest.raises(UnreadableEventsError):
+            with pytest.raises(UnreadableStreamError):
                 await store.read_stream(stream)
         finally:
             await pool.close()

@@ -228,10 +228,7 @@ def submit(  # noqa: PLR0917 - one parameter per CLI option
                 reached = frames[-1]["status"] if frames else "pending"
                 message = f"order {order_id} still {reached} after {timeout:g}s"
                 if as_json:
-                    sys.stderr.write(
-                        json.dumps({"error": message, "status": None, "detail": None})
-                        + "\n"
-                    )
+                    sys.stderr.write(json.dumps(ApiError(message).as_json()) + "\n")
                 else:
                     err.print(Text(message, style="bold yellow"))
                 return EXIT_TIMEOUT

@@ -29,8 +29,9 @@ class Confirmations:
         self._failed_polls = 0
         self._waiting: dict[str, list[asyncio.Future[SignatureStatus]]] = {}
         self._asked = asyncio.Event()
-        self._height: tuple[float, int] | None = None  # (read at, height)
-        self._height_read: asyncio.Future[int] | None = None
+        # The last read of the height and when it started: an answer is at least
+        # as new as that moment.
+        self._height: tuple[float, asyncio.Future[int]] | None = None
 
     async def block_height(self) -> int:
         """The chain's height, read at most once per half poll interval for every
@@ -42,18 +43,14 @@ class Confirmations:
         longer to learn that its bytes expired, never decides too early.
         """
         if self._height is not None:
-            read_at, height = self._height
-            if time.monotonic() - read_at < self._poll_s / 2:
-                return height
-        if self._height_read is None or self._height_read.done():
-            self._height_read = asyncio.ensure_future(self._read_height())
-        return await asyncio.shield(self._height_read)
-
-    async def _read_height(self) -> int:
-        read_at = time.monotonic()  # before the read: the answer is at least this new
-        height = await self._chain.block_height()
-        self._height = (read_at, height)
-        return height
+            started, read = self._height
+            answered = read.done() and not read.cancelled() and not read.exception()
+            fresh = time.monotonic() - started < self._poll_s / 2
+            if not read.done() or (answered and fresh):
+                return await asyncio.shield(read)
+        read = asyncio.ensure_future(self._chain.block_height())
+        self._height = (time.monotonic(), read)
+        return await asyncio.shield(read)
 
     async def next_status(self, signature: str) -> SignatureStatus:
         """The signature's status as of the next poll.

@@ -10,7 +10,7 @@ from shared.domain.order import OrderState, replay
 from shared.eventstore.port import (
     NO_STREAM,
     EventStore,
-    UnreadableEventsError,
+    UnreadableStreamError,
     WrongExpectedVersionError,
 )
 
@@ -82,7 +82,7 @@ async def place_order(
     # The key was used before: the first order stands, if it is this order.
     try:
         history = await store.read_stream(accepted.order_id)
-    except UnreadableEventsError:
+    except UnreadableStreamError:
         raise  # recorded, and no retry will read it: an upgraded gateway can
     except Exception as error:
         # Whatever the read says, the append already did: the order is recorded.

@@ -215,30 +215,13 @@ class Hub:
                     self.watermark, limit=_FILL_BATCH
                 )
                 for event in batch:
-                    envelope = self.readable(event)
+                    envelope = readable(event, self._passed_over)
                     if envelope is None:
                         self.pass_over(event.global_position)
                     else:
                         self.offer(envelope)
                 if len(batch) < _FILL_BATCH:
                     return
-
-    def readable(self, event: RawEvent) -> EventEnvelope | None:
-        """``event`` parsed, or None when it is to be passed over.
-
-        Beyond a newer release's type or field, that is any event that does not
-        parse (a value this release does not know, a corrupt row): the hub only
-        shows events, and stopping at one would stop every subscriber of every
-        order for good.
-        """
-        try:
-            envelope = event.known()
-        except ValidationError as error:
-            self._passed_over.broken(event, error)
-            return None
-        if envelope is None:
-            self._passed_over.note(event)
-        return envelope
 
     async def watch_head(self) -> None:
         """Find events the broker never delivered (the last one before a restart)."""
@@ -252,13 +235,27 @@ class Hub:
                     await self.fill()
 
 
-def showable(event: RawEvent) -> EventEnvelope | None:
-    """``event`` parsed, or None for one the hub passes over, quietly: a firehose
-    catching up meets what the hub has already logged and counted."""
+def readable(
+    event: RawEvent, passed_over: PassedOver | None = None
+) -> EventEnvelope | None:
+    """``event`` parsed, or None when it is to be passed over, noted in
+    ``passed_over`` (the hub's fill; a firehose catching up meets what the hub
+    has already logged and counted, and passes it over quietly).
+
+    Beyond a newer release's type or field, that is any event that does not parse
+    (a value this release does not know, a corrupt row): the notifier only shows
+    events, and stopping at one would stop every subscriber of every order for
+    good.
+    """
     try:
-        return event.known()
-    except ValidationError:
+        envelope = event.known()
+    except ValidationError as error:
+        if passed_over is not None:
+            passed_over.broken(event, error)
         return None
+    if envelope is None and passed_over is not None:
+        passed_over.note(event)
+    return envelope
 
 
 def _log_failure(task: "asyncio.Task[None]") -> None:

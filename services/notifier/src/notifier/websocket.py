@@ -18,11 +18,11 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.types import Message
 
-from notifier.hub import Hub, SlowSubscriberError, Subscription, showable
+from notifier.hub import Hub, SlowSubscriberError, Subscription, readable
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import TERMINAL_STATUSES
 from shared.domain.views import status_frame
-from shared.eventstore.port import EventStore, UnreadableEventsError
+from shared.eventstore.port import EventStore, UnreadableStreamError
 from shared.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FRAMES
 from shared.postgres.connections import STORE_UNAVAILABLE_ERRORS
 
@@ -289,7 +289,7 @@ async def _order_events(
         await _until_client_leaves(ws, pushing, subscription)
     except STORE_UNAVAILABLE_ERRORS as error:
         await _store_unavailable(ws, max(after, subscription.sent_through), error)
-    except UnreadableEventsError:
+    except UnreadableStreamError:
         # Unlike the firehose, one order's stream cannot pass an event over:
         # its versions would never be whole again.
         logger.exception(
@@ -329,18 +329,16 @@ async def _push_order(  # noqa: PLR0917 - private helper of one endpoint
             if envelope.status in TERMINAL_STATUSES:
                 await ws.close(code=CLOSE_NORMAL)
                 return
-        if hole:
-            with subscription.store_read():
-                pending = await store.read_stream(stream, after_version=last)
-            continue
-        try:
-            pending = await subscription.next()
-        except SlowSubscriberError:
-            # What the buffer could not take is in the store; what comes after
-            # the read is buffered again, and anything sent twice is skipped.
-            subscription.rejoin()
-            with subscription.store_read():
-                pending = await store.read_stream(stream, after_version=last)
+        if not hole:
+            try:
+                pending = await subscription.next()
+                continue
+            except SlowSubscriberError:
+                # What the buffer could not take is in the store; what comes after
+                # the read is buffered again, and anything sent twice is skipped.
+                subscription.rejoin()
+        with subscription.store_read():
+            pending = await store.read_stream(stream, after_version=last)
 
 
 async def _push_firehose(
@@ -416,7 +414,7 @@ async def _send_stored(
         shown = 0
         for event in stored:
             # What the hub passes over, so is the catch-up.
-            if (known := showable(event)) is not None:
+            if (known := readable(event)) is not None:
                 await _send(ws, known)
                 shown += 1
             last = subscription.sent_through = event.global_position

@@ -93,7 +93,7 @@ class EventIdConflictError(EventStoreError):
     """An event id is already recorded, but not as this exact append."""
 
 
-class UnreadableEventsError(EventStoreError):
+class UnreadableStreamError(EventStoreError):
     """A stream holds an event this release cannot parse: a newer release's type,
     field or value (during a rolling upgrade), or a corrupt row. ``stream`` is the
     order's, when one order's stream was read."""

@@ -17,7 +17,7 @@ from shared.eventstore.port import (
     EventIdConflictError,
     EventStoreError,
     RawEvent,
-    UnreadableEventsError,
+    UnreadableStreamError,
     WrongExpectedVersionError,
 )
 
@@ -222,7 +222,7 @@ class PostgresEventStore:
         try:
             return _ENVELOPES.validate_json(row[0])
         except ValidationError as error:
-            raise UnreadableEventsError(str(error), stream) from error
+            raise UnreadableStreamError(str(error), stream) from error
 
 
 def _outcome(

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 
-from shared.eventstore.port import UnreadableEventsError
+from shared.eventstore.port import UnreadableStreamError
 from shared.postgres.connections import STORE_UNAVAILABLE_ERRORS
 from shared.service.asyncapi import asyncapi_api
 from shared.service.docs import mount_docs
@@ -53,7 +53,7 @@ def service_app(
     )
     for unavailable in STORE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(unavailable, _store_unavailable)
-    app.add_exception_handler(UnreadableEventsError, _unreadable_events)
+    app.add_exception_handler(UnreadableStreamError, _unreadable_events)
     app.include_router(ops_api(runtime_readiness(app)))
     app.include_router(asyncapi_api(settings.broker_namespace))
     mount_docs(app)
@@ -154,7 +154,7 @@ async def _unreadable_events(request: Request, error: Exception) -> JSONResponse
         extra={"kind": "unreadable_event", "path": request.url.path},
         exc_info=error,
     )
-    stream = cast("UnreadableEventsError", error).stream  # registered for it
+    stream = cast("UnreadableStreamError", error).stream  # registered for it
     order = "the order" if stream is None else f"order {stream}"
     return JSONResponse(
         status_code=503,
