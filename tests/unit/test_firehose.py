@@ -296,7 +296,7 @@ async def test_subscribers_catching_up_at_once_take_turns_reading_the_store() ->
     await asyncio.wait_for(
         asyncio.gather(
             *(
-                _join(cast("WebSocket", c), log, hub, hub.subscription(None), 0)
+                _join(cast("WebSocket", c), log, hub, hub.subscription(None))
                 for c in clients
             )
         ),

@@ -345,10 +345,9 @@ async def _push_firehose(
     ws: WebSocket, store: EventStore, hub: Hub, subscription: Subscription
 ) -> None:
     """Everything after ``subscription.sent_through``, from the log, then live."""
-    last = subscription.sent_through
     sent = _SENT[FIREHOSE]
     while True:
-        last = await _join(ws, store, hub, subscription, last)
+        await _join(ws, store, hub, subscription)
         while True:
             try:
                 batch = await subscription.next()
@@ -361,36 +360,33 @@ async def _push_firehose(
                 break
             count = 0
             for envelope in batch:
-                if envelope.global_position > last:
+                if envelope.global_position > subscription.sent_through:
                     await _send(ws, envelope)
-                    last = subscription.sent_through = envelope.global_position
+                    subscription.sent_through = envelope.global_position
                     count += 1
             sent.inc(count)
 
 
 async def _join(
-    ws: WebSocket, store: EventStore, hub: Hub, subscription: Subscription, last: int
-) -> int:
-    """Send the log after ``last`` and attach to the live events on the way;
-    return the last position sent."""
+    ws: WebSocket, store: EventStore, hub: Hub, subscription: Subscription
+) -> None:
+    """Send the log after ``subscription.sent_through`` and attach to the live
+    events on the way."""
     # Far behind, the log is read before any live event is buffered: under a
     # steady load they would fill the buffer before the catch-up ended, and cut
     # the client off on every resume. Attached once the rest of the catch-up is
     # under half the buffer, the client buffers fewer events than it is sent.
-    last = await _send_stored(
+    await _send_stored(
         ws,
         store,
         hub,
         subscription,
-        last,
         until=lambda: hub.watermark,
         within=subscription.max_buffer // 2,
     )
     hub.attach(subscription)
     catch_up_to = hub.watermark
-    return await _send_stored(
-        ws, store, hub, subscription, last, until=lambda: catch_up_to
-    )
+    await _send_stored(ws, store, hub, subscription, until=lambda: catch_up_to)
 
 
 async def _send_stored(
@@ -398,17 +394,18 @@ async def _send_stored(
     store: EventStore,
     hub: Hub,
     subscription: Subscription,
-    last: int,
     *,
     until: Callable[[], int],
     within: int = 0,
-) -> int:
-    """Send the stored events after ``last`` until no more than ``within`` lie
-    between the last one sent and ``until()``; return the last position sent."""
-    while until() - last > within:
+) -> None:
+    """Send the stored events after ``subscription.sent_through`` until no more
+    than ``within`` lie between the last one sent and ``until()``."""
+    while until() - subscription.sent_through > within:
         with subscription.store_read():
             async with hub.catch_up_reads:
-                stored = await store.read_all_raw(last, limit=_CATCH_UP_BATCH)
+                stored = await store.read_all_raw(
+                    subscription.sent_through, limit=_CATCH_UP_BATCH
+                )
         if not stored:
             break
         shown = 0
@@ -417,6 +414,5 @@ async def _send_stored(
             if (known := readable(event)) is not None:
                 await _send(ws, known)
                 shown += 1
-            last = subscription.sent_through = event.global_position
+            subscription.sent_through = event.global_position
         _SENT[FIREHOSE].inc(shown)
-    return last
