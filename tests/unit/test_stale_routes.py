@@ -8,12 +8,11 @@ quoted amounts.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-from executor.confirmations import Confirmations
 from executor.handlers import ExecuteOrders
 from shared.chain.port import Blockhash, SignatureStatus, TxLanded, TxUnknown
 from shared.chain.transaction import decode_transaction
@@ -29,14 +28,13 @@ from shared.domain.order import decide_route, decide_start_routing
 from shared.domain.pairs import SUPPORTED_PAIRS, Pair, Side
 from shared.domain.pools import CpPool, DlmmPool
 from shared.domain.quotes import RouteLeg, RoutePlan, Venue
-from shared.domain.retry import RetryPolicy
 from shared.domain.routing import plan_route
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.orders import Orders
 from shared.eventstore.port import NO_STREAM
 from shared.venues.port import PoolRead
 from shared.venues.quoting import Quoting
-from tests.unit.fake_chain import Ticks, ticking
+from tests.unit.fake_chain import Ticks, executing, ticking
 
 SOL, USDC = 10**9, 10**6
 PAIR = SUPPORTED_PAIRS["SOL-USDC"]
@@ -171,38 +169,18 @@ async def routed_split(
     return order_id, plan, history[-1].model_copy(update={"recorded_at": routed_at})
 
 
-@contextlib.asynccontextmanager
-async def executor(
+def executor(
     venues: Venues,
-) -> AsyncIterator[tuple[ExecuteOrders, Orders, InMemoryEventStore]]:
-    store = InMemoryEventStore()
-    orders = Orders(store)
-    chain = LandingChain()
-    confirmations = Confirmations(chain, poll_s=0.01)
-    poller = asyncio.create_task(confirmations.run())
-    try:
-        yield (
-            ExecuteOrders(
-                orders=orders,
-                chain=chain,
-                confirmations=confirmations,
-                quoting=Quoting(
-                    venues={venue: venues.client(venue) for venue in Venue},
-                    timeout=timedelta(seconds=5),
-                    validity=VALIDITY,
-                    slot_ms=400,
-                ),
-                policy=RetryPolicy(),
-                rebroadcast_s=1.0,
-                poll_s=0.01,
-            ),
-            orders,
-            store,
-        )
-    finally:
-        poller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poller
+) -> contextlib.AbstractAsyncContextManager[
+    tuple[ExecuteOrders, Orders, InMemoryEventStore]
+]:
+    quoting = Quoting(
+        venues={venue: venues.client(venue) for venue in Venue},
+        timeout=timedelta(seconds=5),
+        validity=VALIDITY,
+        slot_ms=400,
+    )
+    return executing(LandingChain(), quoting)
 
 
 async def outcome(

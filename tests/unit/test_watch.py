@@ -11,8 +11,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from executor.confirmations import Confirmations
-from executor.handlers import ExecuteOrders
 from shared.chain.port import (
     Blockhash,
     ChainUnavailableError,
@@ -23,11 +21,11 @@ from shared.chain.port import (
 )
 from shared.domain.envelope import EventEnvelope
 from shared.domain.events import RetryScheduled, RouteSelected, SwapConfirmed
-from shared.domain.retry import FailureClass, RetryPolicy
+from shared.domain.retry import FailureClass
 from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.orders import Orders
 from shared.venues.quoting import Quoting
-from tests.unit.fake_chain import Ticks, ticking
+from tests.unit.fake_chain import Ticks, executing, ticking
 from tests.unit.order_events import plan, route_a_new_order
 
 LAST_VALID = 150
@@ -87,32 +85,16 @@ async def routed(orders: Orders, store: InMemoryEventStore) -> EventEnvelope:
 
 async def executed(node: Node) -> list[object]:
     """The order's events once the executor recorded the attempt's outcome."""
-    store = InMemoryEventStore()
-    orders = Orders(store)
-    confirmations = Confirmations(node, poll_s=0.01)
-    poller = asyncio.create_task(confirmations.run())
-    execute = ExecuteOrders(
-        orders=orders,
-        chain=node,
-        confirmations=confirmations,
-        quoting=Quoting(
-            venues={},
-            timeout=timedelta(seconds=1),
-            validity=timedelta(seconds=2),
-            slot_ms=400,
-        ),
-        policy=RetryPolicy(),
-        rebroadcast_s=1.0,
-        poll_s=0.01,
+    quoting = Quoting(
+        venues={},
+        timeout=timedelta(seconds=1),
+        validity=timedelta(seconds=2),
+        slot_ms=400,
     )
-    try:
+    async with executing(node, quoting) as (execute, orders, store):
         cause = await routed(orders, store)
         await asyncio.wait_for(execute.on_route_selected(cause), timeout=5)
         return [envelope.event for envelope in await orders.history(cause.order_id)]
-    finally:
-        poller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poller
 
 
 async def test_a_landed_swap_is_confirmed_while_the_node_refuses_every_send() -> None:
